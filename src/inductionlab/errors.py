@@ -1,0 +1,21 @@
+"""Typed errors raised by the library.
+
+Library code raises these with a message a user can act on; only the CLI turns them into a
+one-line message and an exit code (DESIGN "House style").
+"""
+
+
+class InductionLabError(Exception):
+    """Base class of every error inductionlab raises on purpose."""
+
+
+class ConfigError(InductionLabError, ValueError):
+    """A config value (or an override, or a preset name) is invalid; the message names the field."""
+
+
+class RunDirError(InductionLabError):
+    """A run directory is missing, unreadable, or belongs to a different config."""
+
+
+class CheckpointError(InductionLabError):
+    """A checkpoint file is missing or corrupt; the message names the file."""
