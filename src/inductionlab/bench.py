@@ -1,0 +1,118 @@
+"""``inductionlab bench``: the numbers that say whether the hot paths are fast (issue "Core").
+
+- sampler throughput: sequences/s, one process, T=256, K=5 (SCIENCE §2);
+- the median time of one paper-scale training step (sample + forward + backward + update) at
+  d=256, T=256, batch 512, K=5 fixed triggers, SGD, 2 layers, ``ape``;
+- the peak memory of those steps, and the machine's fp32 matmul GFLOP/s for context.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+
+import torch
+
+from inductionlab.config import RunConfig, validate
+
+PAPER_SCALE = {
+    "name": "bench-paper-scale",
+    "data": {"seq_len": 256, "n_triggers": 5, "trigger_mode": "fixed"},
+    "model": {"d_model": 256, "n_layers": 2, "pos_enc": "ape"},
+    "train": {"optimizer": "sgd", "batch_size": 512, "loss_on": "in-context"},
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 GFLOP/s of a square matmul (median of ``repeats``)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5) -> dict[str, float]:
+    """Sequences per second of the SCIENCE §2 sampler at T=256, K=5 (median of ``repeats``)."""
+    from inductionlab.train import make_sampler
+
+    cfg = validate(PAPER_SCALE)
+    _, sampler = make_sampler(cfg, device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sampler.sample(batch, gen)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        sampler.sample(batch, gen)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return {"sequences_per_s": batch / statistics.median(times), "batch": batch, "seq_len": 256, "n_triggers": 5}
+
+
+def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict[str, float]:
+    """Median seconds of one full training step (after one warm-up step), and peak memory."""
+    from inductionlab.evaluation import training_loss
+    from inductionlab.models.build import build_model
+    from inductionlab.train import make_optimizer, make_sampler
+
+    source, sampler = make_sampler(cfg, device)
+    model = build_model(cfg.model, source.n_tokens, cfg.seeds.init).to(device)
+    optimizer = make_optimizer(cfg, model)
+    gen = torch.Generator(device=device).manual_seed(cfg.seeds.data)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(steps + 1):
+        _sync(device)
+        start = time.perf_counter()
+        batch = sampler.sample(cfg.train.batch_size, gen)
+        loss = training_loss(model, batch, cfg.train.loss_on)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - start)
+    out = {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "steps": steps}
+    if device.type == "cuda":
+        out["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def run_benchmarks(device: str = "auto", steps: int = 5) -> dict:
+    from inductionlab.train import resolve_device
+
+    dev = resolve_device(device)
+    cfg = validate(PAPER_SCALE)
+    step = training_step_time(cfg, dev, steps)
+    return {
+        "machine": {
+            "device": str(dev),
+            "cpu": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+            "torch": torch.__version__,
+        },
+        "matmul_fp32_gflops": matmul_gflops(dev),
+        "sampler": sampler_throughput(dev),
+        "train_step_paper_scale": {
+            "d_model": 256, "seq_len": 256, "batch_size": 512, "n_triggers": 5, "optimizer": "sgd",
+            "n_layers": 2, "pos_enc": "ape", **step,
+        },
+        # ru_maxrss is KiB on Linux: the peak resident memory of this process so far
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }

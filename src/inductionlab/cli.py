@@ -1,0 +1,120 @@
+"""Command line: ``inductionlab train | presets | probe | bench``.
+
+The CLI only parses and calls. Library errors become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from inductionlab.errors import InductionLabError
+
+EXIT_USAGE = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="inductionlab")
+def cli() -> None:
+    """Induction heads as associative memories: train, probe and benchmark small transformers."""
+
+
+@cli.command()
+@click.argument("preset_or_config")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field, e.g. --set model.n_layers=1 (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default: runs/NAME). An existing run of the same config resumes.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Override train.device.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, device: str | None,
+          quiet: bool) -> None:
+    """Train PRESET_OR_CONFIG (a preset name or a YAML file) into a run directory."""
+    from inductionlab.config import load_config
+    from inductionlab.train import train as run_training
+
+    cfg = load_config(preset_or_config, overrides)
+    out_dir = Path(out) if out else Path("runs") / cfg.name
+    try:
+        summary = run_training(cfg, out_dir, device=device, progress=not quiet)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; checkpoint saved in {out_dir}; run the same command to resume", err=True)
+        sys.exit(130)
+    click.echo(format_summary(summary, out_dir))
+
+
+def format_summary(summary: dict, out_dir: Path) -> str:
+    keys = ("step", "acc_in_context", "acc_global", "loss_global", "loss_global_bigram_optimum",
+            "wo", "wk2", "wk1", "elapsed_s")
+    lines = [f"run directory: {out_dir}"]
+    lines += [f"  {k:28s} {summary[k]:.4f}" if isinstance(summary.get(k), float) else f"  {k:28s} {summary.get(k)}"
+              for k in keys if k in summary]
+    if "milestones" in summary:
+        lines.append(f"  first step ≥ 0.9: {json.dumps(summary['milestones'])}")
+    return "\n".join(lines)
+
+
+@cli.command()
+def presets() -> None:
+    """List the presets with a one-line description."""
+    from inductionlab.config import preset_descriptions
+
+    for name, description in preset_descriptions().items():
+        click.echo(f"{name:16s} {description}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--device", default="cpu", show_default=True)
+def probe(run_dir: str, device: str) -> None:
+    """Recompute the memory and attention probes of RUN_DIR's latest checkpoint (JSON)."""
+    import torch
+
+    from inductionlab.evaluation import evaluate
+    from inductionlab.train import make_sampler, open_trained
+
+    cfg, model, step = open_trained(run_dir, device)
+    source, sampler = make_sampler(cfg, torch.device(device))
+    batch = sampler.sample(cfg.train.eval_batch_size, torch.Generator(device=device).manual_seed(cfg.seeds.eval))
+    metrics = evaluate(model, batch, source.bigram, cfg.data.seq_len, sampler.fixed_triggers)
+    click.echo(json.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--steps", default=5, show_default=True, help="Timed training steps (after one warm-up).")
+def bench(out: str | None, device: str, steps: int) -> None:
+    """Sampler throughput, paper-scale training-step time, peak memory, matmul GFLOP/s (JSON)."""
+    from inductionlab.bench import run_benchmarks
+
+    result = run_benchmarks(device=device, steps=steps)
+    text = json.dumps(result, indent=2)
+    if out:
+        try:
+            Path(out).write_text(text + "\n")
+        except OSError as err:
+            raise InductionLabError(f"{out}: cannot write ({err.strerror})") from None
+    click.echo(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one line per error, exit code 2, never a traceback for bad input."""
+    try:
+        cli.main(args=argv, prog_name="inductionlab", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except InductionLabError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The general transformer (SCIENCE §3.2): multi-head, any depth, pre-LayerNorm, optional MLPs.
+
+Used for 1-layer controls, 3-layer position-free models and future tasks.  Unlike the simplified
+AMT (§3.1) everything here is learned (``W_Q`` included); only the sinusoidal position table of
+``ape-sincos`` is a frozen buffer.
+
+Conventions follow TransformerLens so probes read the same on both codebases:
+
+- weights per head: ``W_Q, W_K, W_V`` (n_heads, d_model, d_head), ``W_O`` (n_heads, d_head, d_model);
+  ``W_E`` (n_tokens, d_model), ``W_pos`` (max_len, d_model), ``W_U`` (d_model, n_tokens);
+- activations go into an optional ``cache`` dict passed to ``forward`` (no global hook state)::
+
+    hook_embed                   (B, T, d)       token embeddings
+    hook_pos_embed               (B, T, d)       ape / ape-sincos only
+    blocks.{l}.hook_resid_pre    (B, T, d)
+    blocks.{l}.attn.hook_attn_scores (B, H, Tq, T) pre-softmax scores, -inf where s > t
+    blocks.{l}.attn.hook_pattern (B, H, Tq, T)   attention probabilities (rows sum to 1)
+    blocks.{l}.hook_attn_out     (B, Tq, d)
+    blocks.{l}.hook_resid_mid    (B, Tq, d)
+    blocks.{l}.hook_mlp_out      (B, Tq, d)      only with ``mlp=True``
+    blocks.{l}.hook_resid_post   (B, Tq, d)
+    ln_final.hook_normalized     (B, Tq, d)
+
+  ``Tq = T`` except in the last layer when ``query_positions`` is given (then ``Tq`` is its length).
+
+Positions are 0-based; relative distances ``t - s`` are clipped at ``max_rel_dist``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from inductionlab.errors import ConfigError
+from inductionlab.models.positional import (
+    ABSOLUTE_ENCODINGS,
+    POS_ENCODINGS,
+    causal_mask,
+    clipped_distances,
+    rope_angles,
+    rope_rotate,
+    sincos_table,
+)
+
+INIT_STD = 0.02  # GPT-2 / nanoGPT initialisation scale
+
+
+def _record(cache: dict | None, name: str, value: Tensor) -> None:
+    if cache is not None:
+        cache[name] = value
+
+
+class Attention(nn.Module):
+    """Causal multi-head attention with an optional relative encoding (rpe, bias or rope).
+
+    ``relative`` is the layer's positional encoding if it is one of the relative kinds and
+    applies to this layer, else ``"none"``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, relative: str, max_rel_dist: int):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.relative, self.max_rel_dist = relative, max_rel_dist
+        self.W_Q = nn.Parameter(torch.empty(n_heads, d_model, self.d_head))
+        self.W_K = nn.Parameter(torch.empty(n_heads, d_model, self.d_head))
+        self.W_V = nn.Parameter(torch.empty(n_heads, d_model, self.d_head))
+        self.W_O = nn.Parameter(torch.empty(n_heads, self.d_head, d_model))
+        # Shaw et al. relative keys r_δ, one table per head in head space: S_ts += q_t · r_{min(t-s, δmax)}.
+        n_dist = max_rel_dist + 1
+        self.rel_keys = nn.Parameter(torch.empty(n_heads, n_dist, self.d_head)) if relative == "rpe" else None
+        # T5/ALiBi-style scalar per head per clipped distance, added after the 1/√d_head scaling;
+        # starts at zero (= NoPE at init).
+        self.rel_bias = nn.Parameter(torch.empty(n_heads, n_dist)) if relative == "bias" else None
+
+    def forward(self, h: Tensor, query_pos: Tensor | None, cache: dict | None, name: str) -> Tensor:
+        """h: (B, T, d) normalised residual; query_pos: (B, Tq) int64, or None for every position.
+
+        Returns (B, Tq, d): the heads' summed output at the query positions.
+        """
+        B, T, d = h.shape
+        key_pos = torch.arange(T, device=h.device)
+        h_q = h if query_pos is None else h.gather(1, query_pos[..., None].expand(-1, -1, d))
+        query_pos = key_pos[None] if query_pos is None else query_pos            # (b, Tq), b ∈ {1, B}
+        q = torch.einsum("btd,hde->bhte", h_q, self.W_Q)                          # (B, H, Tq, dh)
+        k = torch.einsum("bsd,hde->bhse", h, self.W_K)                            # (B, H, T, dh)
+        v = torch.einsum("bsd,hde->bhse", h, self.W_V)                            # (B, H, T, dh)
+        if self.relative == "rope":
+            q = rope_rotate(q, *(a[:, None] for a in rope_angles(query_pos, self.d_head)))
+            k = rope_rotate(k, *rope_angles(key_pos, self.d_head))
+        scores = torch.einsum("bhte,bhse->bhts", q, k)                           # (B, H, Tq, T)
+        dist = clipped_distances(query_pos, T, self.max_rel_dist)[:, None]        # (b, 1, Tq, T)
+        if self.rel_keys is not None:  # q @ rᵀ, then pick each clipped distance: no (B,H,Tq,T,dh)
+            q_dot_r = torch.einsum("bhte,hre->bhtr", q, self.rel_keys)            # (B, H, Tq, δmax+1)
+            scores = scores + q_dot_r.gather(-1, dist.expand(B, self.n_heads, -1, -1))
+        scores = scores.float() / math.sqrt(self.d_head)
+        if self.rel_bias is not None:
+            scores = scores + self.rel_bias[:, dist[:, 0]].transpose(0, 1).float()  # (b, H, Tq, T)
+        scores = scores.masked_fill(~causal_mask(query_pos, T)[:, None], float("-inf"))
+        pattern = scores.softmax(dim=-1)
+        _record(cache, f"{name}.hook_attn_scores", scores)
+        _record(cache, f"{name}.hook_pattern", pattern)
+        z = torch.einsum("bhts,bhse->bhte", pattern.to(v.dtype), v)                # (B, H, Tq, dh)
+        return torch.einsum("bhte,hed->btd", z, self.W_O)
+
+
+class MLP(nn.Module):
+    """Position-wise GELU feed-forward ``W_out · gelu(W_in x)``."""
+
+    def __init__(self, d_model: int, d_mlp: int):
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(d_model, d_mlp))
+        self.W_out = nn.Parameter(torch.empty(d_mlp, d_model))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.gelu(x @ self.W_in) @ self.W_out
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm residual block: ``x + attn(ln1(x))``, then ``+ mlp(ln2(·))`` if present."""
+
+    def __init__(self, d_model: int, n_heads: int, relative: str, max_rel_dist: int, d_mlp: int | None):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = Attention(d_model, n_heads, relative, max_rel_dist)
+        self.ln2 = nn.LayerNorm(d_model) if d_mlp else None
+        self.mlp = MLP(d_model, d_mlp) if d_mlp else None
+
+    def forward(self, x: Tensor, query_pos: Tensor | None, cache: dict | None, name: str) -> Tensor:
+        """x: (B, T, d); query_pos: (B, Tq) or None for all.  Returns the residual (B, Tq, d)."""
+        _record(cache, f"{name}.hook_resid_pre", x)
+        attn_out = self.attn(self.ln1(x), query_pos, cache, f"{name}.attn")
+        _record(cache, f"{name}.hook_attn_out", attn_out)
+        if query_pos is not None:
+            x = x.gather(1, query_pos[..., None].expand(-1, -1, x.shape[-1]))
+        x = x + attn_out
+        _record(cache, f"{name}.hook_resid_mid", x)
+        if self.mlp is not None:
+            mlp_out = self.mlp(self.ln2(x))
+            _record(cache, f"{name}.hook_mlp_out", mlp_out)
+            x = x + mlp_out
+        _record(cache, f"{name}.hook_resid_post", x)
+        return x
+
+
+class GeneralTransformer(nn.Module):
+    """Decoder-only transformer of SCIENCE §3.2 with any positional encoding of §3.1.
+
+    pos_enc: one of ``POS_ENCODINGS``.  ``ape`` learns ``W_pos`` (max_len rows); ``ape-sincos``
+    adds a frozen unit-norm sinusoidal buffer; ``rpe``/``bias``/``rope`` act inside attention,
+    in every layer if ``pos_all_layers`` else in the first layer only; ``none`` is NoPE.
+    Absolute encodings need ``T ≤ max_len``; the others run at any length.
+    All parameters are drawn from ``init_seed`` with a local generator (the global RNG is untouched).
+    """
+
+    def __init__(self, n_tokens: int, d_model: int, n_layers: int, n_heads: int, pos_enc: str, max_len: int,
+                 max_rel_dist: int = 64, mlp: bool = False, d_mlp: int | None = None, init_seed: int = 0,
+                 pos_all_layers: bool = True):
+        super().__init__()
+        if pos_enc not in POS_ENCODINGS:
+            raise ConfigError(f"pos_enc={pos_enc!r} is not one of {POS_ENCODINGS}")
+        if d_model % n_heads:
+            raise ConfigError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if n_layers < 1 or max_len < 1 or max_rel_dist < 0:
+            raise ConfigError(f"need n_layers ≥ 1, max_len ≥ 1, max_rel_dist ≥ 0; got {n_layers}, "
+                              f"{max_len}, {max_rel_dist}")
+        self.n_tokens, self.d_model, self.n_layers, self.n_heads = n_tokens, d_model, n_layers, n_heads
+        self.pos_enc, self.max_len, self.max_rel_dist = pos_enc, max_len, max_rel_dist
+        self.W_E = nn.Parameter(torch.empty(n_tokens, d_model))
+        self.W_pos = nn.Parameter(torch.empty(max_len, d_model)) if pos_enc == "ape" else None
+        sincos = sincos_table(max_len, d_model) if pos_enc == "ape-sincos" else None
+        self.register_buffer("sincos_pos", sincos)  # frozen: the only non-trained tensor
+        d_mlp = (d_mlp or 4 * d_model) if mlp else None
+        relative = pos_enc if pos_enc in ("rpe", "bias", "rope") else "none"
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, relative if (l == 0 or pos_all_layers) else "none", max_rel_dist, d_mlp)
+            for l in range(n_layers)
+        )
+        self.ln_final = nn.LayerNorm(d_model)
+        self.W_U = nn.Parameter(torch.empty(d_model, n_tokens))
+        self.reset_parameters(init_seed)
+
+    @torch.no_grad()
+    def reset_parameters(self, init_seed: int) -> None:
+        """GPT-2 init from ``init_seed``: weights N(0, 0.02), output projections (``W_O``, ``W_out``)
+        N(0, 0.02/√(2·n_layers)), LayerNorm (1, 0), relative biases 0."""
+        gen = torch.Generator().manual_seed(init_seed)
+        for name, p in self.named_parameters():
+            if ".ln" in name or name.startswith("ln_final") or name.endswith("rel_bias"):
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:
+                std = INIT_STD / math.sqrt(2 * self.n_layers) if name.endswith(("W_O", "W_out")) else INIT_STD
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+    def forward(
+        self, tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None
+    ) -> Tensor:
+        """tokens: (B, T) int64.  query_positions: optional (B, Tq) int64 (may repeat).
+
+        Returns logits (B, T, n_tokens) float32, or (B, Tq, n_tokens) at ``query_positions`` only:
+        every layer but the last runs all positions; the last layer's queries and the unembedding
+        run at the requested positions only.  ``cache``, if a dict, receives the hooks listed in the
+        module docstring.
+        """
+        B, T = tokens.shape
+        if self.pos_enc in ABSOLUTE_ENCODINGS and T > self.max_len:
+            raise ConfigError(
+                f"sequence length {T} exceeds max_len={self.max_len} of pos_enc={self.pos_enc!r}; "
+                "build the model with a larger max_len or use a relative encoding"
+            )
+        x = self.W_E[tokens]                                                      # (B, T, d)
+        _record(cache, "hook_embed", x)
+        pos_table = self.W_pos if self.W_pos is not None else self.sincos_pos
+        if pos_table is not None:
+            pos = pos_table[:T].expand(B, T, self.d_model)
+            _record(cache, "hook_pos_embed", pos)
+            x = x + pos
+        for l, block in enumerate(self.blocks):
+            x = block(x, query_positions if l == self.n_layers - 1 else None, cache, f"blocks.{l}")
+        x = self.ln_final(x)
+        _record(cache, "ln_final.hook_normalized", x)
+        return (x @ self.W_U).float()
+
+    def head_count(self) -> int:
+        """Total number of attention heads, ``n_layers · n_heads``."""
+        return self.n_layers * self.n_heads

@@ -1,0 +1,164 @@
+"""The run directory: the contract everything downstream reads (DESIGN "Contracts").
+
+::
+
+    RUN/config.yaml                    the fully resolved RunConfig
+    RUN/metrics.jsonl                  one JSON object per evaluation step
+    RUN/checkpoints/step_XXXXXXXX.safetensors   model, optimiser and RNG tensors
+    RUN/checkpoints/step_XXXXXXXX.json          step, optimiser hyper-parameters, file checksum
+    RUN/summary.json                   final metrics, written when the run finishes
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and a
+checkpoint counts only once its JSON, written last, names the checksum of its tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from inductionlab.config import RunConfig, to_yaml, validate
+from inductionlab.errors import CheckpointError, ConfigError, RunDirError
+
+KEEP_CHECKPOINTS = 2
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    """A run directory on disk; see the module docstring for its layout."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.yaml"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.checkpoint_dir = self.path / "checkpoints"
+        self.summary_path = self.path / "summary.json"
+
+    # ---------------------------------------------------------------- config
+
+    @classmethod
+    def create(cls, path: str | Path, cfg: RunConfig) -> RunDir:
+        """Open ``path`` for ``cfg``: a new directory, or an existing run of the same config."""
+        run = cls(path)
+        if run.config_path.exists():
+            if run.config() != cfg:
+                raise RunDirError(f"{run.path}: holds a run of a different config; choose another --out")
+            return run
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            atomic_write(run.config_path, to_yaml(cfg))
+        except OSError as err:
+            raise RunDirError(f"{run.path}: cannot write the run directory ({err.strerror})") from None
+        return run
+
+    def config(self) -> RunConfig:
+        """The run's config, read back from ``config.yaml``."""
+        try:
+            raw = yaml.safe_load(self.config_path.read_text())
+        except FileNotFoundError:
+            raise RunDirError(f"{self.path}: not a run directory (no config.yaml)") from None
+        except (OSError, yaml.YAMLError) as err:
+            raise RunDirError(f"{self.config_path}: unreadable ({err})") from None
+        try:
+            return validate(raw, str(self.config_path))
+        except ConfigError as err:
+            raise RunDirError(str(err)) from None
+
+    # ---------------------------------------------------------------- metrics
+
+    def metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        try:
+            return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        except (OSError, json.JSONDecodeError) as err:
+            raise RunDirError(f"{self.metrics_path}: unreadable ({err})") from None
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with self.metrics_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drop rows logged after ``last_step`` (they are recomputed exactly on resume)."""
+        rows = [r for r in self.metrics() if r["step"] <= last_step]
+        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def summary(self) -> dict[str, Any] | None:
+        if not self.summary_path.exists():
+            return None
+        return json.loads(self.summary_path.read_text())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write(self.summary_path, json.dumps(summary, indent=2) + "\n")
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _stem(self, step: int) -> Path:
+        return self.checkpoint_dir / f"step_{step:08d}"
+
+    def checkpoint_steps(self) -> list[int]:
+        if not self.checkpoint_dir.exists():
+            return []
+        return sorted(int(p.stem.removeprefix("step_")) for p in self.checkpoint_dir.glob("step_*.json"))
+
+    def latest_step(self) -> int | None:
+        steps = self.checkpoint_steps()
+        return steps[-1] if steps else None
+
+    def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Write the tensors, then the JSON naming their checksum; prune old checkpoints."""
+        stem = self._stem(step)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = stem.with_suffix(".safetensors.tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        os.replace(tmp, stem.with_suffix(".safetensors"))
+        atomic_write(stem.with_suffix(".json"), json.dumps({**state, "step": step, "sha256": digest}, indent=1))
+        for old in self.checkpoint_steps()[:-KEEP_CHECKPOINTS]:
+            self._stem(old).with_suffix(".json").unlink(missing_ok=True)
+            self._stem(old).with_suffix(".safetensors").unlink(missing_ok=True)
+
+    def load_checkpoint(self, step: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Tensors and state of checkpoint ``step`` (default: the latest), verified by checksum."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{self.checkpoint_dir}: no checkpoint found")
+        stem = self._stem(step)
+        json_path, tensor_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+        try:
+            state = json.loads(json_path.read_text())
+            blob = tensor_path.read_bytes()
+        except FileNotFoundError as err:
+            raise CheckpointError(f"{err.filename}: missing checkpoint file") from None
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{json_path}: corrupt checkpoint ({err})") from None
+        if not isinstance(state, dict) or hashlib.sha256(blob).hexdigest() != state.get("sha256"):
+            raise CheckpointError(f"{tensor_path}: corrupt checkpoint (checksum mismatch)")
+        try:
+            tensors = load_file(str(tensor_path))
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{tensor_path}: corrupt checkpoint ({err})") from None
+        return tensors, state

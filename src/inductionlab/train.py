@@ -1,0 +1,213 @@
+"""The training loop: sample, forward, backward, update; evaluate and checkpoint on a schedule.
+
+Three seeds keep the randomness apart (DESIGN "Rules of thumb"): ``seeds.init`` builds the model,
+``seeds.data`` drives the training batches, ``seeds.eval`` draws the fixed evaluation batch. A run
+resumes from its latest checkpoint with the model, optimiser and data-RNG state restored, so an
+interrupted run ends with exactly the weights and metrics of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from inductionlab.config import RunConfig
+from inductionlab.errors import CheckpointError, ConfigError, RunDirError
+from inductionlab.evaluation import evaluate, training_loss
+from inductionlab.models.build import build_model
+from inductionlab.runs import RunDir
+from inductionlab.tasks.bigram import BigramTriggerSampler
+from inductionlab.tasks.sources import BigramSource, make_source
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def make_sampler(cfg: RunConfig, device: torch.device) -> tuple[BigramSource, BigramTriggerSampler]:
+    """The source and sampler a config describes (SCIENCE §2)."""
+    d = cfg.data
+    source = make_source(d.source, d.vocab_size, d.concentration, d.source_seed)
+    sampler = BigramTriggerSampler(
+        source, d.seq_len, d.n_triggers, trigger_mode=d.trigger_mode, trigger_offset=d.trigger_offset,
+        output_mode=d.output_mode, no_repeat=d.no_repeat, output_split=d.output_split,
+        exclude_degenerate=d.exclude_degenerate, device=device,
+    )
+    return source, sampler
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("model.trained: no matrix is trained; name at least one (e.g. [wk1, wk2, wo2])")
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, betas=(t.momentum, 0.999))
+
+
+@dataclass
+class Trainer:
+    """Everything a run needs in memory; built by :func:`prepare`."""
+
+    cfg: RunConfig
+    run: RunDir
+    device: torch.device
+    source: BigramSource
+    sampler: BigramTriggerSampler
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data_rng: torch.Generator
+    eval_batch: Any
+    step: int = 0
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for idx, state in self.optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim.{idx}.{key}"] = value
+        tensors["rng.data"] = self.data_rng.get_state()
+        return tensors
+
+    def save(self) -> None:
+        groups = self.optimizer.state_dict()["param_groups"]
+        self.run.save_checkpoint(self.step, self.checkpoint_tensors(), {"param_groups": groups})
+
+    def restore(self) -> None:
+        """Load the latest checkpoint and drop metrics logged after it."""
+        tensors, state = self.run.load_checkpoint()
+        try:
+            model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+            self.model.load_state_dict(model_state)
+            optim_state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                if key.startswith("optim."):
+                    _, idx, name = key.split(".", 2)
+                    optim_state.setdefault(int(idx), {})[name] = value
+            self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
+            self.data_rng.set_state(tensors["rng.data"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{self.run.checkpoint_dir}: checkpoint does not fit this run ({err})") from None
+        self.step = int(state["step"])
+        if any(row["step"] > self.step for row in self.run.metrics()):
+            self.run.truncate_metrics(self.step)
+
+    def train_step(self) -> float:
+        batch = self.sampler.sample(self.cfg.train.batch_size, self.data_rng)
+        loss = training_loss(self.model, batch, self.cfg.train.loss_on)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    def log_eval(self, train_loss: float | None, elapsed: float) -> dict[str, Any]:
+        self.model.eval()
+        metrics = evaluate(self.model, self.eval_batch, self.source.bigram, self.cfg.data.seq_len,
+                           self.sampler.fixed_triggers)
+        self.model.train()
+        row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics}
+        self.run.append_metrics(row)
+        return row
+
+
+def prepare(cfg: RunConfig, out: str | Path, device: str | None = None) -> Trainer:
+    """Open (or resume) the run directory ``out`` for ``cfg`` and build the model and data."""
+    run = RunDir.create(out, cfg)
+    dev = resolve_device(device or cfg.train.device)
+    source, sampler = make_sampler(cfg, dev)
+    model = build_model(cfg.model, source.n_tokens, cfg.seeds.init).to(dev)
+    optimizer = make_optimizer(cfg, model)
+    data_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.data)
+    eval_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.eval)
+    eval_batch = sampler.sample(cfg.train.eval_batch_size, eval_rng)
+    trainer = Trainer(cfg, run, dev, source, sampler, model, optimizer, data_rng, eval_batch)
+    if run.latest_step() is not None:
+        trainer.restore()
+    return trainer
+
+
+def train(
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg`` into run directory ``out``; resume if it holds a checkpoint.
+
+    ``stop_after`` ends the run early at that step (with a checkpoint), as an interruption would.
+    Returns the summary (final metrics); a finished run returns its summary without training.
+    """
+    finished = RunDir.create(out, cfg).summary()
+    if finished is not None and finished.get("finished"):
+        return finished
+    trainer = prepare(cfg, out, device)
+    run, t = trainer.run, cfg.train
+    start = time.perf_counter()
+    elapsed_before = run.metrics()[-1]["elapsed_s"] if run.metrics() else 0.0
+    if trainer.step == 0 and not run.metrics():
+        trainer.log_eval(None, 0.0)
+    last = t.steps if stop_after is None else min(stop_after, t.steps)
+    bar = tqdm(total=t.steps, initial=trainer.step, desc=cfg.name, disable=not progress, unit="step",
+               dynamic_ncols=True, leave=False)
+    row: dict[str, Any] = {}
+    try:
+        while trainer.step < last:
+            loss = trainer.train_step()
+            bar.update(1)
+            if trainer.step % t.eval_every == 0 or trainer.step == t.steps:
+                row = trainer.log_eval(loss, elapsed_before + time.perf_counter() - start)
+                bar.set_postfix(loss=f"{loss:.3f}", icl=f"{row['acc_in_context']:.3f}")
+            if trainer.step % t.checkpoint_every == 0 or trainer.step == last:
+                trainer.save()
+    except KeyboardInterrupt:
+        trainer.save()
+        raise
+    finally:
+        bar.close()
+    if trainer.step < t.steps:
+        return {"step": trainer.step, "finished": False}
+    summary = {"name": cfg.name, "finished": True, "device": str(trainer.device), **run.metrics()[-1]}
+    summary["milestones"] = milestones(run.metrics())
+    run.write_summary(summary)
+    return summary
+
+
+def milestones(rows: list[dict[str, Any]], level: float = 0.9) -> dict[str, int | None]:
+    """First logged step at which each memory probe and the in-context accuracy reach ``level``.
+
+    The order of these steps is the SCIENCE §6 "birth" claim: ``wo`` first, then ``wk2``, ``wk1``.
+    """
+    out: dict[str, int | None] = {}
+    for key in ("wo", "wk2", "wk1", "acc_in_context"):
+        out[key] = next((r["step"] for r in rows if r.get(key) is not None and r[key] >= level), None)
+    return out
+
+
+def open_trained(run_dir: str | Path, device: str = "cpu") -> tuple[RunConfig, torch.nn.Module, int]:
+    """The config and model of a run directory at its latest checkpoint (no optimiser)."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise RunDirError(f"{run.path}: no such run directory")
+    cfg = run.config()
+    n_tokens = cfg.data.n_tokens
+    model = build_model(cfg.model, n_tokens, cfg.seeds.init)
+    tensors, state = run.load_checkpoint()
+    try:
+        model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as err:
+        raise CheckpointError(f"{run.checkpoint_dir}: checkpoint does not fit the run's config ({err})") from None
+    return cfg, model.to(device), int(state["step"])

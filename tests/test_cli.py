@@ -1,0 +1,75 @@
+"""The CLI: one-line errors with exit code 2 for every kind of bad input (issue "Core")."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inductionlab.cli import main
+from inductionlab.config import to_yaml
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "birth-quick", "--set", "model.d_model=0"], "model.d_model"),
+        (["train", "birth-quick", "--set", "data.seq_len=-5"], "data.seq_len"),
+        (["train", "birth-quick", "--set", "data.n_triggers=70"], "data.n_triggers"),
+        (["train", "birth-quick", "--set", "model.pos_enc=learned"], "model.pos_enc"),
+        (["train", "birth-quick", "--set", "data.seq_len=600"], "max_len"),
+        (["train", "no-such-preset"], "unknown preset"),
+        (["train", "birth-quick", "--set", "oops"], "--set"),
+        (["train", "birth-quick", "--set", "model.d_model=[1"], "--set"),
+        (["train", "birth-quick", "--device", "tpu"], "--device"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, tmp_path, args, needle):
+    code, out, err = run_cli(capsys, *args, *(["--out", str(tmp_path / "r")] if args[0] == "train" else []))
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_probe_errors(capsys, tmp_path, tiny):
+    code, _, err = run_cli(capsys, "probe", str(tmp_path / "missing"))
+    assert code == 2 and "no such run directory" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.yaml").write_text("data: {seq_len: -1}\n")
+    code, _, err = run_cli(capsys, "probe", str(tmp_path / "bad"))
+    assert code == 2 and "data.seq_len" in err
+    (tmp_path / "nock").mkdir()
+    (tmp_path / "nock" / "config.yaml").write_text(to_yaml(tiny()))
+    code, _, err = run_cli(capsys, "probe", str(tmp_path / "nock"))
+    assert code == 2 and "no checkpoint" in err
+
+
+def test_train_then_probe(capsys, tmp_path, tiny):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(to_yaml(tiny()))
+    main(["train", str(cfg), "--out", str(tmp_path / "run"), "--quiet", "--set", "train.steps=4"])
+    assert "acc_in_context" in capsys.readouterr().out
+    main(["probe", str(tmp_path / "run")])
+    probes = json.loads(capsys.readouterr().out)
+    assert probes["step"] == 4 and "wo" in probes and "attn2_induction" in probes
+
+
+def test_presets_listed(capsys):
+    main(["presets"])
+    out = capsys.readouterr().out
+    assert "birth-quick" in out
+
+
+def test_real_entry_point_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "inductionlab.cli", "train", "birth-quick", "--set",
+                           "model.n_layers=0", "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "model.n_layers" in proc.stderr

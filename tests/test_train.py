@@ -1,0 +1,96 @@
+"""Training, checkpoints and exact resume (issue "Core")."""
+
+import json
+
+import pytest
+import torch
+
+from inductionlab.errors import CheckpointError, RunDirError
+from inductionlab.runs import RunDir
+from inductionlab.train import open_trained, train
+
+
+def _weights(run_dir):
+    tensors, _ = RunDir(run_dir).load_checkpoint()
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim."))}
+
+
+def _metrics(run_dir):
+    return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in RunDir(run_dir).metrics()]
+
+
+@pytest.mark.parametrize("optimizer,loss_on", [("sgd", "in-context"), ("adamw", "all")])
+def test_resume_is_exact(tmp_path, tiny, optimizer, loss_on):
+    cfg = tiny(train={"optimizer": optimizer, "loss_on": loss_on, "steps": 8, "lr": 0.05,
+                      "checkpoint_every": 3, "eval_every": 2})
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(cfg, whole, progress=False)
+    first = train(cfg, parts, stop_after=4, progress=False)
+    assert first == {"step": 4, "finished": False}
+    assert RunDir(parts).latest_step() == 4
+    train(cfg, parts, progress=False)
+    a, b = _weights(whole), _weights(parts)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert _metrics(whole) == _metrics(parts)
+    assert [r["step"] for r in RunDir(parts).metrics()] == [0, 2, 4, 6, 8]
+
+
+def test_finished_run_is_not_retrained(tmp_path, tiny):
+    cfg = tiny()
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["finished"] and summary["step"] == 6
+    mtime = (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns
+    assert train(cfg, tmp_path / "run", progress=False) == summary
+    assert (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns == mtime
+
+
+def test_same_seeds_same_numbers_and_seeds_are_separate(tmp_path, tiny):
+    base = tiny()
+    train(base, tmp_path / "a", progress=False)
+    train(base, tmp_path / "b", progress=False)
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    other_eval = tiny(seeds={"eval": 7})
+    train(other_eval, tmp_path / "c", progress=False)
+    wa, wc = _weights(tmp_path / "a"), _weights(tmp_path / "c")
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)  # eval seed does not touch training
+    assert _metrics(tmp_path / "a") != _metrics(tmp_path / "c")
+
+
+def test_run_directory_layout(tmp_path, tiny):
+    run = tmp_path / "run"
+    train(tiny(), run, progress=False)
+    assert (run / "config.yaml").exists() and (run / "summary.json").exists()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for key in ("loss_global", "acc_global", "acc_first", "acc_in_context", "wo", "wo_chance", "wk2", "wk1",
+                "attn1_prev_token", "attn2_induction"):
+        assert key in rows[-1], key
+    assert len(list((run / "checkpoints").glob("*.safetensors"))) <= 2
+
+
+def test_other_config_in_same_dir_is_refused(tmp_path, tiny):
+    train(tiny(), tmp_path / "run", progress=False)
+    with pytest.raises(RunDirError, match="different config"):
+        train(tiny(model={"d_model": 8}), tmp_path / "run", progress=False)
+
+
+def test_corrupt_checkpoint_is_named(tmp_path, tiny):
+    run = tmp_path / "run"
+    train(tiny(), run, progress=False)
+    step = RunDir(run).latest_step()
+    path = run / "checkpoints" / f"step_{step:08d}.safetensors"
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match=path.name):
+        open_trained(run)
+    (run / "checkpoints" / f"step_{step:08d}.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        open_trained(run)
+
+
+def test_unreadable_run_dir(tmp_path):
+    with pytest.raises(RunDirError, match="no such run directory"):
+        open_trained(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="config.yaml"):
+        open_trained(tmp_path / "empty")
