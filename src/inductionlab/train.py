@@ -187,13 +187,23 @@ def train(
 
 
 def milestones(rows: list[dict[str, Any]], level: float = 0.9) -> dict[str, int | None]:
-    """First logged step at which each memory probe and the in-context accuracy reach ``level``.
+    """When things happen in a run, from its logged metrics (SCIENCE §6 "birth").
 
-    The order of these steps is the SCIENCE §6 "birth" claim: ``wo`` first, then ``wk2``, ``wk1``.
+    ``wo``, ``wk2``, ``wk1``, ``acc_in_context``: the first logged step at which each reaches
+    ``level``. ``loss_global_fell``: the first step at which the global-bigram loss (label 0) has
+    made 90% of its total fall; ``acc_in_context_rose``: the first step at which the in-context
+    accuracy has made half of its total rise.
     """
     out: dict[str, int | None] = {}
     for key in ("wo", "wk2", "wk1", "acc_in_context"):
         out[key] = next((r["step"] for r in rows if r.get(key) is not None and r[key] >= level), None)
+    first, last = rows[0], rows[-1]
+    if first.get("loss_global") is not None and last.get("loss_global") is not None:
+        target = last["loss_global"] + 0.1 * (first["loss_global"] - last["loss_global"])
+        out["loss_global_fell"] = next((r["step"] for r in rows if r["loss_global"] <= target), None)
+    if first.get("acc_in_context") is not None and last.get("acc_in_context") is not None:
+        target = first["acc_in_context"] + 0.5 * (last["acc_in_context"] - first["acc_in_context"])
+        out["acc_in_context_rose"] = next((r["step"] for r in rows if r["acc_in_context"] >= target), None)
     return out
 
 

@@ -27,10 +27,19 @@ def _recall(scores: Tensor, targets: Tensor) -> tuple[float, float]:
 
 
 def wo_probe(model: AMTransformer) -> dict[str, float]:
-    """``wo``: is ``argmax_j u_jᵀ W_O^L W_V^L e_k = k`` for each token k? (SCIENCE §4.1)."""
-    recall = model.emb @ model.phi(model.n_layers).T @ model.unemb.T  # [k, j] = u_jᵀ Φ_L e_k
-    acc, margin = _recall(recall, torch.arange(model.n_tokens, device=recall.device))
-    return {"wo": acc, "wo_margin": margin, "wo_chance": 1.0 / model.n_tokens}
+    """``wo``: is ``argmax_j u_jᵀ W_O^L W_V^L e_k = k`` for each token k? (SCIENCE §4.1).
+
+    With a linear ``W_F`` everything downstream of layer L counts (SCIENCE §4.5): ``wo`` reads
+    the readout ``u_jᵀ (I + W_F) W_O^L W_V^L e_k`` that actually reaches the logits, and
+    ``wo_direct`` the literal §4.1 product without ``W_F``.
+    """
+    phi = model.phi(model.n_layers)
+    keys = torch.arange(model.n_tokens, device=phi.device)
+    acc, margin = _recall(model.emb @ phi.T @ model.readout().T, keys)  # [k, j] = u_jᵀ (I+W_F) Φ_L e_k
+    out = {"wo": acc, "wo_margin": margin, "wo_chance": 1.0 / model.n_tokens}
+    if model.ff == "linear":
+        out["wo_direct"] = _recall(model.emb @ phi.T @ model.unemb.T, keys)[0]
+    return out
 
 
 def wk2_probe(model: AMTransformer, triggers: Tensor | None) -> dict[str, float]:
