@@ -1,0 +1,1 @@
+"""Experiments of SCIENCE §6: each is a function from a preset to a results folder."""

@@ -1,0 +1,182 @@
+"""Experiment "hijack" (SCIENCE §5, §6): designed prompts on trained models against §4.4/§4.5.
+
+Families 1–3 and 5 run on a model trained with random triggers, all-target loss and a linear
+``W_F`` (preset ``hijack-quick``); family 4 on the same model trained with fixed triggers. Every
+prompt is evaluated on the model and on the three predictions of SCIENCE §4.5; the logit gap
+``ξ_b − ξ_{j*}`` between the in-context successor ``b`` and the global favourite ``j*`` is the
+quantity compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from inductionlab.config import load_config
+from inductionlab.errors import ConfigError
+from inductionlab.prompts import PromptSpec, contending_tokens, default_pair, make_prompts
+from inductionlab.tasks.sources import BigramSource
+from inductionlab.theory.trained import (
+    measured_layer2_pattern,
+    readout_logits,
+    recall_matrices,
+    scalar_logits,
+    score_decomposition,
+    weights_only_logits,
+)
+from inductionlab.train import make_sampler, open_trained, train
+
+PRESETS = {
+    "quick": {"preset": "hijack-quick", "n_prompts": 64, "count_T": (32, 64, 128), "count_n": (0, 1, 2, 3, 4, 6, 8),
+              "distance_T": (64, 128, 256)},
+    "paper": {"preset": "hijack-quick", "n_prompts": 256, "count_T": (32, 64, 128, 256),
+              "count_n": (0, 1, 2, 3, 4, 6, 8, 12, 16), "distance_T": (64, 128, 256, 512)},
+}
+PREDICTIONS = ("weights_only", "readout", "scalar")
+
+
+def r_squared(predicted: Tensor, measured: Tensor) -> float:
+    """``1 − SS_res / SS_tot`` of ``predicted`` against ``measured`` (1-D tensors)."""
+    ss_res = ((measured - predicted) ** 2).sum()
+    ss_tot = ((measured - measured.mean()) ** 2).sum()
+    return float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
+
+
+def family_settings(preset: dict, train_len: int, source: BigramSource) -> list[PromptSpec]:
+    """The designed prompts of families 1–3 and 5 for the random-trigger model."""
+    a, b, _ = default_pair(source)
+    c = int(torch.argsort(source.bigram[a])[1])  # the second least likely successor of a
+    specs, n_prompts = [], preset["n_prompts"]
+    for seq_len in preset["count_T"]:
+        for n in preset["count_n"]:
+            if 2 * n + 1 <= seq_len:
+                specs.append(PromptSpec("count", seq_len, a, b, n=n, n_prompts=n_prompts, seed=seq_len * 100 + n))
+        specs.append(PromptSpec("no-context", seq_len, a, b, n_prompts=n_prompts, seed=seq_len))
+    for seq_len in preset["distance_T"]:
+        for frac in (0.05, 0.25, 0.5, 0.75, 0.95):
+            pos = min(max(int(frac * seq_len), 0), seq_len - 3)
+            specs.append(PromptSpec("distance", seq_len, a, b, position=pos, n_prompts=n_prompts, seed=seq_len + pos))
+    for n_b, n_c in ((1, 0), (1, 1), (2, 1), (1, 2), (3, 1), (1, 3), (2, 2)):
+        specs.append(PromptSpec("conflict", 64, a, b, c, n_b=n_b, n_c=n_c, n_prompts=n_prompts, seed=10 * n_b + n_c))
+    return specs
+
+
+def non_trigger_settings(preset: dict, source: BigramSource, triggers: Tensor) -> list[PromptSpec]:
+    """Family 4: a query token that is not a trigger of the fixed-trigger model."""
+    order = torch.argsort(source.unigram, descending=True)
+    a = int(next(t for t in order.tolist() if t not in set(triggers.tolist())))
+    b = int(torch.argmin(source.bigram[a]))
+    return [PromptSpec("non-trigger", 64, a, b, n=n, n_prompts=preset["n_prompts"], seed=n) for n in (0, 1, 2, 4, 8, 16)]
+
+
+def evaluate_setting(model, rec, spec: PromptSpec, source: BigramSource, train_len: int,
+                     triggers: Tensor | None) -> dict[str, Any]:
+    """Model logits and the three predictions on one setting's prompts."""
+    batch = make_prompts(spec, source, triggers)
+    tokens = batch.tokens
+    logits, beta2 = measured_layer2_pattern(model, tokens)
+    preds = {
+        "weights_only": weights_only_logits(rec, tokens),
+        "readout": readout_logits(rec, tokens, beta2),
+        "scalar": scalar_logits(rec, tokens, train_len, triggers),
+    }
+    tokens_of_interest = contending_tokens(spec, source)
+    b, rival = tokens_of_interest[0], tokens_of_interest[-1]
+    gap = logits[:, b] - logits[:, rival]
+    out: dict[str, Any] = {
+        "family": spec.family, "seq_len": spec.seq_len, "n": spec.n, "n_b": spec.n_b, "n_c": spec.n_c,
+        "position": spec.position, "beyond_train_len": spec.position is not None and spec.position >= train_len,
+        "tokens": {"a": source.decode([spec.a]), "b": source.decode([b]), "rival": source.decode([rival])},
+        "example": batch.decode(source, 0),
+        "model_logits": {source.decode([t]): logits[:, t].mean().item() for t in tokens_of_interest},
+        "model_p_b": torch.softmax(logits, -1)[:, b].mean().item(),
+        "model_gap": gap.mean().item(),
+        "model_b_wins": (logits.argmax(-1) == b).float().mean().item(),
+    }
+    for name, pred in preds.items():
+        out[f"{name}_gap"] = (pred[:, b] - pred[:, rival]).mean().item()
+        out[f"{name}_argmax_agreement"] = (pred.argmax(-1) == logits.argmax(-1)).float().mean().item()
+    out["_gaps"] = {"model": gap, **{k: v[:, b] - v[:, rival] for k, v in preds.items()}}
+    return out
+
+
+def crossovers(rows: list[dict[str, Any]]) -> dict[str, dict[str, int | None]]:
+    """Per prompt length, the smallest count n at which b beats j* (mean gap > 0), measured and predicted."""
+    out: dict[str, dict[str, int | None]] = {}
+    for seq_len in sorted({r["seq_len"] for r in rows if r["family"] == "count"}):
+        sweep = sorted((r for r in rows if r["family"] == "count" and r["seq_len"] == seq_len), key=lambda r: r["n"])
+        out[str(seq_len)] = {
+            key: next((r["n"] for r in sweep if r[f"{key}_gap"] > 0), None) for key in ("model", *PREDICTIONS)
+        }
+    return out
+
+
+def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool = True) -> dict[str, Any]:
+    """Train (or reuse) the two models, evaluate every family, write results, figures and README."""
+    if preset_name not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {preset_name!r}; allowed: {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create ({err.strerror})") from None
+    random_cfg = load_config(preset["preset"])
+    fixed_cfg = load_config(preset["preset"], ["data.trigger_mode=fixed", f"name={random_cfg.name}-fixed"])
+    runs = {"random": out / "runs" / random_cfg.name, "fixed": out / "runs" / fixed_cfg.name}
+    train(random_cfg, runs["random"], progress=progress)
+    train(fixed_cfg, runs["fixed"], progress=progress)
+
+    rows: list[dict[str, Any]] = []
+    decompositions = {}
+    for kind, run_dir in runs.items():
+        cfg, model, _ = open_trained(run_dir)
+        model.eval()
+        source, sampler = make_sampler(cfg, torch.device("cpu"))
+        train_len = cfg.data.seq_len
+        triggers = sampler.fixed_triggers
+        specs = (family_settings(preset, train_len, source) if kind == "random"
+                 else non_trigger_settings(preset, source, triggers))
+        max_len = max(max(s.seq_len for s in specs), train_len)
+        rec = recall_matrices(model, max_len)
+        for spec in specs:
+            rows.append({"model": kind, **evaluate_setting(model, rec, spec, source, train_len, triggers)})
+        probe = make_prompts(specs[0], source, triggers).tokens
+        decompositions[kind] = score_decomposition(model, probe)
+
+    results = summarise(rows, decompositions, preset_name, runs)
+    from inductionlab.experiments.hijack_report import write_figures, write_readme
+
+    figures = write_figures(rows, results, out)
+    results["figures"] = figures
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_readme(results, out)
+    return results
+
+
+def summarise(rows, decompositions, preset_name, runs) -> dict[str, Any]:
+    """R² and argmax agreement per family and prediction, crossovers, and the per-setting rows."""
+    by_family: dict[str, Any] = {}
+    for family in sorted({r["family"] for r in rows}):
+        fam = [r for r in rows if r["family"] == family]
+        measured = torch.cat([r["_gaps"]["model"] for r in fam])
+        stats = {"n_prompts": int(measured.numel()), "model_b_wins": sum(r["model_b_wins"] for r in fam) / len(fam)}
+        for name in PREDICTIONS:
+            predicted = torch.cat([r["_gaps"][name] for r in fam])
+            stats[f"{name}_r2_gap"] = r_squared(predicted, measured)
+            stats[f"{name}_argmax_agreement"] = sum(r[f"{name}_argmax_agreement"] for r in fam) / len(fam)
+        by_family[family] = stats
+    core = [r for r in rows if r["family"] in ("count", "distance", "conflict")]
+    measured = torch.cat([r["_gaps"]["model"] for r in core])
+    families_1_3 = {f"{name}_r2_gap": r_squared(torch.cat([r["_gaps"][name] for r in core]), measured)
+                    for name in PREDICTIONS}
+    settings = [{k: v for k, v in r.items() if k != "_gaps"} for r in rows]
+    return {
+        "experiment": "hijack", "preset": preset_name, "runs": {k: str(v) for k, v in runs.items()},
+        "families_1_to_3": families_1_3, "by_family": by_family, "crossover_n": crossovers(rows),
+        "layer2_score_decomposition": decompositions, "settings": settings,
+    }

@@ -1,0 +1,102 @@
+"""Figures and the README of the hijack experiment (written next to ``results.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+COLORS = {"model": "black", "weights_only": "tab:orange", "readout": "tab:blue", "scalar": "tab:green"}
+
+
+def _save(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.png", dpi=120)
+    fig.savefig(out / f"{name}.svg")
+    plt.close(fig)
+    return f"{name}.png"
+
+
+def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path) -> list[str]:
+    """p(b) and the logit gap against n for several T; predicted-vs-measured; score decomposition."""
+    names = []
+    count = [r for r in rows if r["family"] == "count"]
+    lengths = sorted({r["seq_len"] for r in count})
+    fig, (ax_p, ax_gap) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, seq_len in enumerate(lengths):
+        sweep = sorted((r for r in count if r["seq_len"] == seq_len), key=lambda r: r["n"])
+        ns = [r["n"] for r in sweep]
+        color = plt.cm.viridis(i / max(len(lengths) - 1, 1))
+        ax_p.plot(ns, [r["model_p_b"] for r in sweep], "o-", color=color, label=f"T={seq_len}")
+        ax_gap.plot(ns, [r["model_gap"] for r in sweep], "o-", color=color, label=f"model, T={seq_len}")
+        ax_gap.plot(ns, [r["scalar_gap"] for r in sweep], "--", color=color, label=f"scalar theory, T={seq_len}")
+        ax_gap.plot(ns, [r["readout_gap"] for r in sweep], ":", color=color)
+    a, b, rival = (count[0]["tokens"][k] for k in ("a", "b", "rival"))
+    ax_p.set(xlabel=f"pairs ({a!r}, {b!r}) in the prompt", ylabel=f"model p({b!r} | …{a!r})",
+             title="family 1 (count): context vs stored bigram")
+    ax_gap.axhline(0, color="grey", lw=0.8)
+    ax_gap.set(xlabel="pairs n", ylabel=f"ξ({b!r}) − ξ({rival!r})", title="logit gap: model (—), scalar (--), readout (··)")
+    ax_p.legend()
+    ax_gap.legend(fontsize=7)
+    names.append(_save(fig, out, "count_sweep"))
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharex=True, sharey=True)
+    core = [r for r in rows if r["family"] in ("count", "distance", "conflict")]
+    measured = torch.cat([r["_gaps"]["model"] for r in core])
+    for ax, name in zip(axes, ("weights_only", "readout", "scalar"), strict=True):
+        predicted = torch.cat([r["_gaps"][name] for r in core])
+        ax.scatter(measured, predicted, s=4, alpha=0.3, color=COLORS[name])
+        lo, hi = float(measured.min()), float(measured.max())
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        r2 = results["families_1_to_3"][f"{name}_r2_gap"]
+        ax.set(title=f"{name}: R² = {r2:.2f}", xlabel="measured gap")
+    axes[0].set_ylabel("predicted gap")
+    names.append(_save(fig, out, "predicted_vs_measured"))
+
+    distance = [r for r in rows if r["family"] == "distance"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, seq_len in enumerate(sorted({r["seq_len"] for r in distance})):
+        sweep = sorted((r for r in distance if r["seq_len"] == seq_len), key=lambda r: r["position"])
+        color = plt.cm.viridis(i / 3)
+        ax.plot([r["position"] for r in sweep], [r["model_gap"] for r in sweep], "o-", color=color, label=f"T={seq_len}")
+        ax.plot([r["position"] for r in sweep], [r["scalar_gap"] for r in sweep], "--", color=color)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="position of the pair", ylabel="logit gap", title="family 2 (distance): model (—), scalar (--)")
+    ax.legend()
+    names.append(_save(fig, out, "distance_sweep"))
+
+    decomposition = results["layer2_score_decomposition"]["random"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pairs = sorted(decomposition, key=decomposition.get, reverse=True)
+    ax.barh(pairs[::-1], [decomposition[p] for p in pairs[::-1]], color="tab:purple")
+    ax.set(xlabel="spread of the term across keys (std)", title="layer-2 scores by (query × key) family")
+    names.append(_save(fig, out, "score_decomposition"))
+    return names
+
+
+def write_readme(results: dict[str, Any], out: Path) -> None:
+    fam = results["families_1_to_3"]
+    lines = [
+        "# Knowledge hijack (SCIENCE §5, §6)", "",
+        f"Preset `{results['preset']}`. Models: {', '.join(f'`{k}` → `{v}`' for k, v in results['runs'].items())}.", "",
+        "Families 1–3 (count, distance, conflict) and 5 (no-context) on the random-trigger model; family 4 "
+        "(non-trigger) on the fixed-trigger model. Compared quantity: the logit gap ξ_b − ξ_{j*}.", "",
+        "## Agreement of the predictions with the model (families 1–3)", "",
+        "| prediction | R² of logit gaps |", "|---|---|",
+        *(f"| {k.removesuffix('_r2_gap')} | {v:.3f} |" for k, v in fam.items()), "",
+        "## Crossover n* (smallest number of pairs at which b beats j*)", "",
+        "| T | model | weights-only | readout | scalar |", "|---|---|---|---|---|",
+        *(f"| {t} | {c['model']} | {c['weights_only']} | {c['readout']} | {c['scalar']} |"
+          for t, c in results["crossover_n"].items()), "",
+        "## Per family", "",
+        "| family | prompts | b wins (model) | R² weights-only | R² readout | R² scalar |", "|---|---|---|---|---|---|",
+        *(f"| {f} | {s['n_prompts']} | {s['model_b_wins']:.2f} | {s['weights_only_r2_gap']:.2f} | "
+          f"{s['readout_r2_gap']:.2f} | {s['scalar_r2_gap']:.2f} |" for f, s in results["by_family"].items()), "",
+        "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
