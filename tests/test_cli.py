@@ -73,3 +73,12 @@ def test_real_entry_point_has_no_traceback(tmp_path):
                            "model.n_layers=0", "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "model.n_layers" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [(["experiment", "telepathy"], "unknown experiment"), (["experiment", "hijack", "--preset", "huge"], "--preset")],
+)
+def test_experiment_bad_input(capsys, tmp_path, args, needle):
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "x"))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1

@@ -26,8 +26,10 @@ def unit_scores(n: int, seed: int) -> torch.Tensor:
     return g - g.mean(1, keepdim=True)
 
 
-def prompts_with_pairs(batch: int, seed: int, pairs: int = 3) -> torch.Tensor:
-    """Random prompts (batch, T) with ``pairs`` copies of a pair (a, b), b ≠ a, and query ``z_T = a``."""
+def prompts_with_pairs(batch: int, seed: int, pairs: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random prompts (batch, T) with ``pairs`` copies of a pair (a, b), b ≠ a, and query ``z_T = a``.
+
+    Returns the prompts and each prompt's ``b`` (batch,)."""
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, N, (batch, T), generator=gen)
     a = torch.randint(0, N, (batch,), generator=gen)
@@ -37,7 +39,7 @@ def prompts_with_pairs(batch: int, seed: int, pairs: int = 3) -> torch.Tensor:
     tokens[rows, starts] = a[:, None]
     tokens[rows, starts + 1] = b[:, None]
     tokens[:, -1] = a
-    return tokens
+    return tokens, b
 
 
 def last_logits(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -61,7 +63,7 @@ def test_forward_converges_to_closed_form(pos_enc):
     ``W_F`` also reads the copied output ``α_3 u_k``.
     """
     g = unit_scores(N, seed=0)
-    tokens = prompts_with_pairs(16, seed=1)
+    tokens, _ = prompts_with_pairs(16, seed=1)
     expected = closed_form_logits(tokens, ALPHAS, g, pos_enc=pos_enc, train_len=T).logits
     errors, correlations = [], []
     for d in (256, 1024, 4096):
@@ -78,20 +80,21 @@ def test_forward_converges_to_closed_form(pos_enc):
 
 
 def test_stronger_amt_forward_follows_its_own_closed_form():
-    """Per-term weights α_1(t), α_2(a), α_3(j) reach the forward pass: the stronger closed form is much
-    closer to the model than the scalar one."""
+    """Per-term weights reach the forward pass: at the in-context successor b the model's induction logit
+    follows the stronger closed form (α_3(b) ∈ {1, 7}), not the scalar one (α_3 = 4)."""
     gen = torch.Generator().manual_seed(5)
     g = unit_scores(N, seed=2)
     alpha1_t = 5 + 3 * torch.rand(T, generator=gen)
     alpha2_a = 3 + 3 * torch.rand(N, generator=gen)
     alpha3_j = torch.where(torch.arange(N) % 2 == 0, 1.0, 7.0)
     kw = dict(alpha1_t=alpha1_t, alpha2_a=alpha2_a, alpha3_j=alpha3_j)
-    tokens = prompts_with_pairs(16, seed=3)
+    tokens, b = prompts_with_pairs(16, seed=3)
     model = ideal_amt(N, 2048, ALPHAS, g, pos_enc="ape", train_len=T, max_len=T, init_seed=1, **kw)
-    logits = last_logits(model, tokens)
-    strong = closed_form_logits(tokens, ALPHAS, g, pos_enc="ape", train_len=T, **kw).logits
-    scalar = closed_form_logits(tokens, ALPHAS, g, pos_enc="ape", train_len=T).logits
-    assert (logits - strong).abs().max() < 0.5 * (logits - scalar).abs().max()
+    rows = torch.arange(16)
+    logits = last_logits(model, tokens)[rows, b]
+    strong = closed_form_logits(tokens, ALPHAS, g, pos_enc="ape", train_len=T, **kw).logits[rows, b]
+    scalar = closed_form_logits(tokens, ALPHAS, g, pos_enc="ape", train_len=T).logits[rows, b]
+    assert (logits - strong).abs().mean() < 0.4 * (logits - scalar).abs().mean()
 
 
 # ---------------------------------------------------------------------------- the memories' orientation
@@ -119,10 +122,11 @@ def test_ideal_memories_recall_their_associations():
         recall2 = ((emb @ m.wk2) @ m.wo1) @ m.wv1 @ emb.T  # e_aᵀ W_K^2 Φ_1 e_b
         recall3 = ((unemb @ m.wo2) @ m.wv2) @ emb.T  # u_jᵀ W_O^2 W_V^2 e_k
         recall_f = (unemb @ m.wf) @ emb.T  # u_jᵀ W_F e_i, [j, i]
-    assert (recall1 - want1).abs().max() < 0.3
-    assert (recall2 - torch.diag(alpha2_a * in_q)).abs().max() < 0.4
-    assert (recall3 - torch.diag(alpha3_j)).abs().max() < 0.3
-    assert (recall_f - g.T.float()).abs().max() < 0.4
+    # errors are O(α √N / √d): measured ≈ 0.2–0.45 over seeds; a transposed memory errs by ≈ α
+    assert (recall1 - want1).abs().max() < 0.8
+    assert (recall2 - torch.diag(alpha2_a * in_q)).abs().max() < 0.7
+    assert (recall3 - torch.diag(alpha3_j)).abs().max() < 0.6
+    assert (recall_f - g.T.float()).abs().max() < 0.6
 
 
 @pytest.mark.parametrize("pos_enc", ["rpe", "bias"])
@@ -135,7 +139,8 @@ def test_relative_previous_token_memory(pos_enc):
         recall = m.emb @ m.wk1 @ m.rel.T  # (N, δmax+1): every query token scores distance 1 with α_1
         want = torch.zeros_like(recall)
         want[:, 1] = ALPHAS[0]
-        assert (recall - want).abs().max() < 0.4
+        assert (recall - want).abs().max() < 1.2  # noise α_1 √N/√d, shared by all rows via Σ_k e_k
+        assert torch.all(recall.argmax(1) == 1)
 
 
 def test_scalar_alphas_equal_constant_per_term_weights():
@@ -179,7 +184,9 @@ def test_query_not_a_trigger_gives_uniform_average():
     assert torch.equal(out.layer2_pattern[0], torch.full((7,), 1 / 7, dtype=torch.float64))
     counts = torch.tensor([3, 1, 1, 2, 0], dtype=torch.float64)
     torch.testing.assert_close(out.in_context[0], ALPHAS[2] * counts / 7, rtol=0, atol=1e-14)
-    assert out.layer2_pattern[1].argmax() == 1  # query 4 ∈ Q: attends after its earlier occurrence
+    # query 4 ∈ Q: attends to index 1 (after the 4 at index 0), to index 0 (self-match, no previous token)
+    # and to index 6 (after the 4 at index 5), not to the rest
+    assert out.layer2_pattern[1, [0, 1, 6]].min() > 0.3 and out.layer2_pattern[1, 2:6].max() < 0.01
 
 
 def test_ape_beyond_training_length_drops_the_pair():

@@ -21,10 +21,11 @@ from inductionlab.errors import ConfigError
 from inductionlab.prompts import PromptSpec, contending_tokens, default_pair, make_prompts
 from inductionlab.tasks.sources import BigramSource
 from inductionlab.theory.trained import (
+    fit_scalar,
     measured_layer2_pattern,
     readout_logits,
     recall_matrices,
-    scalar_logits,
+    scalar_terms,
     score_decomposition,
     weights_only_logits,
 )
@@ -70,7 +71,8 @@ def non_trigger_settings(preset: dict, source: BigramSource, triggers: Tensor) -
     order = torch.argsort(source.unigram, descending=True)
     a = int(next(t for t in order.tolist() if t not in set(triggers.tolist())))
     b = int(torch.argmin(source.bigram[a]))
-    return [PromptSpec("non-trigger", 64, a, b, n=n, n_prompts=preset["n_prompts"], seed=n) for n in (0, 1, 2, 4, 8, 16)]
+    n_prompts = preset["n_prompts"]
+    return [PromptSpec("non-trigger", 64, a, b, n=n, n_prompts=n_prompts, seed=n) for n in (0, 1, 2, 4, 8, 16)]
 
 
 def evaluate_setting(model, rec, spec: PromptSpec, source: BigramSource, train_len: int,
@@ -82,8 +84,8 @@ def evaluate_setting(model, rec, spec: PromptSpec, source: BigramSource, train_l
     preds = {
         "weights_only": weights_only_logits(rec, tokens),
         "readout": readout_logits(rec, tokens, beta2),
-        "scalar": scalar_logits(rec, tokens, train_len, triggers),
     }
+    scalar = scalar_terms(rec, tokens, train_len, triggers)
     tokens_of_interest = contending_tokens(spec, source)
     b, rival = tokens_of_interest[0], tokens_of_interest[-1]
     gap = logits[:, b] - logits[:, rival]
@@ -97,6 +99,8 @@ def evaluate_setting(model, rec, spec: PromptSpec, source: BigramSource, train_l
         "model_gap": gap.mean().item(),
         "model_b_wins": (logits.argmax(-1) == b).float().mean().item(),
     }
+    out["_parts"] = {"in_context": scalar.in_context.float(), "global": scalar.global_.float(), "b": b, "rival": rival}
+    preds["scalar"] = (scalar.in_context + scalar.global_).float()  # read off; refitted in summarise
     for name, pred in preds.items():
         out[f"{name}_gap"] = (pred[:, b] - pred[:, rival]).mean().item()
         out[f"{name}_argmax_agreement"] = (pred.argmax(-1) == logits.argmax(-1)).float().mean().item()
@@ -158,8 +162,28 @@ def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool =
     return results
 
 
+def refit_scalar(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Fit the scalar form's two scales on families 1–3 and update every row's scalar prediction."""
+    def gaps(r, part):
+        p = r["_parts"]
+        return p[part][:, p["b"]] - p[part][:, p["rival"]]
+
+    core = [r for r in rows if r["model"] == "random" and r["family"] in ("count", "distance", "conflict")]
+    theta = fit_scalar(torch.cat([gaps(r, "in_context") for r in core]), torch.cat([gaps(r, "global") for r in core]),
+                       torch.cat([r["_gaps"]["model"] for r in core]))
+    for r in rows:
+        r["scalar_read_off_gap"] = r["scalar_gap"]
+        fitted = theta[0] * r["_parts"]["in_context"] + theta[1] * r["_parts"]["global"] + theta[2]
+        gap = fitted[:, r["_parts"]["b"]] - fitted[:, r["_parts"]["rival"]]
+        r["_gaps"]["scalar_read_off"] = r["_gaps"]["scalar"]
+        r["_gaps"]["scalar"] = gap
+        r["scalar_gap"] = gap.mean().item()
+    return {"theta_in_context": theta[0], "theta_global": theta[1], "theta_0": theta[2]}
+
+
 def summarise(rows, decompositions, preset_name, runs) -> dict[str, Any]:
     """R² and argmax agreement per family and prediction, crossovers, and the per-setting rows."""
+    theta = refit_scalar(rows)
     by_family: dict[str, Any] = {}
     for family in sorted({r["family"] for r in rows}):
         fam = [r for r in rows if r["family"] == family]
@@ -174,9 +198,11 @@ def summarise(rows, decompositions, preset_name, runs) -> dict[str, Any]:
     measured = torch.cat([r["_gaps"]["model"] for r in core])
     families_1_3 = {f"{name}_r2_gap": r_squared(torch.cat([r["_gaps"][name] for r in core]), measured)
                     for name in PREDICTIONS}
-    settings = [{k: v for k, v in r.items() if k != "_gaps"} for r in rows]
+    families_1_3["scalar_read_off_r2_gap"] = r_squared(
+        torch.cat([r["_gaps"]["scalar_read_off"] for r in core]), measured)
+    settings = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     return {
         "experiment": "hijack", "preset": preset_name, "runs": {k: str(v) for k, v in runs.items()},
-        "families_1_to_3": families_1_3, "by_family": by_family, "crossover_n": crossovers(rows),
+        "families_1_to_3": families_1_3, "scalar_fit": theta, "by_family": by_family, "crossover_n": crossovers(rows),
         "layer2_score_decomposition": decompositions, "settings": settings,
     }

@@ -40,7 +40,8 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
     ax_p.set(xlabel=f"pairs ({a!r}, {b!r}) in the prompt", ylabel=f"model p({b!r} | …{a!r})",
              title="family 1 (count): context vs stored bigram")
     ax_gap.axhline(0, color="grey", lw=0.8)
-    ax_gap.set(xlabel="pairs n", ylabel=f"ξ({b!r}) − ξ({rival!r})", title="logit gap: model (—), scalar (--), readout (··)")
+    ax_gap.set(xlabel="pairs n", ylabel=f"ξ({b!r}) − ξ({rival!r})",
+               title="logit gap: model (—), scalar (--), readout (··)")
     ax_p.legend()
     ax_gap.legend(fontsize=7)
     names.append(_save(fig, out, "count_sweep"))
@@ -63,7 +64,8 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
     for i, seq_len in enumerate(sorted({r["seq_len"] for r in distance})):
         sweep = sorted((r for r in distance if r["seq_len"] == seq_len), key=lambda r: r["position"])
         color = plt.cm.viridis(i / 3)
-        ax.plot([r["position"] for r in sweep], [r["model_gap"] for r in sweep], "o-", color=color, label=f"T={seq_len}")
+        positions = [r["position"] for r in sweep]
+        ax.plot(positions, [r["model_gap"] for r in sweep], "o-", color=color, label=f"T={seq_len}")
         ax.plot([r["position"] for r in sweep], [r["scalar_gap"] for r in sweep], "--", color=color)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="position of the pair", ylabel="logit gap", title="family 2 (distance): model (—), scalar (--)")

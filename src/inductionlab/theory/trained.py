@@ -14,8 +14,9 @@ Three predictions of the logits at the last position of a prompt, side by side:
 1. :func:`weights_only_logits`: §4.4 run with these matrices in place of ``α·identity``, cross
    terms between embedding families dropped, no forward pass;
 2. :func:`readout_logits`: the model's own measured layer-2 pattern with ``R3`` and ``G``;
-3. :func:`scalar_logits`: the §4.4 closed form with ``α_1(t)``, ``α_2(a)``, ``α_3(j)`` and ``g``
-   read off the diagonals of the recall matrices (the stronger AMT).
+3. :func:`scalar_terms` + :func:`fit_scalar`: the §4.4 closed form with ``α_1(t)``, ``α_2(a)``,
+   ``α_3(j)`` and ``g`` read off the diagonals of the recall matrices (the stronger AMT), with the
+   scales of its in-context and global terms refitted by least squares on the designed prompts.
 """
 
 from __future__ import annotations
@@ -180,11 +181,12 @@ def score_decomposition(model: AMTransformer, tokens: Tensor) -> dict[str, float
     return out
 
 
-def scalar_logits(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None) -> Tensor:
-    """Prediction 3: the §4.4 closed form with the read-off ``α_1(t)``, ``α_2(a)``, ``α_3(j)``, ``g``.
+def scalar_terms(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None):
+    """Prediction 3's closed form with the read-off ``α_1(t)``, ``α_2(a)``, ``α_3(j)``, ``g``.
 
-    tokens: (B, T); triggers: (K,) or ``None`` (random triggers).  Returns (B, N).
-    Per-token weights that read off as ≤ 0 are kept: the closed form is linear in them.
+    tokens: (B, T); triggers: (K,) or ``None`` (random triggers).  Returns the
+    :class:`~inductionlab.theory.closed_form.ClosedFormLogits` (in-context and global terms apart),
+    so that :func:`fit_scalar` can refit their scales by least squares.
     """
     from inductionlab.theory.closed_form import closed_form_logits
 
@@ -195,4 +197,15 @@ def scalar_logits(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers:
         tokens, (max(alpha1, 1e-6), 1.0, 1.0), s["g"].double(), pos_enc=pos_enc,
         train_len=train_len if pos_enc == "ape" else None, triggers=triggers,
         alpha1_t=s.get("alpha1_t"), alpha2_a=s["alpha2_a"], alpha3_j=s["alpha3_j"],
-    ).logits.float()
+    )
+
+
+def fit_scalar(in_context_gap: Tensor, global_gap: Tensor, measured_gap: Tensor) -> tuple[float, float, float]:
+    """Least-squares scales ``(θ_in_context, θ_global, θ_0)`` of the §4.4 form on designed prompts.
+
+    Fits ``measured ≈ θ_ic · in_context + θ_g · global + θ_0`` over prompts (1-D tensors of gaps):
+    the read-off ``α_3(j)`` and ``g`` up to one common scale each (SCIENCE §4.5, "scalar").
+    """
+    design = torch.stack((in_context_gap, global_gap, torch.ones_like(global_gap)), dim=1).double()
+    theta = torch.linalg.lstsq(design, measured_gap.double()[:, None]).solution[:, 0]
+    return float(theta[0]), float(theta[1]), float(theta[2])
