@@ -55,28 +55,27 @@ def last_logits(model, tokens: torch.Tensor) -> torch.Tensor:
 def test_forward_converges_to_closed_form(pos_enc):
     """SCIENCE §4.4: the ideal AMT's logits approach the closed form, error ∝ 1/√d.
 
-    Measured (seeds below): the largest error over 16 prompts × 20 logits is ≈ 4, 2, 0.8 at
-    d = 256, 1024, 4096 (ape, rpe and bias alike). Across 8 seeds the ratio err(4096)/err(1024)
-    stayed in [0.30, 0.55] and err(4096)/err(256) in [0.12, 0.30]; a wrong orientation or index
-    gives ratios near 1. The correlation at d = 4096 is 0.969–0.981: the remaining noise
-    (std ≈ 0.2 against logits of std ≈ 1) is the architecture's own O(α/√d) cross-talk, e.g.
-    ``W_F`` also reads the copied output ``α_3 u_k``.
+    Measured (seeds below): the largest error over 16 prompts × 20 logits is ≈ 3–5.3, 2.0, 0.8 at
+    d = 256, 1024, 4096 (ape, rpe and bias alike); a wrong orientation or index gives ratios near 1.
+    The correlation at d = 4096 is 0.969–0.981 (the architecture's own O(α/√d) cross-talk, e.g.
+    ``W_F`` also reads the copied output ``α_3 u_k``), so the ladder goes one step further, to
+    d = 8192, where it is ≈ 0.984 (ape) and 0.987 (rpe).
     """
     g = unit_scores(N, seed=0)
     tokens, _ = prompts_with_pairs(16, seed=1)
     expected = closed_form_logits(tokens, ALPHAS, g, pos_enc=pos_enc, train_len=T).logits
     errors, correlations = [], []
-    for d in (256, 1024, 4096):
+    for d in (512, 2048, 8192):
         model = ideal_amt(N, d, ALPHAS, g, pos_enc=pos_enc, train_len=T, max_len=T, init_seed=0)
         logits = last_logits(model, tokens)
         del model
         errors.append((logits - expected).abs().max().item())
         correlations.append(torch.corrcoef(torch.stack([logits.flatten(), expected.flatten()]))[0, 1].item())
-    e256, e1024, e4096 = errors
-    assert e1024 < e256 and e4096 < 0.7 * e1024 and e4096 < 0.4 * e256, errors
-    assert e4096 < 1.5, errors
+    small, middle, large = errors  # each step quadruples d: the error should about halve
+    assert middle < small and large < 0.8 * middle and large < 0.5 * small, errors
+    assert large < 1.2, errors
     assert correlations[0] < correlations[1] < correlations[2], correlations
-    assert correlations[2] >= 0.96, correlations
+    assert correlations[2] >= 0.98, correlations
 
 
 def test_stronger_amt_forward_follows_its_own_closed_form():
@@ -89,12 +88,13 @@ def test_stronger_amt_forward_follows_its_own_closed_form():
     alpha3_j = torch.where(torch.arange(N) % 2 == 0, 1.0, 7.0)
     kw = dict(alpha1_t=alpha1_t, alpha2_a=alpha2_a, alpha3_j=alpha3_j)
     tokens, b = prompts_with_pairs(16, seed=3)
-    model = ideal_amt(N, 2048, ALPHAS, g, pos_enc="ape", train_len=T, max_len=T, init_seed=1, **kw)
+    model = ideal_amt(N, 4096, ALPHAS, g, pos_enc="ape", train_len=T, max_len=T, init_seed=1, **kw)
     rows = torch.arange(16)
     logits = last_logits(model, tokens)[rows, b]
     strong = closed_form_logits(tokens, ALPHAS, g, pos_enc="ape", train_len=T, **kw).logits[rows, b]
     scalar = closed_form_logits(tokens, ALPHAS, g, pos_enc="ape", train_len=T).logits[rows, b]
-    assert (logits - strong).abs().mean() < 0.4 * (logits - scalar).abs().mean()
+    # measured over 6 seeds: mean error ≈ 0.25–0.4 against the stronger form, ≈ 1.3–2.1 against the scalar one
+    assert (logits - strong).abs().mean() < 0.5 * (logits - scalar).abs().mean()
 
 
 # ---------------------------------------------------------------------------- the memories' orientation
@@ -215,6 +215,7 @@ def test_previous_token_pattern_rows_sum_to_one_and_respect_tau():
     torch.testing.assert_close(beta.sum(-1), torch.ones(10, dtype=torch.float64))
     assert torch.all(beta.triu(1) == 0)
     torch.testing.assert_close(beta[7, :8], torch.full((8,), 1 / 8, dtype=torch.float64))  # index 7 ≥ τ
+    torch.testing.assert_close(beta[4, :5], torch.full((5,), 1 / 5, dtype=torch.float64))  # SCIENCE t = 5 > τ
     assert beta[3, 2] == pytest.approx(math.exp(3) / (math.exp(3) + 3))  # index 3 < τ = 4
 
 
@@ -271,6 +272,7 @@ BAD_IDEAL = [
     dict(g=torch.full((5, 5), float("-inf"))),
     dict(train_len=40),
     dict(train_len=0),
+    dict(train_len=2.5),
     dict(triggers=torch.tensor([0, 5])),
     dict(alpha1_t=torch.ones(8), pos_enc="rpe"),
     dict(alpha1_t=torch.ones(7)),

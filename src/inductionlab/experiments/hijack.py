@@ -21,7 +21,8 @@ from inductionlab.errors import ConfigError
 from inductionlab.prompts import PromptSpec, contending_tokens, default_pair, make_prompts
 from inductionlab.tasks.sources import BigramSource
 from inductionlab.theory.trained import (
-    fit_scalar,
+    fit_scalar_form,
+    fitted_scalar_logits,
     measured_layer2_pattern,
     readout_logits,
     recall_matrices,
@@ -99,7 +100,8 @@ def evaluate_setting(model, rec, spec: PromptSpec, source: BigramSource, train_l
         "model_gap": gap.mean().item(),
         "model_b_wins": (logits.argmax(-1) == b).float().mean().item(),
     }
-    out["_parts"] = {"in_context": scalar.in_context.float(), "global": scalar.global_.float(), "b": b, "rival": rival}
+    out["_parts"] = {"rec": rec, "tokens": tokens, "train_len": train_len, "triggers": triggers, "b": b,
+                     "rival": rival, "model_logits": logits}
     preds["scalar"] = (scalar.in_context + scalar.global_).float()  # read off; refitted in summarise
     for name, pred in preds.items():
         out[f"{name}_gap"] = (pred[:, b] - pred[:, rival]).mean().item()
@@ -136,7 +138,7 @@ def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool =
     train(fixed_cfg, runs["fixed"], progress=progress)
 
     rows: list[dict[str, Any]] = []
-    decompositions = {}
+    decompositions, fits = {}, {}
     for kind, run_dir in runs.items():
         cfg, model, _ = open_trained(run_dir)
         model.eval()
@@ -149,10 +151,17 @@ def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool =
         rec = recall_matrices(model, max_len)
         for spec in specs:
             rows.append({"model": kind, **evaluate_setting(model, rec, spec, source, train_len, triggers)})
+        fit_rows = [r for r in rows if r["model"] == kind and r["family"] in ("count", "distance", "conflict")] or [
+            r for r in rows if r["model"] == kind]
+        fits[kind] = fit_scalar_form(rec, [(r["_parts"]["tokens"], r["_parts"]["b"], r["_parts"]["rival"])
+                                           for r in fit_rows], torch.cat([r["_gaps"]["model"] for r in fit_rows]),
+                                     train_len, triggers)
         probe = make_prompts(specs[0], source, triggers).tokens
         decompositions[kind] = score_decomposition(model, probe)
 
+    refit_scalar(rows, fits)
     results = summarise(rows, decompositions, preset_name, runs)
+    results["scalar_fit"] = fits
     from inductionlab.experiments.hijack_report import write_figures, write_readme
 
     figures = write_figures(rows, results, out)
@@ -162,28 +171,21 @@ def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool =
     return results
 
 
-def refit_scalar(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Fit the scalar form's two scales on families 1–3 and update every row's scalar prediction."""
-    def gaps(r, part):
-        p = r["_parts"]
-        return p[part][:, p["b"]] - p[part][:, p["rival"]]
-
-    core = [r for r in rows if r["model"] == "random" and r["family"] in ("count", "distance", "conflict")]
-    theta = fit_scalar(torch.cat([gaps(r, "in_context") for r in core]), torch.cat([gaps(r, "global") for r in core]),
-                       torch.cat([r["_gaps"]["model"] for r in core]))
+def refit_scalar(rows: list[dict[str, Any]], fits: dict[str, dict[str, float]]) -> None:
+    """Replace every row's read-off scalar prediction by the least-squares fit of its model."""
     for r in rows:
+        p = r["_parts"]
+        fitted = fitted_scalar_logits(p["rec"], p["tokens"], p["train_len"], p["triggers"], fits[r["model"]])
+        gap = fitted[:, p["b"]] - fitted[:, p["rival"]]
         r["scalar_read_off_gap"] = r["scalar_gap"]
-        fitted = theta[0] * r["_parts"]["in_context"] + theta[1] * r["_parts"]["global"] + theta[2]
-        gap = fitted[:, r["_parts"]["b"]] - fitted[:, r["_parts"]["rival"]]
         r["_gaps"]["scalar_read_off"] = r["_gaps"]["scalar"]
         r["_gaps"]["scalar"] = gap
         r["scalar_gap"] = gap.mean().item()
-    return {"theta_in_context": theta[0], "theta_global": theta[1], "theta_0": theta[2]}
+        r["scalar_argmax_agreement"] = (fitted.argmax(-1) == p["model_logits"].argmax(-1)).float().mean().item()
 
 
 def summarise(rows, decompositions, preset_name, runs) -> dict[str, Any]:
     """R² and argmax agreement per family and prediction, crossovers, and the per-setting rows."""
-    theta = refit_scalar(rows)
     by_family: dict[str, Any] = {}
     for family in sorted({r["family"] for r in rows}):
         fam = [r for r in rows if r["family"] == family]
@@ -203,6 +205,6 @@ def summarise(rows, decompositions, preset_name, runs) -> dict[str, Any]:
     settings = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     return {
         "experiment": "hijack", "preset": preset_name, "runs": {k: str(v) for k, v in runs.items()},
-        "families_1_to_3": families_1_3, "scalar_fit": theta, "by_family": by_family, "crossover_n": crossovers(rows),
+        "families_1_to_3": families_1_3, "by_family": by_family, "crossover_n": crossovers(rows),
         "layer2_score_decomposition": decompositions, "settings": settings,
     }

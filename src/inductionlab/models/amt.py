@@ -119,6 +119,13 @@ class AMTransformer(nn.Module):
         """``Φ_ℓ = W_O^ℓ W_V^ℓ``, (d, d)."""
         return self.mat(f"wo{layer}") @ self.mat(f"wv{layer}")
 
+    def apply_phi(self, x: Tensor, layer: int) -> Tensor:
+        """``x Φ_ℓᵀ`` for rows x (..., d); forms the d×d product only when that is cheaper."""
+        rows = x.numel() // x.shape[-1]
+        if rows < self.d_model:
+            return (x @ self.mat(f"wv{layer}").T) @ self.mat(f"wo{layer}").T
+        return x @ self.phi(layer).T
+
     def has_positional_term(self, layer: int) -> bool:
         return self.pos_enc in ("rpe", "bias", "rope") and (layer == 1 or self.pos_all_layers)
 
@@ -242,20 +249,21 @@ class AMTransformer(nn.Module):
             if last and self.ff != "mlp":
                 # fold W_U (I + W_F) into the residual and W_U (I + W_F) Φ_L into the values
                 readout = self.readout()
-                direct = self._residual_map(h, tokens, readout.T, query_pos)
-                return direct + beta @ self._residual_map(h, tokens, (readout @ self.phi(layer)).T)
-            update = beta @ self._residual_map(h, tokens, self.phi(layer).T)
+                readout_phi = (readout @ self.mat(f"wo{layer}")) @ self.mat(f"wv{layer}")  # W_U (I+W_F) Φ_L
+                direct = self._residual_map(h, tokens, lambda x: x @ readout.T, query_pos)
+                return direct + beta @ self._residual_map(h, tokens, lambda x: x @ readout_phi.T)
+            update = beta @ self._residual_map(h, tokens, lambda x: self.apply_phi(x, layer))
             h = (self.embed(tokens) if h is None else h)
             h = (h if not last else _take(h, query_pos)) + update
         return self.final_logits(h)
 
-    def _residual_map(self, h: Tensor | None, tokens: Tensor, matrix: Tensor, positions: Tensor | None = None
+    def _residual_map(self, h: Tensor | None, tokens: Tensor, linear_map, positions: Tensor | None = None
                       ) -> Tensor:
-        """``h @ matrix`` (B, T, k) at every position or at ``positions`` (B, Tq);
-        while ``h`` is still the embedding, a table lookup."""
+        """``linear_map(h)`` (B, T, k) at every position or at ``positions`` (B, Tq);
+        while ``h`` is still the embedding, a lookup in the map of the basis vectors."""
         if h is not None:
-            return (h if positions is None else _take(h, positions)) @ matrix
-        out = self.embed_lookup(self.embed_basis(tokens.shape[1]) @ matrix, tokens)
+            return linear_map(h if positions is None else _take(h, positions))
+        out = self.embed_lookup(linear_map(self.embed_basis(tokens.shape[1])), tokens)
         return out if positions is None else _take(out, positions)
 
     def embed_basis(self, seq_len: int) -> Tensor:
@@ -283,7 +291,7 @@ class AMTransformer(nn.Module):
             beta = self.pattern(scores, query_pos)
             cache[f"blocks.{layer - 1}.attn.hook_attn_scores"] = scores.unsqueeze(1)
             cache[f"blocks.{layer - 1}.attn.hook_pattern"] = beta.unsqueeze(1)
-            h = _take(h, query_pos) + beta @ (h @ self.phi(layer).T)
+            h = _take(h, query_pos) + beta @ self.apply_phi(h, layer)
             cache[f"blocks.{layer - 1}.hook_resid_post"] = h
         logits = self.final_logits(h)
         cache["hook_logits"] = logits

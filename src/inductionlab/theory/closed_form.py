@@ -25,6 +25,7 @@ Everything is vectorised over the batch; nothing loops over tokens or positions.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -109,15 +110,28 @@ def check_weights(name: str, value: Tensor | None, length: int) -> Tensor | None
     return value
 
 
-def check_train_len(train_len: int | None, pos_enc: str, alpha1_t: Tensor | None) -> None:
-    if train_len is not None and (not isinstance(train_len, int) or train_len < 1):
-        raise ConfigError(f"train_len: expected a positive integer (the training length τ), got {train_len!r}")
+def check_positive_int(name: str, value: object, meaning: str = "") -> int:
+    """``value`` as a Python int ≥ 1 (numpy integers accepted), or :class:`ConfigError`."""
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        number = 0
+    if isinstance(value, bool) or number < 1:
+        raise ConfigError(f"{name}: expected a positive integer{meaning}, got {value!r}")
+    return number
+
+
+def check_train_len(train_len: int | None, pos_enc: str, alpha1_t: Tensor | None) -> int | None:
+    """``τ`` as an int (or ``None``) after checking ``alpha1_t`` against it."""
+    if train_len is not None:
+        train_len = check_positive_int("train_len", train_len, " (the training length τ)")
     if alpha1_t is not None:
         if pos_enc != "ape":
             raise ConfigError("alpha1_t: per-position α_1(t) is defined for pos_enc='ape' only")
         if train_len is None:
             raise ConfigError("alpha1_t: needs train_len (τ); alpha1_t has one weight per query position t < τ")
         check_weights("alpha1_t", alpha1_t, train_len)
+    return train_len
 
 
 # ---------------------------------------------------------------------------- the closed form
@@ -182,7 +196,7 @@ def closed_form_logits(
         raise ConfigError("tokens: expected a (batch, seq) integer tensor with seq ≥ 1")
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= n):
         raise ConfigError(f"tokens: ids must lie in [0, {n}) (N from g)")
-    check_train_len(train_len, pos_enc, alpha1_t)
+    train_len = check_train_len(train_len, pos_enc, alpha1_t)
     check_weights("alpha2_a", alpha2_a, n)
     check_weights("alpha3_j", alpha3_j, n)
 

@@ -32,6 +32,7 @@ from inductionlab.models.amt import AMTransformer
 from inductionlab.theory.closed_form import (
     check_alphas,
     check_pos_enc,
+    check_positive_int,
     check_scores,
     check_train_len,
     check_weights,
@@ -95,11 +96,10 @@ def ideal_amt(
     check_alphas(alphas)
     a1, a2, a3 = (float(a) for a in alphas)
     check_pos_enc(pos_enc)
-    if not isinstance(n_tokens, int) or n_tokens < 1 or not isinstance(d_model, int) or d_model < 1:
-        raise ConfigError(f"n_tokens and d_model must be positive integers, got {n_tokens!r}, {d_model!r}")
+    n_tokens = check_positive_int("n_tokens", n_tokens)
+    d_model = check_positive_int("d_model", d_model)
     check_scores(g, n_tokens)
-    if not isinstance(train_len, int) or train_len < 1:
-        raise ConfigError(f"train_len: expected a positive integer (the training length τ), got {train_len!r}")
+    train_len = check_positive_int("train_len", train_len, " (the training length τ)")
     if pos_enc == "ape" and train_len > max_len:
         raise ConfigError(f"train_len={train_len} exceeds max_len={max_len}: ape has no position embedding there")
     if pos_enc in ("rpe", "bias") and max_rel_dist < 2:

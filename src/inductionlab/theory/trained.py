@@ -181,7 +181,8 @@ def score_decomposition(model: AMTransformer, tokens: Tensor) -> dict[str, float
     return out
 
 
-def scalar_terms(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None):
+def scalar_terms(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None,
+                 alpha1_scale: float = 1.0, alpha2_scale: float = 1.0):
     """Prediction 3's closed form with the read-off ``α_1(t)``, ``α_2(a)``, ``α_3(j)``, ``g``.
 
     tokens: (B, T); triggers: (K,) or ``None`` (random triggers).  Returns the
@@ -192,12 +193,49 @@ def scalar_terms(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: 
 
     s = read_off_scalars(rec, train_len)
     pos_enc = "ape" if rec.pos_enc in ABSOLUTE_ENCODINGS else rec.pos_enc
-    alpha1 = float(s["alpha1"]) if "alpha1" in s else 1.0
+    alpha1 = alpha1_scale * float(s["alpha1"]) if "alpha1" in s else 1.0
+    alpha1_t = alpha1_scale * s["alpha1_t"] if "alpha1_t" in s else None
     return closed_form_logits(
         tokens, (max(alpha1, 1e-6), 1.0, 1.0), s["g"].double(), pos_enc=pos_enc,
         train_len=train_len if pos_enc == "ape" else None, triggers=triggers,
-        alpha1_t=s.get("alpha1_t"), alpha2_a=s["alpha2_a"], alpha3_j=s["alpha3_j"],
+        alpha1_t=alpha1_t, alpha2_a=alpha2_scale * s["alpha2_a"], alpha3_j=s["alpha3_j"],
     )
+
+
+SCALE_GRID = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+def fit_scalar_form(rec: RecallMatrices, prompts: list[tuple[Tensor, int, int]], measured: Tensor, train_len: int,
+                    triggers: Tensor | None) -> dict[str, float]:
+    """Least-squares fit of the stronger-AMT form on designed prompts (SCIENCE §4.5, "scalar").
+
+    prompts: ``(tokens (B, T), b, rival)`` per setting; measured: the model's gaps ``ξ_b − ξ_rival``,
+    concatenated in the same order. The read-off ``α_1(t)`` and ``α_2(a)`` are scaled by factors
+    from a grid; for each pair of factors the scales of the in-context and global terms and an
+    intercept are fitted by linear least squares; the pair with the smallest residual wins.
+    """
+    best: dict[str, float] = {}
+    for a1 in SCALE_GRID:
+        for a2 in SCALE_GRID:
+            ic, gl = [], []
+            for tokens, b, rival in prompts:
+                terms = scalar_terms(rec, tokens, train_len, triggers, a1, a2)
+                ic.append((terms.in_context[:, b] - terms.in_context[:, rival]).float())
+                gl.append((terms.global_[:, b] - terms.global_[:, rival]).float())
+            ic_gap, gl_gap = torch.cat(ic), torch.cat(gl)
+            theta = fit_scalar(ic_gap, gl_gap, measured)
+            residual = ((theta[0] * ic_gap + theta[1] * gl_gap + theta[2] - measured) ** 2).sum().item()
+            if not best or residual < best["residual"]:
+                best = {"alpha1_scale": a1, "alpha2_scale": a2, "theta_in_context": theta[0],
+                        "theta_global": theta[1], "theta_0": theta[2], "residual": residual}
+    return best
+
+
+def fitted_scalar_logits(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None,
+                         fit: dict[str, float]) -> Tensor:
+    """Prediction 3 with the parameters of :func:`fit_scalar_form`: (B, N)."""
+    terms = scalar_terms(rec, tokens, train_len, triggers, fit["alpha1_scale"], fit["alpha2_scale"])
+    return (fit["theta_in_context"] * terms.in_context + fit["theta_global"] * terms.global_ + fit["theta_0"]).float()
 
 
 def fit_scalar(in_context_gap: Tensor, global_gap: Tensor, measured_gap: Tensor) -> tuple[float, float, float]:
