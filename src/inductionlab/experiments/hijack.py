@@ -33,9 +33,9 @@ from inductionlab.theory.trained import (
 from inductionlab.train import make_sampler, open_trained, train
 
 PRESETS = {
-    "quick": {"preset": "hijack-quick", "n_prompts": 64, "count_T": (32, 64, 128), "count_n": (0, 1, 2, 3, 4, 6, 8),
+    "quick": {"preset": "hijack-quick", "n_prompts": 64, "count_T": (32, 128, 512, 1024), "count_n": (0, 1, 2, 3, 4, 6, 8),
               "distance_T": (64, 128, 256)},
-    "paper": {"preset": "hijack-quick", "n_prompts": 256, "count_T": (32, 64, 128, 256),
+    "paper": {"preset": "hijack-quick", "n_prompts": 256, "count_T": (32, 64, 128, 256, 512, 1024, 2048),
               "count_n": (0, 1, 2, 3, 4, 6, 8, 12, 16), "distance_T": (64, 128, 256, 512)},
 }
 PREDICTIONS = ("weights_only", "readout", "scalar")
@@ -156,7 +156,7 @@ def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool =
         fits[kind] = fit_scalar_form(rec, [(r["_parts"]["tokens"], r["_parts"]["b"], r["_parts"]["rival"])
                                            for r in fit_rows], torch.cat([r["_gaps"]["model"] for r in fit_rows]),
                                      train_len, triggers)
-        probe = make_prompts(specs[0], source, triggers).tokens
+        probe = make_prompts(next(s for s in specs if s.n_pairs >= 2), source, triggers).tokens
         decompositions[kind] = score_decomposition(model, probe)
 
     refit_scalar(rows, fits)

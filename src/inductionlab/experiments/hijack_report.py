@@ -73,10 +73,13 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
     names.append(_save(fig, out, "distance_sweep"))
 
     decomposition = results["layer2_score_decomposition"]["random"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    pairs = sorted(decomposition, key=decomposition.get, reverse=True)
-    ax.barh(pairs[::-1], [decomposition[p] for p in pairs[::-1]], color="tab:purple")
-    ax.set(xlabel="spread of the term across keys (std)", title="layer-2 scores by (query × key) family")
+    fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    pairs = sorted(decomposition["induction_margin"], key=lambda p: abs(decomposition["induction_margin"][p]))
+    ax_m.barh(pairs, [decomposition["induction_margin"][p] for p in pairs], color="tab:purple")
+    ax_m.axvline(0, color="grey", lw=0.8)
+    ax_m.set(xlabel="score on induction keys − other keys", title="what puts attention on the induction keys")
+    ax_s.barh(pairs, [decomposition["spread"][p] for p in pairs], color="tab:gray")
+    ax_s.set(xlabel="std of the term across keys", title="what moves layer-2 attention at all")
     names.append(_save(fig, out, "score_decomposition"))
     return names
 

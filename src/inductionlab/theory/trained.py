@@ -151,34 +151,43 @@ def read_off_scalars(rec: RecallMatrices, train_len: int) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def score_decomposition(model: AMTransformer, tokens: Tensor) -> dict[str, float]:
+def score_decomposition(model: AMTransformer, tokens: Tensor) -> dict[str, dict[str, float]]:
     """Which pairs of embedding families carry the layer-2 scores of the last position (SCIENCE §4.5).
 
     The residual after layer 1 is a sum of four families: token ``e_{z_t}``, position ``p_t``
     (absolute encodings), and the layer-1 output split into its token part ``Φ_1 Σ β¹ e`` and
     position part ``Φ_1 Σ β¹ p``. The score ``c·h_Tᵀ W_K^2 h_s`` is the sum of one term per
-    (query family, key family) pair; for each pair this returns the standard deviation of its
-    term across keys s, averaged over prompts: the pairs with large spread decide the attention.
+    (query family, key family) pair. For each pair this returns, averaged over prompts:
+
+    - ``induction_margin``: the term's mean over the induction keys (``z_{s-1} = a``) minus its
+      mean over the other keys — how much the pair pushes attention onto the right keys;
+    - ``spread``: the term's standard deviation across keys — how much it moves attention at all.
     """
     _check(model)
     cache: dict = {}
     model(tokens, cache=cache)
     beta1 = cache["blocks.0.attn.hook_pattern"][:, 0]  # (B, T, T)
-    phi1 = model.phi(1)
     families = {"token": model.emb[tokens]}
     if model.pos_enc in ABSOLUTE_ENCODINGS:
         families["position"] = model.pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)
-    families["layer1_token"] = beta1 @ model.emb[tokens] @ phi1.T
+    families["layer1_token"] = model.apply_phi(beta1 @ model.emb[tokens], 1)
     if model.pos_enc in ABSOLUTE_ENCODINGS:
-        families["layer1_position"] = beta1 @ families["position"] @ phi1.T
+        families["layer1_position"] = model.apply_phi(beta1 @ families["position"], 1)
+    induction = torch.zeros_like(tokens, dtype=torch.bool)
+    induction[:, 1:] = tokens[:, :-1] == tokens[:, -1:]
+    has_both = induction.any(1) & (~induction).any(1)
     wk = model.score_scale * model.wk2
-    out = {}
+    margins, spreads = {}, {}
     for qname, qvec in families.items():
         query = qvec[:, -1] @ wk  # (B, d)
         for kname, kvec in families.items():
             term = (kvec @ query[:, :, None]).squeeze(-1)  # (B, T)
-            out[f"{qname}×{kname}"] = term.std(dim=1).mean().item()
-    return out
+            name = f"{qname}×{kname}"
+            spreads[name] = term.std(dim=1).mean().item()
+            on = (term * induction).sum(1) / induction.sum(1).clamp_min(1)
+            off = (term * ~induction).sum(1) / (~induction).sum(1).clamp_min(1)
+            margins[name] = (on - off)[has_both].mean().item() if has_both.any() else float("nan")
+    return {"induction_margin": margins, "spread": spreads}
 
 
 def scalar_terms(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None,
