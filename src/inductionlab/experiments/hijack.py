@@ -33,8 +33,8 @@ from inductionlab.theory.trained import (
 from inductionlab.train import make_sampler, open_trained, train
 
 PRESETS = {
-    "quick": {"preset": "hijack-quick", "n_prompts": 64, "count_T": (32, 128, 512, 1024), "count_n": (0, 1, 2, 3, 4, 6, 8),
-              "distance_T": (64, 128, 256)},
+    "quick": {"preset": "hijack-quick", "n_prompts": 64, "count_T": (32, 128, 512, 1024),
+              "count_n": (0, 1, 2, 3, 4, 6, 8), "distance_T": (64, 128, 256)},
     "paper": {"preset": "hijack-quick", "n_prompts": 256, "count_T": (32, 64, 128, 256, 512, 1024, 2048),
               "count_n": (0, 1, 2, 3, 4, 6, 8, 12, 16), "distance_T": (64, 128, 256, 512)},
 }

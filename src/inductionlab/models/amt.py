@@ -250,9 +250,9 @@ class AMTransformer(nn.Module):
                 # fold W_U (I + W_F) into the residual and W_U (I + W_F) Φ_L into the values
                 readout = self.readout()
                 readout_phi = (readout @ self.mat(f"wo{layer}")) @ self.mat(f"wv{layer}")  # W_U (I+W_F) Φ_L
-                direct = self._residual_map(h, tokens, lambda x: x @ readout.T, query_pos)
-                return direct + beta @ self._residual_map(h, tokens, lambda x: x @ readout_phi.T)
-            update = beta @ self._residual_map(h, tokens, lambda x: self.apply_phi(x, layer))
+                direct = self._residual_map(h, tokens, lambda x, m=readout: x @ m.T, query_pos)
+                return direct + beta @ self._residual_map(h, tokens, lambda x, m=readout_phi: x @ m.T)
+            update = beta @ self._residual_map(h, tokens, lambda x, ell=layer: self.apply_phi(x, ell))
             h = (self.embed(tokens) if h is None else h)
             h = (h if not last else _take(h, query_pos)) + update
         return self.final_logits(h)
