@@ -9,10 +9,10 @@ import torch
 
 from inductionlab.errors import ConfigError
 from inductionlab.tasks import bigram as bigram_module
+from inductionlab.tasks.alias import alias_tables
 from inductionlab.tasks.bigram import (
     BigramTriggerSampler,
     TriggerBatch,
-    alias_tables,
     degenerate_rate,
     find_degenerate,
     ood_split_cut,

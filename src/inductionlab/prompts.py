@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.tasks.bigram import alias_tables
+from inductionlab.tasks.alias import alias_tables
 from inductionlab.tasks.sources import BigramSource
 
 FAMILIES = ("count", "distance", "conflict", "non-trigger", "no-context")
