@@ -72,6 +72,27 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
     ax.legend()
     names.append(_save(fig, out, "distance_sweep"))
 
+    fig, (ax_nt, ax_nc) = plt.subplots(1, 2, figsize=(11, 4))
+    non_trigger = sorted((r for r in rows if r["family"] == "non-trigger"), key=lambda r: r["n"])
+    if non_trigger:
+        a, b, rival = (non_trigger[0]["tokens"][k] for k in ("a", "b", "rival"))
+        for key, style in (("model", "o-"), ("readout", ":"), ("scalar", "--")):
+            ax_nt.plot([r["n"] for r in non_trigger], [r[f"{key}_gap"] for r in non_trigger], style,
+                       color=COLORS[key], label=key)
+        ax_nt.axhline(0, color="grey", lw=0.8)
+        ax_nt.set(xlabel=f"pairs ({a!r}, {b!r})", ylabel=f"ξ({b!r}) − ξ({rival!r})",
+                  title=f"family 4: {a!r} is not a trigger (fixed-trigger model)")
+        ax_nt.legend()
+    no_context = sorted((r for r in rows if r["family"] == "no-context"), key=lambda r: r["seq_len"])
+    for key, style in (("model", "o-"), ("readout", ":"), ("scalar", "--")):
+        ax_nc.plot([r["seq_len"] for r in no_context], [r[f"{key}_gap"] for r in no_context], style,
+                   color=COLORS[key], label=key)
+    ax_nc.axhline(0, color="grey", lw=0.8)
+    ax_nc.set(xscale="log", xlabel="prompt length T", ylabel="logit gap b − j*",
+              title="family 5: query never seen before (bigram alone)")
+    ax_nc.legend()
+    names.append(_save(fig, out, "non_trigger_and_no_context"))
+
     decomposition = results["layer2_score_decomposition"]["random"]
     fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     pairs = sorted(decomposition["induction_margin"], key=lambda p: abs(decomposition["induction_margin"][p]))
