@@ -95,3 +95,13 @@ def test_cache_hooks_and_lengths():
         model(torch.zeros(1, 13, dtype=torch.long))
     free = AMTransformer(7, 8, pos_enc="rpe", max_len=12)
     assert free(torch.zeros(1, 40, dtype=torch.long)).shape == (1, 40, 7)
+
+
+def test_bias_wk1_probe_needs_a_strict_winner():
+    from inductionlab.probes.memory import wk1_probe
+
+    model = AMTransformer(7, 8, pos_enc="bias", max_rel_dist=4, trained=("wk1", "bias1"))
+    assert wk1_probe(model, 16)["wk1"] == 0.0  # all biases zero: a tie
+    with torch.no_grad():
+        model.bias1[1] = 1.0
+    assert wk1_probe(model, 16)["wk1"] == 1.0 and wk1_probe(model, 16)["wk1_all"] == 1.0

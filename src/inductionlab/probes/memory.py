@@ -98,9 +98,10 @@ def wk1_probe(model: AMTransformer, train_len: int, eval_len: int | None = None)
             "wk1_all_chance": 1.0 / (model.max_rel_dist + 1),
         }
     if model.pos_enc == "bias":
-        bias = model.mat("bias1")
-        return {"wk1": float(bias[1:].argmax().item() == 0), "wk1_chance": 1.0 / model.max_rel_dist,
-                "wk1_all": float(bias.argmax().item() == 1), "wk1_all_chance": 1.0 / (model.max_rel_dist + 1)}
+        bias = model.mat("bias1")  # a tie (e.g. all zero at init) is not a recall
+        return {"wk1": float(bool(bias[1] > bias[2:].max())), "wk1_chance": 1.0 / model.max_rel_dist,
+                "wk1_all": float(bool(bias[1] > torch.cat((bias[:1], bias[2:])).max())),
+                "wk1_all_chance": 1.0 / (model.max_rel_dist + 1)}
     return {}
 
 
