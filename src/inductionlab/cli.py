@@ -89,17 +89,18 @@ def probe(run_dir: str, device: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Results folder (default: results/NAME).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def experiment(name: str, preset: str, out: str | None, quiet: bool) -> None:
-    """Run experiment NAME (hijack): train or reuse its models, write results.json, figures, README.md."""
-    experiments = {"hijack": "inductionlab.experiments.hijack:run_hijack"}
+    """Run experiment NAME (hijack, length): train or reuse its models, write results.json, figures, README.md."""
+    experiments = {"hijack": "inductionlab.experiments.hijack:run_hijack",
+                   "length": "inductionlab.experiments.length:run_length"}
     if name not in experiments:
         raise InductionLabError(f"unknown experiment {name!r}; experiments: {', '.join(experiments)}")
     import importlib
 
     module, func = experiments[name].split(":")
     out_dir = Path(out) if out else Path("results") / name
-    results = getattr(importlib.import_module(module), func)(out_dir, preset, progress=not quiet)
+    getattr(importlib.import_module(module), func)(out_dir, preset, progress=not quiet)
     click.echo(f"results: {out_dir / 'results.json'}")
-    click.echo(json.dumps({k: results[k] for k in ("families_1_to_3", "crossover_n")}, indent=2))
+    click.echo((out_dir / "README.md").read_text())
 
 
 @cli.command()

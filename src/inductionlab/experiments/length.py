@@ -1,0 +1,150 @@
+"""Experiment "length" (SCIENCE §3.1, §4.4 (iv), §6): positional encodings and length generalisation.
+
+The same task is trained at ``T_train`` with each encoding and several seeds, then evaluated at
+``T ∈ {T/2, T, 2T, 4T, 8T}``: in-context accuracy overall, for targets before and after
+``T_train``, by the distance between the trigger's previous occurrence and the query, and the
+layer-1 previous-token attention by position. §4.4 (iv) predicts that ``ape`` loses pairs
+beyond ``τ = T_train`` (its previous-token memory is tied to trained positions) while relative
+encodings do not.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inductionlab.config import load_config
+from inductionlab.errors import ConfigError
+from inductionlab.models.positional import POS_ENCODINGS
+from inductionlab.tasks.bigram import TriggerBatch
+from inductionlab.train import make_sampler, open_trained, train
+
+PRESETS = {
+    "quick": {"preset": "length-quick", "seeds": (0, 1, 2), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 64},
+    "paper": {"preset": "length-quick", "seeds": (0, 1, 2, 3, 4), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 256},
+}
+DISTANCE_BUCKETS = ((1, 16), (17, 64), (65, 256), (257, 4096))
+
+
+def previous_occurrence_distance(inputs: torch.Tensor, triggers: torch.Tensor) -> torch.Tensor:
+    """For each position t whose input is a trigger, ``t − t'`` with t' its previous occurrence.
+
+    inputs: (B, T) int64; triggers: (B, K).  Returns (B, T) int64, 0 where undefined.
+    A loop over the K triggers only; positions are vectorised.
+    """
+    batch, seq_len = inputs.shape
+    positions = torch.arange(seq_len, device=inputs.device).expand(batch, -1)
+    out = torch.zeros_like(inputs)
+    for k in range(triggers.shape[1]):
+        hit = inputs == triggers[:, k : k + 1]
+        last = torch.where(hit, positions, torch.full_like(positions, -1)).cummax(dim=1).values
+        previous = torch.cat((torch.full_like(last[:, :1], -1), last[:, :-1]), dim=1)
+        out = torch.where(hit & (previous >= 0), positions - previous, out)
+    return out
+
+
+@torch.no_grad()
+def evaluate_length(model, batch: TriggerBatch, train_len: int, chunk: int = 16) -> dict[str, Any]:
+    """In-context accuracy by position bucket and distance, and layer-1 previous-token attention."""
+    correct, labels, distance, prev_hit = [], [], [], []
+    for start in range(0, batch.tokens.shape[0], chunk):
+        tokens = batch.tokens[start : start + chunk]
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        cache: dict = {}
+        logits = model(inputs, cache=cache)
+        correct.append(logits.argmax(-1) == targets)
+        labels.append(batch.labels[start : start + chunk])
+        distance.append(previous_occurrence_distance(inputs, batch.triggers[start : start + chunk]))
+        pattern = cache["blocks.0.attn.hook_pattern"][:, 0]  # (b, T, T)
+        prev_hit.append(pattern[:, 1:].argmax(-1) == torch.arange(inputs.shape[1] - 1, device=inputs.device))
+    correct, labels, distance = torch.cat(correct), torch.cat(labels), torch.cat(distance)
+    prev_hit = torch.cat(prev_hit).float()  # (B, T-1): query position t+1 attends t
+    seq_len = labels.shape[1]
+    in_context = labels >= 2
+    positions = torch.arange(seq_len, device=labels.device).expand_as(labels)
+
+    def acc(mask: torch.Tensor) -> float | None:
+        return correct[mask].float().mean().item() if mask.any() else None
+
+    out: dict[str, Any] = {
+        "acc_in_context": acc(in_context),
+        "acc_in_context_before_train_len": acc(in_context & (positions < train_len)),
+        "acc_in_context_beyond_train_len": acc(in_context & (positions >= train_len)),
+        "acc_in_context_by_distance": {f"{lo}-{hi}": acc(in_context & (distance >= lo) & (distance <= hi))
+                                       for lo, hi in DISTANCE_BUCKETS},
+        "layer1_prev_token_before_train_len": prev_hit[:, : train_len - 1].mean().item(),
+    }
+    if seq_len > train_len:
+        out["layer1_prev_token_beyond_train_len"] = prev_hit[:, train_len - 1 :].mean().item()
+    return out
+
+
+def _spread(values: list[float | None]) -> dict[str, float | None]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
+    return {"mean": statistics.fmean(present), "std": statistics.pstdev(present) if len(present) > 1 else 0.0,
+            "min": min(present), "max": max(present), "seeds": len(present)}
+
+
+def run_length(out_dir: str | Path, preset_name: str = "quick", progress: bool = True,
+               encodings: tuple[str, ...] = POS_ENCODINGS) -> dict[str, Any]:
+    """Train every encoding × seed (or reuse finished runs), evaluate at every length, write results."""
+    if preset_name not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {preset_name!r}; allowed: {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create ({err.strerror})") from None
+    base = load_config(preset["preset"])
+    train_len = base.data.seq_len
+    lengths = [max(2, int(f * train_len)) for f in preset["factors"]]
+    if base.model.max_len < max(lengths):
+        raise ConfigError(f"preset {preset['preset']}: max_len {base.model.max_len} < longest test {max(lengths)}")
+    per_run: dict[str, dict[str, dict[str, Any]]] = {}
+    for pos_enc in encodings:
+        for seed in preset["seeds"]:
+            name = f"{base.name}-{pos_enc}-s{seed}"
+            cfg = load_config(preset["preset"], [f"model.pos_enc={pos_enc}", f"seeds.init={seed}",
+                                                 f"seeds.data={seed + 100}", f"name={name}"])
+            run_dir = out / "runs" / name
+            train(cfg, run_dir, progress=progress)
+            _, model, _ = open_trained(run_dir)
+            model.eval()
+            for seq_len in lengths:
+                eval_cfg = load_config(preset["preset"], [f"data.seq_len={seq_len}"])
+                _, sampler = make_sampler(eval_cfg, torch.device("cpu"))
+                batch = sampler.sample(preset["eval_batch"], torch.Generator().manual_seed(10_000 + seq_len))
+                per_run.setdefault(pos_enc, {}).setdefault(str(seq_len), {})[str(seed)] = evaluate_length(
+                    model, batch, train_len)
+    results = summarise(per_run, train_len, lengths, preset_name)
+    from inductionlab.experiments.length_report import write_figures, write_readme
+
+    results["figures"] = write_figures(results, out)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_readme(results, out)
+    return results
+
+
+def summarise(per_run, train_len: int, lengths: list[int], preset_name: str) -> dict[str, Any]:
+    """Mean and spread over seeds of every metric, per encoding and test length."""
+    table: dict[str, Any] = {}
+    for pos_enc, by_len in per_run.items():
+        table[pos_enc] = {}
+        for seq_len, by_seed in by_len.items():
+            rows = list(by_seed.values())
+            entry = {key: _spread([r.get(key) for r in rows]) for key in rows[0] if key != "acc_in_context_by_distance"}
+            entry["acc_in_context_by_distance"] = {
+                bucket: _spread([r["acc_in_context_by_distance"][bucket] for r in rows])
+                for bucket in rows[0]["acc_in_context_by_distance"]
+            }
+            entry["per_seed"] = by_seed
+            table[pos_enc][seq_len] = entry
+    return {"experiment": "length", "preset": preset_name, "train_len": train_len, "test_lengths": lengths,
+            "encodings": table}

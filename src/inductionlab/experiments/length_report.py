@@ -1,0 +1,95 @@
+"""Figures and the README of the length experiment (written next to ``results.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _series(results: dict[str, Any], pos_enc: str, key: str) -> tuple[list[int], list[float], list[float]]:
+    xs, means, stds = [], [], []
+    for seq_len in results["test_lengths"]:
+        stats = results["encodings"][pos_enc][str(seq_len)].get(key)
+        if stats is not None and stats["mean"] is not None:
+            xs.append(seq_len)
+            means.append(stats["mean"])
+            stds.append(stats["std"])
+    return xs, means, stds
+
+
+def write_figures(results: dict[str, Any], out: Path) -> list[str]:
+    """In-context accuracy against test length; before vs beyond T_train; layer-1 by position."""
+    train_len = results["train_len"]
+    names = []
+    panels = (("acc_in_context", "all in-context targets"),
+              ("acc_in_context_beyond_train_len", f"in-context targets at positions ≥ T_train = {train_len}"),
+              ("layer1_prev_token_beyond_train_len", f"layer 1 attends t−1, positions ≥ {train_len}"))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for pos_enc in results["encodings"]:
+            xs, means, stds = _series(results, pos_enc, key)
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=pos_enc)
+        ax.axvline(train_len, color="grey", lw=0.8, ls="--")
+        ax.set(xscale="log", xlabel="test length T", title=title, ylim=(-0.02, 1.02))
+        ax.set_xticks(results["test_lengths"], [str(t) for t in results["test_lengths"]])
+    axes[0].set_ylabel("accuracy (mean ± std over seeds)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"length_generalisation.{ext}", dpi=120)
+    plt.close(fig)
+    names.append("length_generalisation.png")
+
+    longest = str(results["test_lengths"][-1])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    encodings = list(results["encodings"])
+    width = 0.38
+    for i, (key, label) in enumerate((("acc_in_context_before_train_len", f"positions < {train_len}"),
+                                      ("acc_in_context_beyond_train_len", f"positions ≥ {train_len}"))):
+        stats = [results["encodings"][p][longest][key] for p in encodings]
+        ax.bar([j + (i - 0.5) * width for j in range(len(encodings))], [s["mean"] or 0 for s in stats], width,
+               yerr=[s["std"] or 0 for s in stats], capsize=3, label=label)
+    ax.set_xticks(range(len(encodings)), encodings)
+    ax.set(ylabel="in-context accuracy", title=f"test length {longest}: before vs beyond the training length",
+           ylim=(0, 1.05))
+    ax.legend()
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"before_vs_beyond.{ext}", dpi=120)
+    plt.close(fig)
+    names.append("before_vs_beyond.png")
+    return names
+
+
+def _fmt(stats: dict[str, Any] | None) -> str:
+    return "–" if stats is None or stats["mean"] is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def write_readme(results: dict[str, Any], out: Path) -> None:
+    lengths = results["test_lengths"]
+    train_len = results["train_len"]
+    lines = [
+        "# Length generalisation (SCIENCE §3.1, §4.4 (iv), §6)", "",
+        f"Preset `{results['preset']}`: trained at T_train = {train_len}, evaluated at {lengths}. "
+        "Mean ± std over seeds.", "",
+        "## In-context accuracy by test length", "",
+        "| encoding | " + " | ".join(f"T={t}" for t in lengths) + " |",
+        "|---" * (len(lengths) + 1) + "|",
+    ]
+    for pos_enc, by_len in results["encodings"].items():
+        lines.append(f"| {pos_enc} | " + " | ".join(_fmt(by_len[str(t)]["acc_in_context"]) for t in lengths) + " |")
+    longest = str(lengths[-1])
+    lines += ["", f"## At T = {longest}: targets before vs beyond T_train", "",
+              "| encoding | before | beyond | layer-1 previous-token, beyond |", "|---|---|---|---|"]
+    for pos_enc, by_len in results["encodings"].items():
+        row = by_len[longest]
+        lines.append(f"| {pos_enc} | {_fmt(row['acc_in_context_before_train_len'])} | "
+                     f"{_fmt(row['acc_in_context_beyond_train_len'])} | "
+                     f"{_fmt(row['layer1_prev_token_beyond_train_len'])} |")
+    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    (out / "README.md").write_text("\n".join(lines))
