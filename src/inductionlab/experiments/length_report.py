@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 
 def _series(results: dict[str, Any], pos_enc: str, key: str) -> tuple[list[int], list[float], list[float]]:
@@ -35,7 +36,9 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
             xs, means, stds = _series(results, pos_enc, key)
             ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=pos_enc)
         ax.axvline(train_len, color="grey", lw=0.8, ls="--")
-        ax.set(xscale="log", xlabel="test length T", title=title, ylim=(-0.02, 1.02))
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set(xlabel="test length T", title=title, ylim=(-0.02, 1.02))
         ax.set_xticks(results["test_lengths"], [str(t) for t in results["test_lengths"]])
     axes[0].set_ylabel("accuracy (mean ± std over seeds)")
     axes[0].legend(fontsize=8)

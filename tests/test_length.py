@@ -1,0 +1,33 @@
+"""The length experiment's pieces (SCIENCE §4.4 (iv)); the full sweep runs from the CLI."""
+
+import pytest
+import torch
+
+from inductionlab.errors import ConfigError
+from inductionlab.experiments.length import evaluate_length, previous_occurrence_distance, run_length
+from inductionlab.models.amt import AMTransformer
+from inductionlab.tasks.bigram import BigramTriggerSampler
+from inductionlab.tasks.sources import dirichlet_source
+
+
+def test_previous_occurrence_distance_by_hand():
+    inputs = torch.tensor([[3, 1, 3, 2, 3, 1]])
+    triggers = torch.tensor([[3, 1]])
+    assert previous_occurrence_distance(inputs, triggers).tolist() == [[0, 0, 2, 0, 2, 4]]
+
+
+def test_evaluate_length_reports_buckets():
+    source = dirichlet_source(10, 0.5, 0)
+    sampler = BigramTriggerSampler(source, 40, 2)
+    batch = sampler.sample(8, torch.Generator().manual_seed(0))
+    model = AMTransformer(10, 16, pos_enc="ape", max_len=64)
+    out = evaluate_length(model, batch, train_len=16)
+    for key in ("acc_in_context", "acc_in_context_before_train_len", "acc_in_context_beyond_train_len",
+                "layer1_prev_token_before_train_len", "layer1_prev_token_beyond_train_len"):
+        assert out[key] is not None and 0.0 <= out[key] <= 1.0, key
+    assert set(out["acc_in_context_by_distance"]) == {"1-16", "17-64", "65-256", "257-4096"}
+
+
+def test_bad_preset(tmp_path):
+    with pytest.raises(ConfigError, match="--preset"):
+        run_length(tmp_path, "enormous")
