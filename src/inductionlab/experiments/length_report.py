@@ -66,7 +66,31 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / f"before_vs_beyond.{ext}", dpi=120)
     plt.close(fig)
     names.append("before_vs_beyond.png")
+    if results.get("nope3"):
+        names.append(_nope3_figure(results, out))
     return names
+
+
+def _nope3_figure(results: dict[str, Any], out: Path) -> str:
+    """Training curves and head scores of the three-layer position-free models."""
+    variants = results["nope3"]
+    fig, axes = plt.subplots(1, 1 + 2 * len(variants), figsize=(5 + 4 * len(variants), 3.8))
+    for variant, data in variants.items():
+        curve = data["curve"]
+        axes[0].plot([c["step"] for c in curve], [c["acc_in_context"] for c in curve], "o-", ms=3, label=variant)
+    axes[0].set(xlabel="step", ylabel="in-context accuracy", title="nope3: training", ylim=(0, 1.02))
+    axes[0].legend()
+    for i, (variant, data) in enumerate(variants.items()):
+        for j, key in enumerate(("previous_token", "induction")):
+            ax = axes[1 + 2 * i + j]
+            image = ax.imshow(data["head_scores"][key], vmin=0, vmax=1, cmap="viridis")
+            ax.set(title=f"{variant}: {key}", xlabel="head", ylabel="layer")
+            fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"nope3.{ext}", dpi=120)
+    plt.close(fig)
+    return "nope3.png"
 
 
 def _fmt(stats: dict[str, Any] | None) -> str:
@@ -94,5 +118,17 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         lines.append(f"| {pos_enc} | {_fmt(row['acc_in_context_before_train_len'])} | "
                      f"{_fmt(row['acc_in_context_beyond_train_len'])} | "
                      f"{_fmt(row['layer1_prev_token_beyond_train_len'])} |")
+    if results.get("nope3"):
+        lines += ["", "## nope3: three-layer position-free general transformers", "",
+                  "| variant | first step acc ≥ 0.5 | ≥ 0.9 | final acc at T_train | "
+                  + " | ".join(f"T={t}" for t in lengths) + " | best previous-token head | best induction head |",
+                  "|---" * (len(lengths) + 6) + "|"]
+        for variant, data in results["nope3"].items():
+            prev = max(max(row) for row in data["head_scores"]["previous_token"])
+            ind = max(max(row) for row in data["head_scores"]["induction"])
+            first = data["first_step_acc_in_context"]
+            accs = " | ".join(f"{data['by_length'][str(t)]['acc_in_context']:.3f}" for t in lengths)
+            lines.append(f"| {variant} | {first['0.5']} | {first['0.9']} | "
+                         f"{data['final_acc_in_context_train_len']:.3f} | {accs} | {prev:.2f} | {ind:.2f} |")
     lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
     (out / "README.md").write_text("\n".join(lines))
