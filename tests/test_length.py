@@ -31,3 +31,14 @@ def test_evaluate_length_reports_buckets():
 def test_bad_preset(tmp_path):
     with pytest.raises(ConfigError, match="--preset"):
         run_length(tmp_path, "enormous")
+
+
+def test_previous_token_hits_picks_the_best_head():
+    from inductionlab.experiments.length import previous_token_hits
+
+    seq_len = 6
+    prev = torch.zeros(1, 2, seq_len, seq_len)
+    prev[0, 1, torch.arange(1, seq_len), torch.arange(seq_len - 1)] = 1.0  # head 1 of layer 0: previous token
+    prev[0, 0] = torch.eye(seq_len)
+    cache = {"blocks.0.attn.hook_pattern": prev, "blocks.1.attn.hook_pattern": torch.eye(seq_len).expand(1, 2, -1, -1)}
+    assert previous_token_hits(cache, seq_len).all()

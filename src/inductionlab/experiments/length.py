@@ -144,6 +144,7 @@ def run_length(out_dir: str | Path, preset_name: str = "quick", progress: bool =
                 per_run.setdefault(pos_enc, {}).setdefault(str(seq_len), {})[str(seed)] = evaluate_length(
                     model, batch, train_len)
     results = summarise(per_run, train_len, lengths, preset_name)
+    results["designed_distance"] = designed_distance(out, preset, base, lengths[-1])
     results["nope3"] = run_nope3(out, preset, lengths, progress)
     from inductionlab.experiments.length_report import write_figures, write_readme
 
@@ -151,6 +152,46 @@ def run_length(out_dir: str | Path, preset_name: str = "quick", progress: bool =
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_readme(results, out)
     return results
+
+
+def designed_distance(out: Path, preset: dict, base, seq_len: int) -> dict[str, Any]:
+    """Family 2 (SCIENCE §5): one pair (a, b) at position s₀, query at T, s₀ before and beyond T_train.
+
+    For seed 0 of each encoding the theory has (ape, ape-sincos, rpe, bias), the §4.4 prediction
+    with the model's read-off memories (:func:`~inductionlab.theory.trained.scalar_terms`, no
+    fit) is reported beside the measured ``p(b)`` and logit gap ``ξ_b − ξ_{j*}``.
+    """
+    from inductionlab.prompts import PromptSpec, default_pair, make_prompts
+    from inductionlab.theory.trained import recall_matrices, scalar_terms
+
+    train_len = base.data.seq_len
+    positions = sorted({2, train_len // 2, train_len - 4, train_len + 8, 2 * train_len, seq_len // 2, seq_len - 4})
+    out_rows: dict[str, Any] = {}
+    for pos_enc in ("ape", "ape-sincos", "rpe", "bias", "rope", "none"):
+        run_dir = out / "runs" / f"{base.name}-{pos_enc}-s{preset['seeds'][0]}"
+        if not run_dir.exists():
+            continue
+        cfg, model, _ = open_trained(run_dir)
+        model.eval()
+        source, sampler = make_sampler(cfg, torch.device("cpu"))
+        a, b, j_star = default_pair(source)
+        triggers = sampler.fixed_triggers
+        rec = recall_matrices(model, seq_len) if pos_enc in ("ape", "ape-sincos", "rpe", "bias") else None
+        rows = []
+        for pos in positions:
+            spec = PromptSpec("distance", seq_len, a, b, position=pos, n_prompts=preset["eval_batch"], seed=pos)
+            tokens = make_prompts(spec, source, triggers).tokens
+            with torch.no_grad():
+                logits = model(tokens)[:, -1]
+            row = {"position": pos, "beyond_train_len": pos >= train_len,
+                   "model_p_b": torch.softmax(logits, -1)[:, b].mean().item(),
+                   "model_gap": (logits[:, b] - logits[:, j_star]).mean().item()}
+            if rec is not None:
+                theory = scalar_terms(rec, tokens, train_len, triggers).logits
+                row["theory_gap"] = (theory[:, b] - theory[:, j_star]).mean().item()
+            rows.append(row)
+        out_rows[pos_enc] = rows
+    return {"seq_len": seq_len, "train_len": train_len, "pair": "a='t', b='z', rival j*='h'", "rows": out_rows}
 
 
 def run_nope3(out: Path, preset: dict, lengths: list[int], progress: bool) -> dict[str, Any]:

@@ -66,9 +66,33 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / f"before_vs_beyond.{ext}", dpi=120)
     plt.close(fig)
     names.append("before_vs_beyond.png")
+    if results.get("designed_distance"):
+        names.append(_distance_figure(results, out))
     if results.get("nope3"):
         names.append(_nope3_figure(results, out))
     return names
+
+
+def _distance_figure(results: dict[str, Any], out: Path) -> str:
+    """Family 2: logit gap of the in-context successor against the pair's position, with §4.4."""
+    data = results["designed_distance"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.3))
+    for i, (pos_enc, rows) in enumerate(data["rows"].items()):
+        color = f"C{i}"
+        xs = [r["position"] for r in rows]
+        ax.plot(xs, [r["model_gap"] for r in rows], "o-", color=color, label=pos_enc)
+        if "theory_gap" in rows[0]:
+            ax.plot(xs, [r["theory_gap"] for r in rows], "--", color=color)
+    ax.axvline(data["train_len"], color="grey", lw=0.8, ls=":")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="position of the pair (a, b)", ylabel="ξ_b − ξ_j*",
+           title=f"family 2 at T = {data['seq_len']}: model (—), §4.4 with read-off memories (--)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"designed_distance.{ext}", dpi=120)
+    plt.close(fig)
+    return "designed_distance.png"
 
 
 def _nope3_figure(results: dict[str, Any], out: Path) -> str:
@@ -118,6 +142,17 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         lines.append(f"| {pos_enc} | {_fmt(row['acc_in_context_before_train_len'])} | "
                      f"{_fmt(row['acc_in_context_beyond_train_len'])} | "
                      f"{_fmt(row['layer1_prev_token_beyond_train_len'])} |")
+    if results.get("designed_distance"):
+        data = results["designed_distance"]
+        positions = [r["position"] for r in next(iter(data["rows"].values()))]
+        lines += ["", f"## Family 2 at T = {data['seq_len']}: one pair at position s₀ ({data['pair']})", "",
+                  "Model p(b) (logit gap; §4.4 gap with read-off memories where the theory applies).", "",
+                  "| encoding | " + " | ".join(f"s₀={p}" for p in positions) + " |",
+                  "|---" * (len(positions) + 1) + "|"]
+        for pos_enc, rows in data["rows"].items():
+            cells = [f"{r['model_p_b']:.2f} ({r['model_gap']:.1f}"
+                     + (f"; {r['theory_gap']:.1f})" if "theory_gap" in r else ")") for r in rows]
+            lines.append(f"| {pos_enc} | " + " | ".join(cells) + " |")
     if results.get("nope3"):
         lines += ["", "## nope3: three-layer position-free general transformers", "",
                   "| variant | first step acc ≥ 0.5 | ≥ 0.9 | final acc at T_train | "
