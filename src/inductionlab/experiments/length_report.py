@@ -80,9 +80,10 @@ def _distance_figure(results: dict[str, Any], out: Path) -> str:
     for i, (pos_enc, rows) in enumerate(data["rows"].items()):
         color = f"C{i}"
         xs = [r["position"] for r in rows]
-        ax.plot(xs, [r["model_gap"] for r in rows], "o-", color=color, label=pos_enc)
+        ax.errorbar(xs, [r["model_gap"]["mean"] for r in rows], yerr=[r["model_gap"]["std"] for r in rows],
+                    fmt="o-", capsize=3, color=color, label=pos_enc)
         if "theory_gap" in rows[0]:
-            ax.plot(xs, [r["theory_gap"] for r in rows], "--", color=color)
+            ax.plot(xs, [r["theory_gap"]["mean"] for r in rows], "--", color=color)
     ax.axvline(data["train_len"], color="grey", lw=0.8, ls=":")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="position of the pair (a, b)", ylabel="ξ_b − ξ_j*",
@@ -146,12 +147,13 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         data = results["designed_distance"]
         positions = [r["position"] for r in next(iter(data["rows"].values()))]
         lines += ["", f"## Family 2 at T = {data['seq_len']}: one pair at position s₀ ({data['pair']})", "",
-                  "Model p(b) (logit gap; §4.4 gap with read-off memories where the theory applies).", "",
+                  "Model p(b), mean ± std over seeds (mean logit gap; mean §4.4 gap with read-off memories "
+                  "where the theory applies).", "",
                   "| encoding | " + " | ".join(f"s₀={p}" for p in positions) + " |",
                   "|---" * (len(positions) + 1) + "|"]
         for pos_enc, rows in data["rows"].items():
-            cells = [f"{r['model_p_b']:.2f} ({r['model_gap']:.1f}"
-                     + (f"; {r['theory_gap']:.1f})" if "theory_gap" in r else ")") for r in rows]
+            cells = [f"{r['model_p_b']['mean']:.2f} ± {r['model_p_b']['std']:.2f} ({r['model_gap']['mean']:.1f}"
+                     + (f"; {r['theory_gap']['mean']:.1f})" if "theory_gap" in r else ")") for r in rows]
             lines.append(f"| {pos_enc} | " + " | ".join(cells) + " |")
     if results.get("nope3"):
         lines += ["", "## nope3: three-layer position-free general transformers", "",
