@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from inductionlab.config import load_config
-from inductionlab.errors import ConfigError
+from inductionlab.experiments import open_experiment
 from inductionlab.prompts import PromptSpec, contending_tokens, default_pair, make_prompts
 from inductionlab.tasks.sources import BigramSource
 from inductionlab.theory.trained import (
@@ -123,14 +123,7 @@ def crossovers(rows: list[dict[str, Any]]) -> dict[str, dict[str, int | None]]:
 
 def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool = True) -> dict[str, Any]:
     """Train (or reuse) the two models, evaluate every family, write results, figures and README."""
-    if preset_name not in PRESETS:
-        raise ConfigError(f"--preset: unknown preset {preset_name!r}; allowed: {', '.join(PRESETS)}")
-    preset = PRESETS[preset_name]
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--out {out}: cannot create ({err.strerror})") from None
+    preset, out = open_experiment(out_dir, preset_name, PRESETS)
     random_cfg = load_config(preset["preset"])
     fixed_cfg = load_config(preset["preset"], ["data.trigger_mode=fixed", f"name={random_cfg.name}-fixed"])
     runs = {"random": out / "runs" / random_cfg.name, "fixed": out / "runs" / fixed_cfg.name}

@@ -19,6 +19,7 @@ import torch
 
 from inductionlab.config import load_config
 from inductionlab.errors import ConfigError
+from inductionlab.experiments import open_experiment
 from inductionlab.models.positional import POS_ENCODINGS
 from inductionlab.tasks.bigram import TriggerBatch
 from inductionlab.train import make_sampler, open_trained, train
@@ -114,14 +115,7 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
 def run_length(out_dir: str | Path, preset_name: str = "quick", progress: bool = True,
                encodings: tuple[str, ...] = POS_ENCODINGS) -> dict[str, Any]:
     """Train every encoding × seed (or reuse finished runs), evaluate at every length, write results."""
-    if preset_name not in PRESETS:
-        raise ConfigError(f"--preset: unknown preset {preset_name!r}; allowed: {', '.join(PRESETS)}")
-    preset = PRESETS[preset_name]
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--out {out}: cannot create ({err.strerror})") from None
+    preset, out = open_experiment(out_dir, preset_name, PRESETS)
     base = load_config(preset["preset"])
     train_len = base.data.seq_len
     lengths = [max(2, int(f * train_len)) for f in preset["factors"]]
