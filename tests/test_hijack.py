@@ -5,7 +5,7 @@ import json
 import pytest
 
 from inductionlab.errors import ConfigError, RunDirError
-from inductionlab.experiments.hijack import run_hijack
+from inductionlab.experiments import run_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def hijack(tmp_path_factory):
     out = tmp_path_factory.mktemp("hijack")
-    return run_hijack(out, "quick", progress=False), out
+    return run_experiment("hijack", out, "quick", progress=False), out
 
 
 def test_readout_and_scalar_explain_the_logit_gaps(hijack):
@@ -47,17 +47,18 @@ def test_outputs_written(hijack):
     results, out = hijack
     assert json.loads((out / "results.json").read_text())["experiment"] == "hijack"
     assert "Crossover" in (out / "README.md").read_text()
+    assert [c["verdict"] for c in results["claims"]] == ["holds"] * len(results["claims"])
     for name in results["figures"]:
         assert (out / name).stat().st_size > 10_000
 
 
 def test_bad_input(tmp_path, hijack):
     with pytest.raises(ConfigError, match="--preset"):
-        run_hijack(tmp_path, "huge")
+        run_experiment("hijack", tmp_path, "huge")
     _, out = hijack
-    config = out / "runs" / "hijack-quick" / "config.yaml"
-    (tmp_path / "runs" / "hijack-quick").mkdir(parents=True)
-    (tmp_path / "runs" / "hijack-quick" / "config.yaml").write_text(config.read_text().replace("d_model: 128",
-                                                                                              "d_model: 64"))
+    config = out / "runs" / "hijack-quick-random" / "config.yaml"
+    (tmp_path / "runs" / "hijack-quick-random").mkdir(parents=True)
+    (tmp_path / "runs" / "hijack-quick-random" / "config.yaml").write_text(
+        config.read_text().replace("d_model: 128", "d_model: 64"))
     with pytest.raises(RunDirError, match="different config"):
-        run_hijack(tmp_path, "quick", progress=False)
+        run_experiment("hijack", tmp_path, "quick", progress=False)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.experiments.length import evaluate_length, previous_occurrence_distance, run_length
+from inductionlab.experiments import run_experiment
+from inductionlab.experiments.length import evaluate_length, previous_occurrence_distance
 from inductionlab.models.amt import AMTransformer
 from inductionlab.tasks.bigram import BigramTriggerSampler
 from inductionlab.tasks.sources import dirichlet_source
@@ -30,7 +31,7 @@ def test_evaluate_length_reports_buckets():
 
 def test_bad_preset(tmp_path):
     with pytest.raises(ConfigError, match="--preset"):
-        run_length(tmp_path, "enormous")
+        run_experiment("length", tmp_path, "enormous")
 
 
 def test_previous_token_hits_picks_the_best_head():

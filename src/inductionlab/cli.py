@@ -1,4 +1,4 @@
-"""Command line: ``inductionlab train | presets | probe | bench``.
+"""Command line: ``inductionlab train | presets | probe | experiment | sweep | reproduce | bench``.
 
 The CLI only parses and calls. Library errors become one line on stderr and exit code 2.
 """
@@ -83,24 +83,71 @@ def probe(run_dir: str, device: str) -> None:
     click.echo(json.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
 
 
+def backend_options(func):
+    """--backend, --workers, --address: where the runs of a sweep go."""
+    func = click.option("--address", default=None, metavar="HOST:PORT",
+                        help="Ray cluster to join (default with --backend ray: start a local Ray instance).")(func)
+    func = click.option("--workers", type=int, default=None,
+                        help="Runs at once (default: one per CPU core; each gets cores // workers threads).")(func)
+    return click.option("--backend", default="local", show_default=True, metavar="local|ray",
+                        help="local: a process pool on this machine; ray: a Ray cluster.")(func)
+
+
 @cli.command()
 @click.argument("name")
-@click.option("--preset", default="quick", show_default=True, help="quick or paper.")
+@click.option("--preset", default="quick", show_default=True, help="quick, paper or smoke.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Results folder (default: results/NAME).")
+@backend_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def experiment(name: str, preset: str, out: str | None, quiet: bool) -> None:
-    """Run experiment NAME (hijack, length): train or reuse its models, write results.json, figures, README.md."""
-    experiments = {"hijack": "inductionlab.experiments.hijack:run_hijack",
-                   "length": "inductionlab.experiments.length:run_length"}
-    if name not in experiments:
-        raise InductionLabError(f"unknown experiment {name!r}; experiments: {', '.join(experiments)}")
-    import importlib
+def experiment(name: str, preset: str, out: str | None, backend: str, workers: int | None, address: str | None,
+               quiet: bool) -> None:
+    """Run experiment NAME (birth, hijack, length, nope3): train or reuse its runs, write results and figures."""
+    from inductionlab.experiments import run_experiment
 
-    module, func = experiments[name].split(":")
     out_dir = Path(out) if out else Path("results") / name
-    getattr(importlib.import_module(module), func)(out_dir, preset, progress=not quiet)
+    run_experiment(name, out_dir, preset, backend=backend, workers=workers, address=address, progress=not quiet)
     click.echo(f"results: {out_dir / 'results.json'}")
     click.echo((out_dir / "README.md").read_text())
+
+
+@cli.command()
+@click.argument("grid", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Sweep folder (runs/ and tables).")
+@backend_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep(grid: str, out: str, backend: str, workers: int | None, address: str | None, quiet: bool) -> None:
+    """Run every config × seed of GRID.yaml; write OUT/runs.parquet and OUT/summary.parquet."""
+    from inductionlab.sweep import load_grid, run_sweep
+
+    table = run_sweep(load_grid(grid), out, backend=backend, workers=workers, address=address, progress=not quiet)
+    click.echo(f"{len(table)} runs; tables: {Path(out) / 'runs.parquet'}, {Path(out) / 'summary.parquet'}")
+
+
+@cli.command()
+@click.argument("experiments", nargs=-1)
+@click.option("--preset", default="quick", show_default=True,
+              help="quick (about 15 minutes on a 2-core CPU), paper, or smoke (a one-minute plumbing check).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: results/PRESET).")
+@backend_options
+@click.option("--name", default=None, help="Title of the report.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backend: str, workers: int | None,
+              address: str | None, name: str | None, quiet: bool) -> None:
+    """Reproduce EXPERIMENTS (default: birth hijack length nope3) and write report.html and results.json."""
+    from inductionlab.experiments import EXPERIMENTS
+    from inductionlab.reproduce import reproduce as run_reproduce
+
+    out_dir = Path(out) if out else Path("results") / preset
+    try:
+        results = run_reproduce(out_dir, preset, experiments or EXPERIMENTS, backend=backend, workers=workers,
+                                address=address, name=name, progress=not quiet)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; finished runs are kept in {out_dir}; run the same command to finish", err=True)
+        sys.exit(130)
+    for exp, res in results["experiments"].items():
+        verdicts = [c["verdict"] for c in res.get("claims", [])]
+        click.echo(f"{exp:8s} " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "partly", "fails")))
+    click.echo(f"report: {out_dir / 'report.html'}")
 
 
 @cli.command()

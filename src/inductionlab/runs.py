@@ -90,10 +90,18 @@ class RunDir:
     # ---------------------------------------------------------------- metrics
 
     def metrics(self) -> list[dict[str, Any]]:
+        """The logged rows; a last line cut short by a killed process is ignored (resume rewrites it)."""
         if not self.metrics_path.exists():
             return []
         try:
-            return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+            text = self.metrics_path.read_text()
+            lines = [line for line in text.splitlines() if line.strip()]
+            if lines and not text.endswith("\n"):
+                try:
+                    json.loads(lines[-1])
+                except json.JSONDecodeError:
+                    lines.pop()
+            return [json.loads(line) for line in lines]
         except (OSError, json.JSONDecodeError) as err:
             raise RunDirError(f"{self.metrics_path}: unreadable ({err})") from None
 

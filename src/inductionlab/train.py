@@ -100,8 +100,7 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"{self.run.checkpoint_dir}: checkpoint does not fit this run ({err})") from None
         self.step = int(state["step"])
-        if any(row["step"] > self.step for row in self.run.metrics()):
-            self.run.truncate_metrics(self.step)
+        self.run.truncate_metrics(self.step)  # also rewrites a last line cut short by a kill
 
     def train_step(self) -> float:
         batch = self.sampler.sample(self.cfg.train.batch_size, self.data_rng)
@@ -135,6 +134,8 @@ def prepare(cfg: RunConfig, out: str | Path, device: str | None = None) -> Train
     trainer = Trainer(cfg, run, dev, source, sampler, model, optimizer, data_rng, eval_batch)
     if run.latest_step() is not None:
         trainer.restore()
+    elif run.metrics():  # stopped before its first checkpoint: start over
+        run.truncate_metrics(-1)
     return trainer
 
 

@@ -9,16 +9,15 @@ quantity compared.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from inductionlab.config import load_config
-from inductionlab.experiments import open_experiment
+from inductionlab.experiments import experiment_preset, write_results
 from inductionlab.prompts import PromptSpec, contending_tokens, default_pair, make_prompts
+from inductionlab.sweep import RunSpec
 from inductionlab.tasks.sources import BigramSource
 from inductionlab.theory.trained import (
     fit_scalar_form,
@@ -30,14 +29,18 @@ from inductionlab.theory.trained import (
     score_decomposition,
     weights_only_logits,
 )
-from inductionlab.train import make_sampler, open_trained, train
+from inductionlab.train import make_sampler, open_trained
 
 PRESETS = {
     "quick": {"preset": "hijack-quick", "n_prompts": 64, "count_T": (32, 128, 512, 1024),
               "count_n": (0, 1, 2, 3, 4, 6, 8), "distance_T": (64, 128, 256)},
     "paper": {"preset": "hijack-quick", "n_prompts": 256, "count_T": (32, 64, 128, 256, 512, 1024, 2048),
               "count_n": (0, 1, 2, 3, 4, 6, 8, 12, 16), "distance_T": (64, 128, 256, 512)},
+    "smoke": {"preset": "hijack-quick", "set": ("train.steps=40", "model.d_model=64", "train.eval_every=20"),
+              "n_prompts": 8, "count_T": (32, 128), "count_n": (0, 1, 2), "distance_T": (64,)},
 }
+QUESTION = ("When the prompt and the stored bigram disagree, which wins, and do the closed-form logits of "
+            "SCIENCE §4.4/§4.5 predict the model's choice?")
 PREDICTIONS = ("weights_only", "readout", "scalar")
 
 
@@ -121,15 +124,17 @@ def crossovers(rows: list[dict[str, Any]]) -> dict[str, dict[str, int | None]]:
     return out
 
 
-def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool = True) -> dict[str, Any]:
-    """Train (or reuse) the two models, evaluate every family, write results, figures and README."""
-    preset, out = open_experiment(out_dir, preset_name, PRESETS)
-    random_cfg = load_config(preset["preset"])
-    fixed_cfg = load_config(preset["preset"], ["data.trigger_mode=fixed", f"name={random_cfg.name}-fixed"])
-    runs = {"random": out / "runs" / random_cfg.name, "fixed": out / "runs" / fixed_cfg.name}
-    train(random_cfg, runs["random"], progress=progress)
-    train(fixed_cfg, runs["fixed"], progress=progress)
+def plan(preset_name: str) -> list[RunSpec]:
+    """The two models: random triggers (families 1–3, 5) and fixed triggers (family 4)."""
+    preset = experiment_preset(PRESETS, preset_name)
+    return [RunSpec(f"hijack-{preset_name}-{mode}", preset["preset"], (*preset.get("set", ()),
+                    f"data.trigger_mode={mode}"), (("trigger_mode", mode),)) for mode in ("random", "fixed")]
 
+
+def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
+    """Evaluate every family on the two trained models; write results, figures and README."""
+    preset = experiment_preset(PRESETS, preset_name)
+    runs = {dict(spec.params)["trigger_mode"]: runs_dir / spec.folder for spec in plan(preset_name)}
     rows: list[dict[str, Any]] = []
     decompositions, fits = {}, {}
     for kind, run_dir in runs.items():
@@ -155,12 +160,12 @@ def run_hijack(out_dir: str | Path, preset_name: str = "quick", progress: bool =
     refit_scalar(rows, fits)
     results = summarise(rows, decompositions, preset_name, runs)
     results["scalar_fit"] = fits
-    from inductionlab.experiments.hijack_report import write_figures, write_readme
+    from inductionlab.experiments.hijack_report import claims, setting, write_figures, write_readme
 
-    figures = write_figures(rows, results, out)
-    results["figures"] = figures
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results.update(question=QUESTION, setting=setting(preset, runs_dir, runs), claims=claims(results))
+    results["figures"] = write_figures(rows, results, out)
     write_readme(results, out)
+    write_results(results, out)
     return results
 
 
@@ -197,7 +202,7 @@ def summarise(rows, decompositions, preset_name, runs) -> dict[str, Any]:
         torch.cat([r["_gaps"]["scalar_read_off"] for r in core]), measured)
     settings = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     return {
-        "experiment": "hijack", "preset": preset_name, "runs": {k: str(v) for k, v in runs.items()},
+        "experiment": "hijack", "preset": preset_name, "runs": {k: v.name for k, v in runs.items()},
         "families_1_to_3": families_1_3, "by_family": by_family, "crossover_n": crossovers(rows),
         "layer2_score_decomposition": decompositions, "settings": settings,
     }

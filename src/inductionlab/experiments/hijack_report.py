@@ -126,3 +126,52 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), "",
     ]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def setting(preset: dict[str, Any], runs_dir: Path, runs: dict[str, Path]) -> str:
+    """One paragraph: the trained models and the designed prompts."""
+    from inductionlab.runs import RunDir
+
+    cfg = RunDir(runs["random"]).config()
+    m, d, t = cfg.model, cfg.data, cfg.train
+    return (f"Two {m.n_layers}-layer associative-memory transformers (d = {m.d_model}, {m.pos_enc} positions, "
+            f"{m.init} init, W_F {m.ff}) trained {t.steps} steps at T_train = {d.seq_len} on the {d.source} bigrams "
+            f"with K = {d.n_triggers} triggers, loss on {t.loss_on} targets: one with random triggers "
+            f"(families 1–3 and 5), one with fixed triggers (family 4). {preset['n_prompts']} prompts per setting; "
+            f"count sweeps at T ∈ {list(preset['count_T'])}, distance sweeps at T ∈ {list(preset['distance_T'])}.")
+
+
+def _r2_verdict(r2: float) -> str:
+    return "holds" if r2 >= 0.9 else "partly" if r2 >= 0.7 else "fails"
+
+
+def claims(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Predicted vs measured, with a verdict, for the §4.4/§4.5 claims this experiment tests."""
+    from inductionlab.experiments import claim
+
+    fam = results["families_1_to_3"]
+    out = [claim(f"The {label} (SCIENCE §4.5) predicts the model's logit gap ξ_b − ξ_j* on families 1–3",
+                 "R² ≥ 0.9", f"R² = {fam[f'{key}_r2_gap']:.3f}", _r2_verdict(fam[f"{key}_r2_gap"]))
+           for key, label in (("readout", "readout with the measured layer-2 attention"),
+                              ("scalar", "scalar form of §4.4 (least-squares fit of its coefficients)"),
+                              ("weights_only", "weights-only prediction"))]
+    cross = results["crossover_n"]
+    close = [t for t, c in cross.items() if c["model"] is not None and c["scalar"] is not None
+             and abs(c["model"] - c["scalar"]) <= 1 or c["model"] is c["scalar"] is None]
+    listed = ", ".join(f"T={t}: {c['scalar']} vs {c['model']}" for t, c in cross.items())
+    out.append(claim("The crossover n* (pairs at which the context beats the stored bigram) is predicted",
+                     "scalar-theory n* within ±1 of the model's at every T", f"predicted vs measured: {listed}",
+                     "holds" if len(close) == len(cross) else "partly" if close else "fails"))
+    measured = [c["model"] for _, c in sorted(cross.items(), key=lambda kv: int(kv[0]))]
+    grows = all(m is not None for m in measured) and measured == sorted(measured) and measured[-1] > measured[0]
+    out.append(claim("Longer prompts dilute the in-context term, so n* grows with T (§4.4)",
+                     "n* non-decreasing in T, larger at the longest T", f"model n*: {measured}",
+                     "holds" if grows else "fails"))
+    by_family = results["by_family"]
+    for family, text in (("non-trigger", "A query token that is not a trigger is not hijacked (family 4)"),
+                         ("no-context", "With no pair in the prompt the stored bigram wins (family 5)")):
+        if family in by_family:
+            wins = by_family[family]["model_b_wins"]
+            out.append(claim(text, "b wins on ≤ 5% of prompts", f"b wins on {100 * wins:.1f}%",
+                             "holds" if wins <= 0.05 else "fails"))
+    return out

@@ -10,26 +10,27 @@ encodings do not.
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from inductionlab.config import load_config
 from inductionlab.errors import ConfigError
-from inductionlab.experiments import open_experiment
+from inductionlab.experiments import experiment_preset, write_results
 from inductionlab.models.positional import POS_ENCODINGS
+from inductionlab.sweep import RunSpec, seed_overrides
 from inductionlab.tasks.bigram import TriggerBatch
-from inductionlab.train import make_sampler, open_trained, train
+from inductionlab.train import make_sampler, open_trained
 
 PRESETS = {
-    "quick": {"preset": "length-quick", "nope3": "nope3-quick", "seeds": (0, 1, 2), "factors": (0.5, 1, 2, 4, 8),
-              "eval_batch": 64},
-    "paper": {"preset": "length-quick", "nope3": "nope3-quick", "seeds": (0, 1, 2, 3, 4),
-              "factors": (0.5, 1, 2, 4, 8), "eval_batch": 256},
+    "quick": {"preset": "length-quick", "seeds": (0, 1, 2), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 64},
+    "paper": {"preset": "length-quick", "seeds": (0, 1, 2, 3, 4), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 256},
+    "smoke": {"preset": "length-quick", "set": ("train.steps=40", "model.d_model=32", "train.eval_every=20"),
+              "seeds": (0,), "factors": (0.5, 1, 2), "eval_batch": 8},
 }
+QUESTION = ("Does an induction head trained at T_train keep working on longer prompts, and how does the answer "
+            "depend on the positional encoding (SCIENCE §3.1, §4.4 (iv))?")
 DISTANCE_BUCKETS = ((1, 16), (17, 64), (65, 256), (257, 4096))
 
 
@@ -112,43 +113,49 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
             "min": min(present), "max": max(present), "seeds": len(present)}
 
 
-def run_length(out_dir: str | Path, preset_name: str = "quick", progress: bool = True,
-               encodings: tuple[str, ...] = POS_ENCODINGS) -> dict[str, Any]:
-    """Train every encoding × seed (or reuse finished runs), evaluate at every length, write results."""
-    preset, out = open_experiment(out_dir, preset_name, PRESETS)
-    base = load_config(preset["preset"])
+def plan(preset_name: str) -> list[RunSpec]:
+    """Every positional encoding × seed, trained at the preset's ``T_train``."""
+    preset = experiment_preset(PRESETS, preset_name)
+    return [RunSpec(f"length-{preset_name}-{pos_enc}-s{seed}", preset["preset"],
+                    (*preset.get("set", ()), f"model.pos_enc={pos_enc}", *seed_overrides(seed)),
+                    (("pos_enc", pos_enc), ("seed", seed)))
+            for pos_enc in POS_ENCODINGS for seed in preset["seeds"]]
+
+
+def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
+    """Evaluate every trained encoding × seed at every test length; write results, figures, README."""
+    preset = experiment_preset(PRESETS, preset_name)
+    specs = plan(preset_name)
+    base = specs[0].config()
     train_len = base.data.seq_len
     lengths = [max(2, int(f * train_len)) for f in preset["factors"]]
     if base.model.max_len < max(lengths):
         raise ConfigError(f"preset {preset['preset']}: max_len {base.model.max_len} < longest test {max(lengths)}")
     per_run: dict[str, dict[str, dict[str, Any]]] = {}
-    for pos_enc in encodings:
-        for seed in preset["seeds"]:
-            name = f"{base.name}-{pos_enc}-s{seed}"
-            cfg = load_config(preset["preset"], [f"model.pos_enc={pos_enc}", f"seeds.init={seed}",
-                                                 f"seeds.data={seed + 100}", f"name={name}"])
-            run_dir = out / "runs" / name
-            train(cfg, run_dir, progress=progress)
-            _, model, _ = open_trained(run_dir)
-            model.eval()
-            for seq_len in lengths:
-                eval_cfg = load_config(preset["preset"], [f"data.seq_len={seq_len}"])
-                _, sampler = make_sampler(eval_cfg, torch.device("cpu"))
-                batch = sampler.sample(preset["eval_batch"], torch.Generator().manual_seed(10_000 + seq_len))
-                per_run.setdefault(pos_enc, {}).setdefault(str(seq_len), {})[str(seed)] = evaluate_length(
-                    model, batch, train_len)
+    runs: dict[str, dict[int, Path]] = {}
+    for spec in specs:
+        params = dict(spec.params)
+        runs.setdefault(params["pos_enc"], {})[params["seed"]] = runs_dir / spec.folder
+        cfg, model, _ = open_trained(runs_dir / spec.folder)
+        model.eval()
+        for seq_len in lengths:
+            _, sampler = make_sampler(cfg.model_copy(update={"data": cfg.data.model_copy(update={"seq_len": seq_len})}),
+                                      torch.device("cpu"))
+            batch = sampler.sample(preset["eval_batch"], torch.Generator().manual_seed(10_000 + seq_len))
+            per_run.setdefault(params["pos_enc"], {}).setdefault(str(seq_len), {})[str(params["seed"])] = (
+                evaluate_length(model, batch, train_len))
     results = summarise(per_run, train_len, lengths, preset_name)
-    results["designed_distance"] = designed_distance(out, preset, base, lengths[-1])
-    results["nope3"] = run_nope3(out, preset, lengths, progress)
-    from inductionlab.experiments.length_report import write_figures, write_readme
+    results["designed_distance"] = designed_distance(runs, preset, base, lengths[-1])
+    from inductionlab.experiments.length_report import claims, setting, write_figures, write_readme
 
+    results.update(question=QUESTION, setting=setting(preset, base, lengths), claims=claims(results))
     results["figures"] = write_figures(results, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_readme(results, out)
+    write_results(results, out)
     return results
 
 
-def designed_distance(out: Path, preset: dict, base, seq_len: int) -> dict[str, Any]:
+def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_len: int) -> dict[str, Any]:
     """Family 2 (SCIENCE §5): one pair (a, b) at position s₀, query at T, s₀ before and beyond T_train.
 
     For every seed of each encoding, the measured ``p(b)`` and logit gap ``ξ_b − ξ_{j*}``, and where
@@ -159,14 +166,12 @@ def designed_distance(out: Path, preset: dict, base, seq_len: int) -> dict[str, 
     from inductionlab.theory.trained import recall_matrices, scalar_terms
 
     train_len = base.data.seq_len
-    positions = sorted({2, train_len // 2, train_len - 4, train_len + 8, 2 * train_len, seq_len // 2, seq_len - 4})
+    positions = sorted(p for p in {2, train_len // 2, train_len - 4, train_len + 8, 2 * train_len, seq_len // 2,
+                                   seq_len - 4} if 0 <= p <= seq_len - 3)
     out_rows: dict[str, Any] = {}
-    for pos_enc in POS_ENCODINGS:
+    for pos_enc, by_seed in runs.items():
         per_seed: dict[int, list[dict[str, float]]] = {}
-        for seed in preset["seeds"]:
-            run_dir = out / "runs" / f"{base.name}-{pos_enc}-s{seed}"
-            if not run_dir.exists():
-                continue
+        for run_dir in by_seed.values():
             cfg, model, _ = open_trained(run_dir)
             model.eval()
             source, sampler = make_sampler(cfg, torch.device("cpu"))
@@ -191,40 +196,6 @@ def designed_distance(out: Path, preset: dict, base, seq_len: int) -> dict[str, 
                 for pos, rows in sorted(per_seed.items())
             ]
     return {"seq_len": seq_len, "train_len": train_len, "pair": "a='t', b='z', rival j*='h'", "rows": out_rows}
-
-
-def run_nope3(out: Path, preset: dict, lengths: list[int], progress: bool) -> dict[str, Any]:
-    """Three-layer position-free general transformers (attention-only and with MLPs), SCIENCE §6."""
-    from inductionlab.probes.attention import head_scores
-    from inductionlab.runs import RunDir
-
-    results: dict[str, Any] = {}
-    for variant, overrides in (("attention-only", ["model.mlp=false"]), ("with-mlp", ["model.mlp=true"])):
-        name = f"nope3-quick-{variant}"
-        cfg = load_config(preset["nope3"], [*overrides, f"name={name}"])
-        run_dir = out / "runs" / name
-        train(cfg, run_dir, progress=progress)
-        _, model, _ = open_trained(run_dir)
-        model.eval()
-        rows = RunDir(run_dir).metrics()
-        first = {level: next((r["step"] for r in rows if r["acc_in_context"] >= level), None) for level in (0.5, 0.9)}
-        by_length = {}
-        for seq_len in lengths:
-            eval_cfg = load_config(preset["nope3"], [f"data.seq_len={seq_len}"])
-            _, sampler = make_sampler(eval_cfg, torch.device("cpu"))
-            batch = sampler.sample(preset["eval_batch"], torch.Generator().manual_seed(10_000 + seq_len))
-            by_length[str(seq_len)] = evaluate_length(model, batch, cfg.data.seq_len)
-        scores = head_scores(model, cfg.data.n_tokens, 2 * cfg.data.seq_len, 32, torch.Generator().manual_seed(7))
-        results[variant] = {
-            "config": {"n_layers": cfg.model.n_layers, "n_heads": cfg.model.n_heads, "d_model": cfg.model.d_model,
-                       "mlp": cfg.model.mlp, "steps": cfg.train.steps, "train_len": cfg.data.seq_len},
-            "first_step_acc_in_context": {str(k): v for k, v in first.items()},
-            "final_acc_in_context_train_len": rows[-1]["acc_in_context"],
-            "by_length": by_length,
-            "head_scores": {k: v.tolist() for k, v in scores.items()},
-            "curve": [{"step": r["step"], "acc_in_context": r["acc_in_context"]} for r in rows],
-        }
-    return results
 
 
 def summarise(per_run, train_len: int, lengths: list[int], preset_name: str) -> dict[str, Any]:

@@ -68,8 +68,6 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
     names.append("before_vs_beyond.png")
     if results.get("designed_distance"):
         names.append(_distance_figure(results, out))
-    if results.get("nope3"):
-        names.append(_nope3_figure(results, out))
     return names
 
 
@@ -94,28 +92,6 @@ def _distance_figure(results: dict[str, Any], out: Path) -> str:
         fig.savefig(out / f"designed_distance.{ext}", dpi=120)
     plt.close(fig)
     return "designed_distance.png"
-
-
-def _nope3_figure(results: dict[str, Any], out: Path) -> str:
-    """Training curves and head scores of the three-layer position-free models."""
-    variants = results["nope3"]
-    fig, axes = plt.subplots(1, 1 + 2 * len(variants), figsize=(5 + 4 * len(variants), 3.8))
-    for variant, data in variants.items():
-        curve = data["curve"]
-        axes[0].plot([c["step"] for c in curve], [c["acc_in_context"] for c in curve], "o-", ms=3, label=variant)
-    axes[0].set(xlabel="step", ylabel="in-context accuracy", title="nope3: training", ylim=(0, 1.02))
-    axes[0].legend()
-    for i, (variant, data) in enumerate(variants.items()):
-        for j, key in enumerate(("previous_token", "induction")):
-            ax = axes[1 + 2 * i + j]
-            image = ax.imshow(data["head_scores"][key], vmin=0, vmax=1, cmap="viridis")
-            ax.set(title=f"{variant}: {key}", xlabel="head", ylabel="layer")
-            fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"nope3.{ext}", dpi=120)
-    plt.close(fig)
-    return "nope3.png"
 
 
 def _fmt(stats: dict[str, Any] | None) -> str:
@@ -155,17 +131,42 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
             cells = [f"{r['model_p_b']['mean']:.2f} ± {r['model_p_b']['std']:.2f} ({r['model_gap']['mean']:.1f}"
                      + (f"; {r['theory_gap']['mean']:.1f})" if "theory_gap" in r else ")") for r in rows]
             lines.append(f"| {pos_enc} | " + " | ".join(cells) + " |")
-    if results.get("nope3"):
-        lines += ["", "## nope3: three-layer position-free general transformers", "",
-                  "| variant | first step acc ≥ 0.5 | ≥ 0.9 | final acc at T_train | "
-                  + " | ".join(f"T={t}" for t in lengths) + " | best previous-token head | best induction head |",
-                  "|---" * (len(lengths) + 6) + "|"]
-        for variant, data in results["nope3"].items():
-            prev = max(max(row) for row in data["head_scores"]["previous_token"])
-            ind = max(max(row) for row in data["head_scores"]["induction"])
-            first = data["first_step_acc_in_context"]
-            accs = " | ".join(f"{data['by_length'][str(t)]['acc_in_context']:.3f}" for t in lengths)
-            lines.append(f"| {variant} | {first['0.5']} | {first['0.9']} | "
-                         f"{data['final_acc_in_context_train_len']:.3f} | {accs} | {prev:.2f} | {ind:.2f} |")
     lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def setting(preset: dict[str, Any], base, lengths: list[int]) -> str:
+    """One paragraph: the models, the seeds and the test lengths."""
+    m, d, t = base.model, base.data, base.train
+    return (f"{m.n_layers}-layer associative-memory transformers (d = {m.d_model}, {m.init} init, W_F {m.ff}), one per "
+            f"positional encoding × {len(preset['seeds'])} seeds, trained {t.steps} steps at T_train = {d.seq_len} "
+            f"on the {d.source} bigrams with K = {d.n_triggers} {d.trigger_mode} triggers; evaluated on "
+            f"{preset['eval_batch']} fresh sequences at T ∈ {lengths}.")
+
+
+def claims(results: dict[str, Any]) -> list[dict[str, str]]:
+    """§4.4 (iv): absolute positions do not extrapolate, relative ones do."""
+    from inductionlab.experiments import claim
+
+    lengths, train_len, enc = results["test_lengths"], results["train_len"], results["encodings"]
+    longest = str(lengths[-1])
+    at_4x = str(min(lengths, key=lambda t: abs(t - 4 * train_len)))
+    out = []
+    for pos_enc in ("ape", "ape-sincos"):
+        if pos_enc in enc:
+            before = enc[pos_enc][longest]["acc_in_context_before_train_len"]["mean"]
+            beyond = enc[pos_enc][longest]["acc_in_context_beyond_train_len"]["mean"]
+            ok = before is not None and beyond is not None and beyond <= before - 0.3
+            out.append(claim(f"`{pos_enc}` loses the pairs beyond τ = T_train: its previous-token memory is tied "
+                             "to trained positions", f"at T = {longest}: accuracy beyond T_train far below before "
+                             "(≥ 0.3 lower)", f"before {_fmt(enc[pos_enc][longest]['acc_in_context_before_train_len'])}"
+                             f", beyond {_fmt(enc[pos_enc][longest]['acc_in_context_beyond_train_len'])}",
+                             "holds" if ok else "fails"))
+    for pos_enc in ("rpe", "bias"):
+        if pos_enc in enc:
+            stats = enc[pos_enc][at_4x]["acc_in_context"]
+            ok = stats["mean"] is not None and stats["mean"] >= 0.9
+            out.append(claim(f"`{pos_enc}` (relative positions) keeps its induction head at {int(at_4x) // train_len}"
+                             "× the training length", f"in-context accuracy ≥ 0.9 at T = {at_4x}", _fmt(stats),
+                             "holds" if ok else "fails"))
+    return out

@@ -1,0 +1,178 @@
+"""Experiment "birth" (SCIENCE §2, §3.1, §4.1, §6): watch an induction head being born.
+
+A two-layer associative-memory transformer and the same model with one layer are trained on the
+bigram-with-triggers task over several seeds. SCIENCE §6 predicts that the two-layer model learns
+the in-context targets while the one-layer model cannot, that the global bigram loss falls first,
+and that the memories form top-down: ``W_O²`` (copy the attended token), then ``W_K²`` (match the
+trigger), then ``W_K¹`` (attend the previous position). The memory-recall probes of §4.1 logged
+during training show when each forms.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from inductionlab.experiments import claim, experiment_preset, write_results  # noqa: E402
+from inductionlab.runs import RunDir  # noqa: E402
+from inductionlab.sweep import RunSpec, seed_overrides  # noqa: E402
+
+PRESETS = {
+    "quick": {"preset": "birth-quick", "seeds": (0, 1)},
+    "paper": {"preset": "birth-quick", "seeds": (0, 1, 2, 3, 4)},
+    "smoke": {"preset": "birth-quick", "set": ("train.steps=40", "model.d_model=64", "train.eval_every=10"),
+              "seeds": (0,)},
+}
+DEPTHS = {"two-layer": 2, "one-layer": 1}
+MEMORIES = ("wo", "wk2", "wk1")
+QUESTION = ("Does a two-layer transformer learn the in-context targets that a one-layer one cannot, and in what "
+            "order do its global bigram knowledge and its memories form (SCIENCE §6)?")
+
+
+def plan(preset_name: str) -> list[RunSpec]:
+    """Two-layer and one-layer models × seeds."""
+    preset = experiment_preset(PRESETS, preset_name)
+    return [RunSpec(f"birth-{preset_name}-{depth}-s{seed}", preset["preset"],
+                    (*preset.get("set", ()), f"model.n_layers={layers}", *seed_overrides(seed)),
+                    (("depth", depth), ("seed", seed)))
+            for depth, layers in DEPTHS.items() for seed in preset["seeds"]]
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values),
+            "max": max(values), "seeds": len(values)}
+
+
+def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
+    """Final metrics, milestones and curves of every run; claims, figure, README."""
+    curves: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for spec in plan(preset_name):
+        params = dict(spec.params)
+        curves.setdefault(params["depth"], {})[params["seed"]] = RunDir(runs_dir / spec.folder).metrics()
+    from inductionlab.train import milestones
+
+    by_depth: dict[str, Any] = {}
+    for depth, runs in curves.items():
+        finals = {seed: rows[-1] for seed, rows in runs.items()}
+        keys = ["acc_in_context", "loss_global", "loss_global_bigram_optimum", "acc_global",
+                *(m for m in MEMORIES if finals[min(finals)].get(m) is not None)]
+        by_depth[depth] = {
+            "final": {key: _spread([f[key] for f in finals.values()]) for key in keys},
+            "milestones": {str(seed): milestones(rows) for seed, rows in runs.items()},
+            "chance": {m: finals[min(finals)].get(f"{m}_chance") for m in MEMORIES},
+        }
+    cfg = RunDir(runs_dir / plan(preset_name)[0].folder).config()
+    m, d, t = cfg.model, cfg.data, cfg.train
+    results: dict[str, Any] = {
+        "experiment": "birth", "preset": preset_name, "depths": by_depth,
+        "runs": [spec.folder for spec in plan(preset_name)],
+        "question": QUESTION,
+        "setting": (f"Associative-memory transformers with 2 and 1 layers (d = {m.d_model}, {m.pos_enc} positions, "
+                    f"{m.init} init, W_F {m.ff}) trained {t.steps} {t.optimizer.upper()} steps (batch {t.batch_size}, "
+                    f"lr {t.lr}) on the {d.source} bigrams, T = {d.seq_len}, K = {d.n_triggers} {d.trigger_mode} "
+                    f"triggers, loss on {t.loss_on} targets; {len(curves['two-layer'])} seeds each."),
+    }
+    results["claims"] = claims(results)
+    results["figures"] = [write_figure(curves, out)]
+    write_readme(results, out)
+    write_results(results, out)
+    return results
+
+
+def _order(ms: dict[str, int | None]) -> str:
+    steps = {m: ms.get(m) for m in MEMORIES}
+    return ", ".join(f"{m} {s if s is not None else 'never'}" for m, s in steps.items())
+
+
+def claims(results: dict[str, Any]) -> list[dict[str, str]]:
+    """The four statements of SCIENCE §6 "birth", each against the measured runs."""
+    two, one = results["depths"]["two-layer"], results["depths"]["one-layer"]
+    acc2, acc1 = two["final"]["acc_in_context"], one["final"]["acc_in_context"]
+    ms = two["milestones"]
+    fell_first = [s for s, m in ms.items() if None not in (m.get("loss_global_fell"), m.get("acc_in_context_rose"))
+                  and m["loss_global_fell"] < m["acc_in_context_rose"]]
+    strict = [s for s, m in ms.items() if None not in (m["wo"], m["wk2"], m["wk1"]) and m["wo"] < m["wk2"] < m["wk1"]]
+    wk1_last = [s for s, m in ms.items() if None not in (m["wo"], m["wk2"], m["wk1"])
+                and max(m["wo"], m["wk2"]) < m["wk1"]]
+    finals = {mem: two["final"][mem]["min"] for mem in MEMORIES}
+    return [
+        claim("The two-layer model learns the in-context targets", "in-context accuracy ≥ 0.97 on every seed",
+              f"{acc2['mean']:.3f} ± {acc2['std']:.3f} (min {acc2['min']:.3f})",
+              "holds" if acc2["min"] >= 0.97 else "fails"),
+        claim("A one-layer model cannot: it has no previous-token head to feed an induction head",
+              "one layer at least 0.4 below two layers", f"{acc1['mean']:.3f} vs {acc2['mean']:.3f}",
+              "holds" if acc1["mean"] <= acc2["mean"] - 0.4 else "fails"),
+        claim("The global bigram is learnt first", "global-bigram loss makes 90% of its fall before in-context "
+              "accuracy makes half its rise, on every seed",
+              "; ".join(f"seed {s}: fell {m.get('loss_global_fell')}, rose {m.get('acc_in_context_rose')}"
+                        for s, m in ms.items()),
+              "holds" if len(fell_first) == len(ms) else "partly" if fell_first else "fails"),
+        claim("The memories form top-down: W_O², then W_K², then W_K¹ (first step with probe ≥ 0.9)",
+              "wo < wk2 < wk1 on every seed", "; ".join(f"seed {s}: {_order(m)}" for s, m in ms.items()),
+              "holds" if len(strict) == len(ms) else "partly" if len(wk1_last) == len(ms) else "fails"),
+        claim("At the end every memory is recalled (SCIENCE §4.1 probes)", "wo, wk2, wk1 ≥ 0.9 on every seed",
+              ", ".join(f"{mem} min {v:.3f}" for mem, v in finals.items()),
+              "holds" if min(finals.values()) >= 0.9 else "partly" if finals["wo"] >= 0.9 else "fails"),
+    ]
+
+
+def _band(ax, runs: dict[int, list[dict[str, Any]]], key: str, **style) -> None:
+    """Mean over seeds as a line, min–max over seeds as a band."""
+    steps = [r["step"] for r in next(iter(runs.values()))]
+    values = [[rows[i].get(key) for rows in runs.values()] for i in range(len(steps))]
+    keep = [i for i, v in enumerate(values) if None not in v]
+    if not keep:
+        return
+    xs = [steps[i] for i in keep]
+    line, = ax.plot(xs, [statistics.fmean(values[i]) for i in keep], **style)
+    ax.fill_between(xs, [min(values[i]) for i in keep], [max(values[i]) for i in keep], color=line.get_color(),
+                    alpha=0.2, lw=0)
+
+
+def write_figure(curves: dict[str, dict[int, list[dict[str, Any]]]], out: Path) -> str:
+    """Losses, in-context accuracy, memory probes and attention probes against the training step."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    two, one = curves["two-layer"], curves["one-layer"]
+    for runs, style, label in ((two, "-", "2 layers"), (one, "--", "1 layer")):
+        _band(axes[0], runs, "loss_global", ls=style, color="tab:blue", label=f"global bigram, {label}")
+        _band(axes[0], runs, "loss_in_context", ls=style, color="tab:red", label=f"in-context, {label}")
+        _band(axes[1], runs, "acc_in_context", ls=style, color="black", label=label)
+    optimum = next(iter(two.values()))[-1].get("loss_global_bigram_optimum")
+    if optimum is not None:
+        axes[0].axhline(optimum, color="tab:blue", lw=0.8, ls=":", label="bigram optimum")
+    axes[0].set(xlabel="step", ylabel="loss", title="losses (mean, min–max over seeds)")
+    axes[1].set(xlabel="step", ylabel="accuracy", title="in-context accuracy (label ≥ 2)", ylim=(0, 1.02))
+    for mem, color in zip(MEMORIES, ("tab:green", "tab:orange", "tab:purple"), strict=True):
+        _band(axes[2], two, mem, color=color, label=mem)
+    axes[2].axhline(0.9, color="grey", lw=0.8, ls=":")
+    axes[2].set(xlabel="step", ylabel="recall", title="memory probes, 2 layers (SCIENCE §4.1)", ylim=(0, 1.02))
+    for key, color in (("attn1_prev_token", "tab:cyan"), ("attn2_induction", "tab:brown")):
+        _band(axes[3], two, key, color=color, label=key)
+    axes[3].set(xlabel="step", ylabel="attention mass", title="attention probes, 2 layers (SCIENCE §4.2)",
+                ylim=(0, 1.02))
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"birth_curves.{ext}", dpi=110)
+    plt.close(fig)
+    return "birth_curves.png"
+
+
+def write_readme(results: dict[str, Any], out: Path) -> None:
+    lines = ["# Birth of an induction head (SCIENCE §6)", "", f"Preset `{results['preset']}`. {results['setting']}", "",
+             "| depth | in-context accuracy | global loss | wo | wk2 | wk1 |", "|---|---|---|---|---|---|"]
+    for depth, data in results["depths"].items():
+        cells = [data["final"].get(k) for k in ("acc_in_context", "loss_global", *MEMORIES)]
+        lines.append(f"| {depth} | " + " | ".join("–" if c is None else f"{c['mean']:.3f} ± {c['std']:.3f}"
+                                                   for c in cells) + " |")
+    lines += ["", "| claim | predicted | measured | verdict |", "|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['predicted']} | {c['measured']} | {c['verdict']} |" for c in results["claims"]]
+    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    (out / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,1 @@
+"""The HTML report of ``inductionlab reproduce`` (figures are written by each experiment)."""

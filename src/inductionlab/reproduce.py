@@ -1,0 +1,96 @@
+"""One command reproduces every experiment of SCIENCE §6 and writes the report.
+
+``reproduce`` gathers the runs of every experiment into one sweep (so a process pool or a Ray
+cluster works on all of them at once), analyses each experiment from the finished runs, and
+writes::
+
+    OUT/runs/                 one run directory per training run
+    OUT/runs.parquet          one row per run (final metrics, milestones)
+    OUT/summary.parquet       mean, std, min, max over seeds per grid point
+    OUT/EXPERIMENT/           results.json, figures (PNG and SVG), README.md of each experiment
+    OUT/results.json          every experiment's results, the claims, the environment
+    OUT/report.html           a self-contained report (figures embedded, no network needed)
+
+Runs and analyses that are already finished are skipped, so an interrupted ``reproduce`` run
+again finishes only what is missing (delete ``OUT/EXPERIMENT`` to redo one analysis).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from inductionlab.errors import ConfigError
+from inductionlab.experiments import (
+    EXPERIMENT_PRESETS,
+    EXPERIMENTS,
+    experiment_module,
+    results_folder,
+)
+from inductionlab.runs import atomic_write
+from inductionlab.sweep import check_backend, run_sweep
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and the machine, for the report (nothing that changes between runs)."""
+    versions = {}
+    for package in ("inductionlab", "torch", "numpy", "pandas", "pyarrow", "matplotlib", "safetensors", "ray"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU: {_cpu_name()}"
+    return {"python": sys.version.split()[0], "platform": platform.platform(terse=True), "device": device,
+            "packages": versions}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def reproduce(out: str | Path, preset: str = "quick", experiments: tuple[str, ...] = EXPERIMENTS, *,
+              backend: str = "local", workers: int | None = None, address: str | None = None,
+              name: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train every run of ``experiments`` at ``preset`` on ``backend``, analyse them, write the report."""
+    if preset not in EXPERIMENT_PRESETS:
+        raise ConfigError(f"--preset: unknown preset {preset!r}; allowed: {', '.join(EXPERIMENT_PRESETS)}")
+    modules = {exp: experiment_module(exp) for exp in experiments}
+    if not modules:
+        raise ConfigError(f"experiments: name at least one of {', '.join(EXPERIMENTS)}")
+    check_backend(backend, workers, None, address)
+    out = results_folder(out)
+    start = time.perf_counter()
+    specs = [spec for module in modules.values() for spec in module.plan(preset)]
+    run_sweep(specs, out, backend=backend, workers=workers, address=address, progress=progress,
+              desc=f"reproduce {preset}")
+    results: dict[str, Any] = {"name": name or f"inductionlab reproduce --preset {preset}", "preset": preset,
+                               "experiments": {}, "environment": environment()}
+    for exp, module in modules.items():
+        exp_dir = out / exp
+        done = exp_dir / "results.json"
+        if done.exists():
+            results["experiments"][exp] = json.loads(done.read_text())
+        else:
+            if progress:
+                print(f"analysing {exp} …", file=sys.stderr, flush=True)
+            exp_dir.mkdir(exist_ok=True)
+            results["experiments"][exp] = json.loads(json.dumps(module.analyse(out / "runs", exp_dir, preset)))
+    atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
+    from inductionlab.report.html import write_report
+
+    write_report(results, pd.read_parquet(out / "runs.parquet"), out, wall_s=time.perf_counter() - start)
+    return results

@@ -1,0 +1,426 @@
+"""Grids of runs on a local process pool or a Ray cluster, aggregated into Parquet tables.
+
+A sweep is a list of :class:`RunSpec` (a preset or YAML file plus ``--set`` overrides). Each run
+trains into ``OUT/runs/FOLDER`` with :func:`inductionlab.train.train`, which makes runs idempotent
+(a finished run is skipped) and resumable (an interrupted run continues from its last
+checkpoint). Results go to two tables:
+
+``OUT/runs.parquet``      one row per run: name, grid values, seed, final metrics, milestones
+``OUT/summary.parquet``   one row per grid point: mean, std, min and max of every metric over seeds
+
+Every run sets its own number of torch threads, so the same specs give the same numbers on either
+backend. A grid file (``inductionlab sweep GRID.yaml``)::
+
+    name: lr-by-encoding
+    base: length-quick            # a preset or a config YAML
+    set: [train.steps=200]        # overrides for every run (optional)
+    grid:                         # the product of these axes (optional)
+      model.pos_enc: [ape, rpe]
+      train.lr: [0.2, 0.5]
+    seeds: [0, 1, 2]              # seeds.init = s, seeds.data = s + 100 (default [0])
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tqdm.auto import tqdm
+
+from inductionlab.config import RunConfig, load_config
+from inductionlab.errors import ConfigError, InductionLabError, RunDirError
+from inductionlab.runs import RunDir, atomic_write
+
+BACKENDS = ("local", "ray")
+POLL_S = 0.5
+
+
+class SweepError(InductionLabError):
+    """A run of a sweep failed, or a backend cannot be reached."""
+
+
+def seed_overrides(seed: int) -> list[str]:
+    """The one convention for a sweep seed: ``seeds.init = s``, ``seeds.data = s + 100``."""
+    return [f"seeds.init={seed}", f"seeds.data={seed + 100}"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: ``preset`` (name or YAML path) with ``overrides``, named ``name``.
+
+    ``params`` are the values that identify the run in the results table (grid values, seed).
+    """
+
+    name: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def folder(self) -> str:
+        """The run's folder name under ``runs/``: the name with unsafe characters replaced."""
+        return re.sub(r"[^A-Za-z0-9._=+-]+", "_", self.name).strip("._") or "run"
+
+    def config(self) -> RunConfig:
+        return load_config(self.preset, [*self.overrides, f"name={yaml.safe_dump(self.name).strip()}"])
+
+    @property
+    def seed(self) -> int | None:
+        return dict(self.params).get("seed")
+
+
+# ------------------------------------------------------------------------------ grid files
+
+
+class GridFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1)
+    base: str = Field(min_length=1)
+    overrides: list[str] = Field(default_factory=list, alias="set")
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+
+def grid_runs(name: str, base: str, axes: dict[str, list[Any]], seeds: Iterable[int],
+              overrides: Iterable[str] = ()) -> list[RunSpec]:
+    """The product of ``axes`` × ``seeds`` on top of ``base`` with ``overrides``."""
+    for key, values in axes.items():
+        if not values:
+            raise ConfigError(f"grid.{key}: give at least one value")
+    keys = list(axes)
+    specs = []
+    for values in itertools.product(*(axes[k] for k in keys)):
+        point = list(zip(keys, values, strict=True))
+        for seed in seeds:
+            label = "-".join([name, *(f"{k.split('.')[-1]}={v}" for k, v in point), f"s{seed}"])
+            sets = [*overrides, *(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in point)]
+            specs.append(RunSpec(label, base, (*sets, *seed_overrides(seed)), (*point, ("seed", seed))))
+    return specs
+
+
+def load_grid(path: str | Path) -> list[RunSpec]:
+    """The runs of a grid file, each config validated (ConfigError names the file and the run)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read grid file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    try:
+        grid = GridFile.model_validate(raw if raw is not None else {})
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "grid file"
+        raise ConfigError(f"{path}: {loc}: {first['msg']}") from None
+    specs = grid_runs(grid.name, grid.base, grid.grid, grid.seeds, grid.overrides)
+    check_specs(specs, origin=str(path))
+    return specs
+
+
+def check_specs(specs: list[RunSpec], origin: str = "sweep") -> dict[str, RunConfig]:
+    """Validate every run's config up front and check that run folders are distinct."""
+    configs: dict[str, RunConfig] = {}
+    for spec in specs:
+        if spec.folder in configs:
+            raise ConfigError(f"{origin}: two runs share the folder {spec.folder!r}; give them distinct names")
+        try:
+            configs[spec.folder] = spec.config()
+        except ConfigError as err:
+            raise ConfigError(f"{origin}: run {spec.name!r}: {err}") from None
+    return configs
+
+
+# ------------------------------------------------------------------------------ one run
+
+
+def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
+    """Train one run of a sweep in this process with ``threads`` torch threads; its summary."""
+    import threading
+
+    import torch
+    from tqdm import tqdm as tqdm_class
+
+    from inductionlab.train import train
+
+    # A thread lock instead of tqdm's default process lock: a worker stopped by Ctrl-C leaves no
+    # interprocess semaphore behind.
+    tqdm_class.set_lock(threading.RLock())
+    torch.set_num_threads(threads)
+    return train(spec.config(), run_dir, progress=False)
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+class LocalBackend:
+    """A pool of ``workers`` processes on this machine (spawned, so torch starts clean)."""
+
+    def __init__(self, workers: int):
+        # Workers (and multiprocessing's helper process) start with Ctrl-C ignored, so that only this
+        # process sees it; it then stops them, and their runs resume from the last checkpoint.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.pool = multiprocessing.get_context("spawn").Pool(workers)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def submit(self, spec: RunSpec, run_dir: Path, threads: int):
+        return self.pool.apply_async(execute_run, (spec, str(run_dir), threads))
+
+    @staticmethod
+    def ready(handle) -> bool:
+        return handle.ready()
+
+    @staticmethod
+    def result(handle) -> dict[str, Any]:
+        return handle.get()
+
+    def close(self, interrupted: bool = False) -> None:
+        pool, self.pool = self.pool, None  # the last reference, so its locks are released now
+        if interrupted:
+            pool.terminate()
+        else:
+            pool.close()
+        pool.join()
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (SweepError) when nothing listens at a ``host:port`` Ray address."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"--address {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise SweepError(f"--address {address}: no Ray cluster reachable ({reason})") from None
+
+
+class RayBackend:
+    """Tasks on a Ray cluster at ``address``, or on a local Ray instance with ``workers`` CPUs."""
+
+    def __init__(self, workers: int, threads: int, address: str | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise SweepError("--backend ray: Ray is not installed; pip install 'inductionlab[ray]'") from None
+        if address:
+            check_ray_address(address)
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+            try:
+                if address:
+                    ray.init(address=address, **kwargs)
+                else:
+                    ray.init(num_cpus=workers * threads, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                raise SweepError(f"--backend ray: cannot start or join Ray ({str(err).splitlines()[0]})") from None
+        self.task = ray.remote(num_cpus=threads, max_retries=0)(execute_run)
+
+    def submit(self, spec: RunSpec, run_dir: Path, threads: int):
+        return self.task.remote(spec, str(run_dir.resolve()), threads)
+
+    def ready(self, handle) -> bool:
+        done, _ = self.ray.wait([handle], timeout=0)
+        return bool(done)
+
+    def result(self, handle) -> dict[str, Any]:
+        try:
+            return self.ray.get(handle)
+        except self.ray.exceptions.RayTaskError as err:
+            raise err.as_instanceof_cause() from None
+
+    def close(self, interrupted: bool = False, handles: Iterable = ()) -> None:
+        if interrupted:
+            for handle in handles:
+                self.ray.cancel(handle, force=True)
+        if self.started:
+            self.ray.shutdown()
+
+
+def default_workers() -> int:
+    """One worker per CPU core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------------------ the sweep
+
+
+@dataclass
+class _Progress:
+    """Steps done across the grid, for one bar with an honest time estimate."""
+
+    total_steps: int
+    bar: Any = None
+    shown: int = 0
+    steps: dict[str, int] = field(default_factory=dict)
+
+    def update(self, done: int, running: int, left: int) -> None:
+        now = sum(self.steps.values())
+        if self.bar is not None:
+            self.bar.update(now - self.shown)
+            self.bar.set_postfix_str(f"runs {done} done, {running} running, {left} left")
+        self.shown = now
+
+
+def _latest_step(run_dir: Path) -> int:
+    """The last logged step of a run (0 when nothing is logged yet); cheap: reads the file's tail."""
+    path = RunDir(run_dir).metrics_path
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 4096))
+            lines = fh.read().splitlines()
+    except OSError:
+        return 0
+    match = re.search(rb'"step": *(\d+)', lines[-1]) if lines else None
+    return int(match.group(1)) if match else 0
+
+
+def check_backend(backend: str, workers: int | None = None, threads: int | None = None,
+                  address: str | None = None) -> None:
+    """ConfigError for a bad backend choice, before anything is written."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: must be at least 1 (got {workers})")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads: must be at least 1 (got {threads})")
+    if address and backend != "ray":
+        raise ConfigError("--address: only with --backend ray")
+
+
+def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", workers: int | None = None,
+              threads: int | None = None, address: str | None = None, progress: bool = True,
+              desc: str = "sweep") -> pd.DataFrame:
+    """Run every spec into ``out/runs/`` on ``backend``; write and return the runs table.
+
+    Finished runs are skipped and interrupted runs resume. ``workers`` runs go at once (default:
+    one per core), each with ``threads`` torch threads (default: cores // workers). A failed run
+    does not stop the others; a SweepError names the failures once all have ended.
+    """
+    check_backend(backend, workers, threads, address)
+    out = Path(out)
+    configs = check_specs(specs)
+    runs_dir = out / "runs"
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"{out}: cannot create the output directory ({err.strerror})") from None
+    workers = workers or default_workers()
+    threads = threads or max(1, default_workers() // workers)
+    summaries: dict[str, dict[str, Any]] = {}
+    todo = []
+    for spec in specs:
+        run = RunDir(runs_dir / spec.folder)
+        if run.config_path.exists() and run.config() != configs[spec.folder]:
+            raise RunDirError(f"{run.path}: holds a run of a different config; choose another output folder")
+        finished = run.summary()
+        if finished is not None and finished.get("finished"):
+            summaries[spec.folder] = finished
+        else:
+            todo.append(spec)
+    state = _Progress(sum(c.train.steps for c in configs.values()))
+    state.steps = {s.folder: configs[s.folder].train.steps for s in specs if s.folder in summaries}
+    if todo:
+        state.bar = tqdm(total=state.total_steps, initial=sum(state.steps.values()), desc=desc, unit="step",
+                         dynamic_ncols=True, disable=not progress, smoothing=0.05)
+        state.shown = sum(state.steps.values())
+        failures = _drive(todo, runs_dir, configs, summaries, state, backend, workers, threads, address)
+        if state.bar is not None:
+            state.bar.close()
+        if failures:
+            listed = "; ".join(f"{name}: {msg}" for name, msg in failures[:3])
+            raise SweepError(f"{len(failures)} of {len(specs)} runs failed ({listed}); rerun to retry them")
+    table = runs_table(specs, summaries)
+    write_tables(table, list(dict.fromkeys(k for spec in specs for k, _ in spec.params)), out)
+    return table
+
+
+def _drive(todo, runs_dir, configs, summaries, state, backend, workers, threads, address) -> list[tuple[str, str]]:
+    """Submit ``todo`` to the backend and wait, updating progress; the failures."""
+    runner = LocalBackend(workers) if backend == "local" else RayBackend(workers, threads, address)
+    handles = {spec.folder: (spec, runner.submit(spec, runs_dir / spec.folder, threads)) for spec in todo}
+    failures: list[tuple[str, str]] = []
+    try:
+        while handles:
+            for folder, (spec, handle) in list(handles.items()):
+                if runner.ready(handle):
+                    del handles[folder]
+                    try:
+                        summaries[folder] = runner.result(handle)
+                        state.steps[folder] = configs[folder].train.steps
+                    except Exception as err:  # a failed run is reported, the others go on
+                        failures.append((spec.name, str(err).splitlines()[0] if str(err) else type(err).__name__))
+                else:
+                    state.steps[folder] = _latest_step(runs_dir / folder)
+            running = sum(1 for f in handles if 0 < state.steps.get(f, 0))
+            running = max(running, min(workers, len(handles)))
+            state.update(len(summaries), running, len(handles) - running)
+            if handles:
+                time.sleep(POLL_S)
+    except BaseException:
+        if isinstance(runner, RayBackend):
+            runner.close(interrupted=True, handles=[h for _, h in handles.values()])
+        else:
+            runner.close(interrupted=True)
+        raise
+    runner.close()
+    return failures
+
+
+# ------------------------------------------------------------------------------ tables
+
+TABLE_SKIP = ("name", "finished", "milestones", "train_loss")
+
+
+def runs_table(specs: list[RunSpec], summaries: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: name, folder, grid values and seed, then every final scalar metric."""
+    rows = []
+    for spec in specs:
+        summary = summaries.get(spec.folder, {})
+        row: dict[str, Any] = {"name": spec.name, "folder": spec.folder, "finished": bool(summary.get("finished"))}
+        row.update({key: value for key, value in spec.params})
+        for key, value in summary.items():
+            if key not in TABLE_SKIP and (value is None or isinstance(value, (int, float, str, bool))):
+                row[key] = value
+        for key, value in (summary.get("milestones") or {}).items():
+            row[f"milestone.{key}"] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_table(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """Mean, std, min, max and count over seeds of every numeric metric, per grid point."""
+    keys = [p for p in params if p != "seed" and p in table.columns]
+    numeric = [c for c in table.select_dtypes("number").columns if c not in (*params, "seed")]
+    if not numeric:
+        return pd.DataFrame()
+    grouped = table.groupby(keys, dropna=False, sort=False) if keys else table.assign(_all=0).groupby("_all")
+    stats = grouped[numeric].agg(["mean", "std", "min", "max"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats["n_seeds"] = grouped.size()
+    return stats.reset_index().drop(columns="_all", errors="ignore")
+
+
+def write_tables(table: pd.DataFrame, params: list[str], out: Path) -> None:
+    """``runs.parquet`` and ``summary.parquet`` (grouped by ``params``) in ``out``, written atomically."""
+    for name, frame in (("runs.parquet", table), ("summary.parquet", summary_table(table, params))):
+        atomic_write(out / name, frame.to_parquet(index=False))

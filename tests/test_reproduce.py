@@ -1,0 +1,102 @@
+"""``inductionlab reproduce``: the report in a real browser, interruption and resume, self-containment.
+
+Uses the ``smoke`` preset (every experiment, tiny models, about 20 seconds): the plumbing is the
+subject here; the quick preset's numbers are checked by test_birth, test_hijack and test_length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from inductionlab.experiments import EXPERIMENTS, VERDICTS
+
+NAME = '<script>alert("hijacked")</script> smoke & co'
+
+
+def reproduce_cmd(out: Path) -> list[str]:
+    return [sys.executable, "-m", "inductionlab", "reproduce", "--preset", "smoke", "--out", str(out),
+            "--name", NAME, "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reproduce") / "smoke"
+    done = subprocess.run(reproduce_cmd(out), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"report: {out / 'report.html'}" in done.stdout
+    return out
+
+
+def test_results_hold_every_experiment_with_claims_and_figures(smoke):
+    results = json.loads((smoke / "results.json").read_text())
+    assert results["name"] == NAME and list(results["experiments"]) == list(EXPERIMENTS)
+    for exp, res in results["experiments"].items():
+        assert res["question"] and res["setting"] and res["claims"], exp
+        assert all(c["verdict"] in VERDICTS for c in res["claims"])
+        assert res["figures"] and all((smoke / exp / f).is_file() for f in res["figures"])
+        assert (smoke / exp / "README.md").is_file()
+    runs = pd.read_parquet(smoke / "runs.parquet")
+    assert runs["finished"].all() and len(runs) == 12
+    assert {"torch", "numpy"} <= set(results["environment"]["packages"])
+
+
+def test_report_is_self_contained(smoke):
+    html = (smoke / "report.html").read_text()
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", html), "a resource outside the file"
+    assert "<script" not in html.replace("&lt;script", "")
+    figures = sum(len(r["figures"]) for r in json.loads((smoke / "results.json").read_text())["experiments"].values())
+    assert html.count('src="data:image/png;base64,') == figures
+
+
+def test_report_renders_in_chromium(smoke, chromium):
+    page = chromium(smoke / "report.html")
+    assert page.console_errors == []
+    assert page.script_elements == 0
+    assert NAME in page.title and NAME in page.body_text  # shown as text, not run as markup
+    results = json.loads((smoke / "results.json").read_text())
+    figures = [f"{exp}: {f}" for exp, r in results["experiments"].items() for f in r["figures"]]
+    assert sorted(image.alt for image in page.images) == sorted(figures)
+    for image in page.images:
+        assert image.complete and image.natural_width > 100, image.alt
+        assert image.nonblank, image.alt
+    for verdict_text in ("Predicted vs measured", "Environment", "Setting."):
+        assert verdict_text in page.body_text
+
+
+def _finished(out: Path) -> list[Path]:
+    return sorted((out / "runs").glob("*/summary.json"))
+
+
+def test_interrupted_reproduce_finishes_only_what_is_missing(smoke, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(reproduce_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(_finished(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "reproduce ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted;") and "Traceback" not in err
+    assert not (out / "results.json").exists()
+    kept = {p: p.stat().st_mtime_ns for p in _finished(out)}
+    assert 3 <= len(kept) < 12
+
+    done = subprocess.run(reproduce_cmd(out), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished runs were not retrained
+    assert (out / "results.json").read_text() == (smoke / "results.json").read_text()
+    columns = ["name", "step", "acc_in_context", "loss_global", "wo", "wk1"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet")[columns],
+                                  pd.read_parquet(smoke / "runs.parquet")[columns])
