@@ -28,6 +28,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -276,8 +277,8 @@ class _Progress:
     def update(self, done: int, running: int, left: int) -> None:
         now = sum(self.steps.values())
         if self.bar is not None:
-            self.bar.update(now - self.shown)
-            self.bar.set_postfix_str(f"runs {done} done, {running} running, {left} left")
+            self.bar.set_postfix_str(f"runs {done} done, {running} running, {left} left", refresh=False)
+            self.bar.update(now - self.shown)  # redraws at most every `mininterval` seconds
         self.shown = now
 
 
@@ -341,7 +342,8 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
     state.steps = {s.folder: configs[s.folder].train.steps for s in specs if s.folder in summaries}
     if todo:
         state.bar = tqdm(total=state.total_steps, initial=sum(state.steps.values()), desc=desc, unit="step",
-                         dynamic_ncols=True, disable=not progress, smoothing=0.05)
+                         dynamic_ncols=True, disable=not progress, smoothing=0.05,
+                         mininterval=1 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
         state.shown = sum(state.steps.values())
         failures = _drive(todo, runs_dir, configs, summaries, state, backend, workers, threads, address)
         if state.bar is not None:
@@ -354,10 +356,18 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
     return table
 
 
+def _cost(cfg: RunConfig) -> float:
+    """A rough cost of a run for scheduling: steps × tokens per batch × width × depth (× 3 for AdamW)."""
+    t = cfg.train
+    return (t.steps * t.batch_size * cfg.data.seq_len * cfg.model.d_model * cfg.model.n_layers
+            * (3 if cfg.model.arch == "transformer" else 1))
+
+
 def _drive(todo, runs_dir, configs, summaries, state, backend, workers, threads, address) -> list[tuple[str, str]]:
     """Submit ``todo`` to the backend and wait, updating progress; the failures."""
     runner = LocalBackend(workers) if backend == "local" else RayBackend(workers, threads, address)
-    handles = {spec.folder: (spec, runner.submit(spec, runs_dir / spec.folder, threads)) for spec in todo}
+    order = sorted(todo, key=lambda spec: -_cost(configs[spec.folder]))  # longest first: a short tail
+    handles = {spec.folder: (spec, runner.submit(spec, runs_dir / spec.folder, threads)) for spec in order}
     failures: list[tuple[str, str]] = []
     try:
         while handles:

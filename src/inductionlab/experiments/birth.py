@@ -14,14 +14,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from inductionlab.experiments import claim, experiment_preset, write_results  # noqa: E402
-from inductionlab.runs import RunDir  # noqa: E402
-from inductionlab.sweep import RunSpec, seed_overrides  # noqa: E402
+from inductionlab.experiments import claim, experiment_preset, write_results
+from inductionlab.experiments.figures import save_figure
+from inductionlab.runs import RunDir
+from inductionlab.sweep import RunSpec, seed_overrides
 
 PRESETS = {
     "quick": {"preset": "birth-quick", "seeds": (0, 1)},
@@ -158,11 +156,7 @@ def write_figure(curves: dict[str, dict[int, list[dict[str, Any]]]], out: Path) 
                 ylim=(0, 1.02))
     for ax in axes:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"birth_curves.{ext}", dpi=110)
-    plt.close(fig)
-    return "birth_curves.png"
+    return save_figure(fig, out, "birth_curves", dpi=110)
 
 
 def write_readme(results: dict[str, Any], out: Path) -> None:

@@ -5,21 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from inductionlab.experiments.figures import save_figure
 
 COLORS = {"model": "black", "weights_only": "tab:orange", "readout": "tab:blue", "scalar": "tab:green"}
-
-
-def _save(fig, out: Path, name: str) -> str:
-    fig.tight_layout()
-    fig.savefig(out / f"{name}.png", dpi=120)
-    fig.savefig(out / f"{name}.svg")
-    plt.close(fig)
-    return f"{name}.png"
 
 
 def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path) -> list[str]:
@@ -44,7 +35,7 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
                title="logit gap: model (—), scalar (--), readout (··)")
     ax_p.legend()
     ax_gap.legend(fontsize=7)
-    names.append(_save(fig, out, "count_sweep"))
+    names.append(save_figure(fig, out, "count_sweep"))
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharex=True, sharey=True)
     core = [r for r in rows if r["family"] in ("count", "distance", "conflict")]
@@ -57,7 +48,7 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
         r2 = results["families_1_to_3"][f"{name}_r2_gap"]
         ax.set(title=f"{name}: R² = {r2:.2f}", xlabel="measured gap")
     axes[0].set_ylabel("predicted gap")
-    names.append(_save(fig, out, "predicted_vs_measured"))
+    names.append(save_figure(fig, out, "predicted_vs_measured"))
 
     distance = [r for r in rows if r["family"] == "distance"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -70,7 +61,7 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="position of the pair", ylabel="logit gap", title="family 2 (distance): model (—), scalar (--)")
     ax.legend()
-    names.append(_save(fig, out, "distance_sweep"))
+    names.append(save_figure(fig, out, "distance_sweep"))
 
     fig, (ax_nt, ax_nc) = plt.subplots(1, 2, figsize=(11, 4))
     non_trigger = sorted((r for r in rows if r["family"] == "non-trigger"), key=lambda r: r["n"])
@@ -91,7 +82,7 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
     ax_nc.set(xscale="log", xlabel="prompt length T", ylabel="logit gap b − j*",
               title="family 5: query never seen before (bigram alone)")
     ax_nc.legend()
-    names.append(_save(fig, out, "non_trigger_and_no_context"))
+    names.append(save_figure(fig, out, "non_trigger_and_no_context"))
 
     decomposition = results["layer2_score_decomposition"]["random"]
     fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
@@ -101,7 +92,7 @@ def write_figures(rows: list[dict[str, Any]], results: dict[str, Any], out: Path
     ax_m.set(xlabel="score on induction keys − other keys", title="what puts attention on the induction keys")
     ax_s.barh(pairs, [decomposition["spread"][p] for p in pairs], color="tab:gray")
     ax_s.set(xlabel="std of the term across keys", title="what moves layer-2 attention at all")
-    names.append(_save(fig, out, "score_decomposition"))
+    names.append(save_figure(fig, out, "score_decomposition"))
     return names
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.ticker import NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from inductionlab.experiments.figures import save_figure
 
 
 def _series(results: dict[str, Any], pos_enc: str, key: str) -> tuple[list[int], list[float], list[float]]:
@@ -42,11 +41,7 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
         ax.set_xticks(results["test_lengths"], [str(t) for t in results["test_lengths"]])
     axes[0].set_ylabel("accuracy (mean ± std over seeds)")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"length_generalisation.{ext}", dpi=120)
-    plt.close(fig)
-    names.append("length_generalisation.png")
+    names.append(save_figure(fig, out, "length_generalisation"))
 
     longest = str(results["test_lengths"][-1])
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -61,11 +56,7 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
     ax.set(ylabel="in-context accuracy", title=f"test length {longest}: before vs beyond the training length",
            ylim=(0, 1.05))
     ax.legend()
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"before_vs_beyond.{ext}", dpi=120)
-    plt.close(fig)
-    names.append("before_vs_beyond.png")
+    names.append(save_figure(fig, out, "before_vs_beyond"))
     if results.get("designed_distance"):
         names.append(_distance_figure(results, out))
     return names
@@ -87,11 +78,7 @@ def _distance_figure(results: dict[str, Any], out: Path) -> str:
     ax.set(xlabel="position of the pair (a, b)", ylabel="ξ_b − ξ_j*",
            title=f"family 2 at T = {data['seq_len']}: model (—), §4.4 with read-off memories (--)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"designed_distance.{ext}", dpi=120)
-    plt.close(fig)
-    return "designed_distance.png"
+    return save_figure(fig, out, "designed_distance")
 
 
 def _fmt(stats: dict[str, Any] | None) -> str:

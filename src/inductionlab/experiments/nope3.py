@@ -89,6 +89,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, str]]:
     attn = results["variants"]["attention-only"]
     lengths = results["test_lengths"]
     acc = mlp["final_acc_in_context_train_len"]
+    at_train = mlp["by_length"][str(mlp["config"]["train_len"])]["acc_in_context"]
     longest = mlp["by_length"][str(lengths[-1])]["acc_in_context"]
     prev = max(max(row) for row in mlp["head_scores"]["previous_token"])
     ind = max(max(row) for row in mlp["head_scores"]["induction"])
@@ -97,8 +98,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, str]]:
               "in-context accuracy ≥ 0.9 at T_train", f"{acc:.3f} (attention-only: "
               f"{attn['final_acc_in_context_train_len']:.3f})", "holds" if acc >= 0.9 else "fails"),
         claim("With no positions to outgrow, it keeps working on longer prompts",
-              f"accuracy at T = {lengths[-1]} within 0.05 of T_train", f"{longest:.3f} vs {acc:.3f}",
-              "holds" if longest >= acc - 0.05 else "fails"),
+              f"accuracy at T = {lengths[-1]} within 0.05 of T_train (same evaluation)",
+              f"{longest:.3f} vs {at_train:.3f}", "holds" if longest >= at_train - 0.05 else "fails"),
         claim("Its heads show the previous-token and induction patterns of §4.2",
               "a head with score ≥ 0.5 of each kind", f"best previous-token {prev:.2f}, best induction {ind:.2f}",
               "holds" if min(prev, ind) >= 0.5 else "partly" if max(prev, ind) >= 0.5 else "fails"),

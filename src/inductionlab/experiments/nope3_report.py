@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from inductionlab.experiments.figures import save_figure
 
 
 def write_figure(results: dict[str, Any], out: Path) -> str:
@@ -30,11 +29,7 @@ def write_figure(results: dict[str, Any], out: Path) -> str:
             image = ax.imshow(data["head_scores"][key], vmin=0, vmax=1, cmap="viridis")
             ax.set(title=f"{variant}: {key}", xlabel="head", ylabel="layer")
             fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"nope3.{ext}", dpi=120)
-    plt.close(fig)
-    return "nope3.png"
+    return save_figure(fig, out, "nope3")
 
 
 def write_readme(results: dict[str, Any], out: Path) -> None:
