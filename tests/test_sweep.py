@@ -77,7 +77,6 @@ def test_interrupted_run_in_a_sweep_resumes(grid_file, tmp_path):
 
 
 def test_ray_backend_matches_the_local_backend(grid_file, tmp_path):
-    pytest.importorskip("ray")
     specs = load_grid(grid_file)
     local = run_sweep(specs, tmp_path / "local", backend="local", workers=2, threads=1, progress=False)
     ray = run_sweep(specs, tmp_path / "ray", backend="ray", workers=2, threads=1, progress=False)

@@ -96,8 +96,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, str]]:
     fell_first = [s for s, m in ms.items() if None not in (m.get("loss_global_fell"), m.get("acc_in_context_rose"))
                   and m["loss_global_fell"] < m["acc_in_context_rose"]]
     strict = [s for s, m in ms.items() if None not in (m["wo"], m["wk2"], m["wk1"]) and m["wo"] < m["wk2"] < m["wk1"]]
-    wk1_last = [s for s, m in ms.items() if None not in (m["wo"], m["wk2"], m["wk1"])
-                and max(m["wo"], m["wk2"]) < m["wk1"]]
+    wk1_last = [s for s, m in ms.items() if None not in (m["wo"], m["wk2"])  # wk1 not formed yet counts as last
+                and max(m["wo"], m["wk2"]) < (m["wk1"] if m["wk1"] is not None else float("inf"))]
     finals = {mem: two["final"][mem]["min"] for mem in MEMORIES}
     return [
         claim("The two-layer model learns the in-context targets", "in-context accuracy ≥ 0.97 on every seed",
