@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
+from inductionlab.backends import check_ray_address
 from inductionlab.cli import main
 from inductionlab.config import to_yaml
-from inductionlab.errors import ConfigError
+from inductionlab.errors import ConfigError, SweepError
 from inductionlab.runs import RunDir
-from inductionlab.sweep import SweepError, check_ray_address, load_grid, run_sweep
+from inductionlab.sweep import load_grid, run_sweep
 
 
 @pytest.fixture

@@ -19,3 +19,7 @@ class RunDirError(InductionLabError):
 
 class CheckpointError(InductionLabError):
     """A checkpoint file is missing or corrupt; the message names the file."""
+
+
+class SweepError(InductionLabError):
+    """A run of a sweep failed, or a sweep backend cannot be reached."""

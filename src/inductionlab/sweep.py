@@ -23,11 +23,7 @@ backend. A grid file (``inductionlab sweep GRID.yaml``)::
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import os
 import re
-import signal
-import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -40,16 +36,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
+from inductionlab.backends import BACKENDS, LocalBackend, RayBackend, default_workers
 from inductionlab.config import RunConfig, load_config
-from inductionlab.errors import ConfigError, InductionLabError, RunDirError
+from inductionlab.errors import ConfigError, RunDirError, SweepError
 from inductionlab.runs import RunDir, atomic_write
 
-BACKENDS = ("local", "ray")
 POLL_S = 0.5
-
-
-class SweepError(InductionLabError):
-    """A run of a sweep failed, or a backend cannot be reached."""
 
 
 def seed_overrides(seed: int) -> list[str]:
@@ -145,141 +137,27 @@ def check_specs(specs: list[RunSpec], origin: str = "sweep") -> dict[str, RunCon
     return configs
 
 
-# ------------------------------------------------------------------------------ one run
-
-
-def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
-    """Train one run of a sweep in this process with ``threads`` torch threads; its summary."""
-    import threading
-
-    import torch
-    from tqdm import tqdm as tqdm_class
-
-    from inductionlab.train import train
-
-    # A thread lock instead of tqdm's default process lock: a worker stopped by Ctrl-C leaves no
-    # interprocess semaphore behind.
-    tqdm_class.set_lock(threading.RLock())
-    torch.set_num_threads(threads)
-    return train(spec.config(), run_dir, progress=False)
-
-
-# ------------------------------------------------------------------------------ backends
-
-
-class LocalBackend:
-    """A pool of ``workers`` processes on this machine (spawned, so torch starts clean)."""
-
-    def __init__(self, workers: int):
-        # Workers (and multiprocessing's helper process) start with Ctrl-C ignored, so that only this
-        # process sees it; it then stops them, and their runs resume from the last checkpoint.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            self.pool = multiprocessing.get_context("spawn").Pool(workers)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def submit(self, spec: RunSpec, run_dir: Path, threads: int):
-        return self.pool.apply_async(execute_run, (spec, str(run_dir), threads))
-
-    @staticmethod
-    def ready(handle) -> bool:
-        return handle.ready()
-
-    @staticmethod
-    def result(handle) -> dict[str, Any]:
-        return handle.get()
-
-    def close(self, interrupted: bool = False) -> None:
-        pool, self.pool = self.pool, None  # the last reference, so its locks are released now
-        if interrupted:
-            pool.terminate()
-        else:
-            pool.close()
-        pool.join()
-
-
-def check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """Fail fast (SweepError) when nothing listens at a ``host:port`` Ray address."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise SweepError(f"--address {address!r}: expected host:port, ray://host:port or auto")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise SweepError(f"--address {address}: no Ray cluster reachable ({reason})") from None
-
-
-class RayBackend:
-    """Tasks on a Ray cluster at ``address``, or on a local Ray instance with ``workers`` CPUs."""
-
-    def __init__(self, workers: int, threads: int, address: str | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise SweepError("--backend ray: Ray is not installed; pip install 'inductionlab[ray]'") from None
-        if address:
-            check_ray_address(address)
-        self.ray = ray
-        self.started = not ray.is_initialized()
-        if self.started:
-            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-            try:
-                if address:
-                    ray.init(address=address, **kwargs)
-                else:
-                    ray.init(num_cpus=workers * threads, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as err:
-                raise SweepError(f"--backend ray: cannot start or join Ray ({str(err).splitlines()[0]})") from None
-        self.task = ray.remote(num_cpus=threads, max_retries=0)(execute_run)
-
-    def submit(self, spec: RunSpec, run_dir: Path, threads: int):
-        return self.task.remote(spec, str(run_dir.resolve()), threads)
-
-    def ready(self, handle) -> bool:
-        done, _ = self.ray.wait([handle], timeout=0)
-        return bool(done)
-
-    def result(self, handle) -> dict[str, Any]:
-        try:
-            return self.ray.get(handle)
-        except self.ray.exceptions.RayTaskError as err:
-            raise err.as_instanceof_cause() from None
-
-    def close(self, interrupted: bool = False, handles: Iterable = ()) -> None:
-        if interrupted:
-            for handle in handles:
-                self.ray.cancel(handle, force=True)
-        if self.started:
-            self.ray.shutdown()
-
-
-def default_workers() -> int:
-    """One worker per CPU core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 # ------------------------------------------------------------------------------ the sweep
 
 
 @dataclass
 class _Progress:
-    """Steps done across the grid, for one bar with an honest time estimate."""
+    """Work done across the grid: each run's logged steps weighted by its estimated cost per step,
+    so that the bar's percentage and time left stay honest when runs differ in size."""
 
-    total_steps: int
+    configs: dict[str, RunConfig]
     bar: Any = None
-    shown: int = 0
     steps: dict[str, int] = field(default_factory=dict)
 
+    def permille(self) -> int:
+        total = sum(_cost(c) for c in self.configs.values())
+        done = sum(_cost(self.configs[f]) * min(1.0, s / self.configs[f].train.steps) for f, s in self.steps.items())
+        return round(1000 * done / total)
+
     def update(self, done: int, running: int, left: int) -> None:
-        now = sum(self.steps.values())
         if self.bar is not None:
             self.bar.set_postfix_str(f"runs {done} done, {running} running, {left} left", refresh=False)
-            self.bar.update(now - self.shown)  # redraws at most every `mininterval` seconds
-        self.shown = now
+            self.bar.update(self.permille() - self.bar.n)  # redraws at most every `mininterval` seconds
 
 
 def _latest_step(run_dir: Path) -> int:
@@ -338,15 +216,16 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
             summaries[spec.folder] = finished
         else:
             todo.append(spec)
-    state = _Progress(sum(c.train.steps for c in configs.values()))
-    state.steps = {s.folder: configs[s.folder].train.steps for s in specs if s.folder in summaries}
+    state = _Progress(configs, steps={s.folder: configs[s.folder].train.steps for s in specs
+                                      if s.folder in summaries})
     if todo:
-        state.bar = tqdm(total=state.total_steps, initial=sum(state.steps.values()), desc=desc, unit="step",
-                         dynamic_ncols=True, disable=not progress, smoothing=0.05,
-                         mininterval=1 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
-        state.shown = sum(state.steps.values())
-        failures = _drive(todo, runs_dir, configs, summaries, state, backend, workers, threads, address)
-        if state.bar is not None:
+        runner = LocalBackend(workers) if backend == "local" else RayBackend(workers, threads, address)
+        state.bar = tqdm(total=1000, initial=state.permille(), desc=desc, dynamic_ncols=True, disable=not progress,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
+                         smoothing=0.05, mininterval=1 if sys.stderr.isatty() else 30)  # a log: a line per 30 s
+        try:
+            failures = _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads)
+        finally:
             state.bar.close()
         if failures:
             listed = "; ".join(f"{name}: {msg}" for name, msg in failures[:3])
@@ -357,15 +236,16 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
 
 
 def _cost(cfg: RunConfig) -> float:
-    """A rough cost of a run for scheduling: steps × tokens per batch × width × depth (× 3 for AdamW)."""
-    t = cfg.train
-    return (t.steps * t.batch_size * cfg.data.seq_len * cfg.model.d_model * cfg.model.n_layers
-            * (3 if cfg.model.arch == "transformer" else 1))
+    """A run's rough cost, for scheduling and progress: steps × tokens per batch × width × depth,
+    × 3 for the general transformer (every projection computed) and × 2 more with its MLPs
+    (calibrated on the quick presets, 2-core CPU)."""
+    t, m = cfg.train, cfg.model
+    general = 3 * (2 if m.mlp else 1) if m.arch == "transformer" else 1
+    return t.steps * t.batch_size * cfg.data.seq_len * m.d_model * m.n_layers * general
 
 
-def _drive(todo, runs_dir, configs, summaries, state, backend, workers, threads, address) -> list[tuple[str, str]]:
-    """Submit ``todo`` to the backend and wait, updating progress; the failures."""
-    runner = LocalBackend(workers) if backend == "local" else RayBackend(workers, threads, address)
+def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) -> list[tuple[str, str]]:
+    """Submit ``todo`` to ``runner`` and wait, updating progress; the failures."""
     order = sorted(todo, key=lambda spec: -_cost(configs[spec.folder]))  # longest first: a short tail
     handles = {spec.folder: (spec, runner.submit(spec, runs_dir / spec.folder, threads)) for spec in order}
     failures: list[tuple[str, str]] = []
@@ -381,8 +261,7 @@ def _drive(todo, runs_dir, configs, summaries, state, backend, workers, threads,
                         failures.append((spec.name, str(err).splitlines()[0] if str(err) else type(err).__name__))
                 else:
                     state.steps[folder] = _latest_step(runs_dir / folder)
-            running = sum(1 for f in handles if 0 < state.steps.get(f, 0))
-            running = max(running, min(workers, len(handles)))
+            running = min(workers, len(handles))
             state.update(len(summaries), running, len(handles) - running)
             if handles:
                 time.sleep(POLL_S)
