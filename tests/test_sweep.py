@@ -129,3 +129,10 @@ def test_cli_bad_input_is_one_line(args, expected, tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
+
+
+def test_cli_sweep_writes_both_tables(grid_file, tmp_path, capsys):
+    out = tmp_path / "cli"
+    main(["sweep", str(grid_file), "--out", str(out), "--workers", "2", "--quiet"])
+    assert capsys.readouterr().out.startswith("4 runs; tables:")
+    assert len(pd.read_parquet(out / "runs.parquet")) == 4 and len(pd.read_parquet(out / "summary.parquet")) == 2
