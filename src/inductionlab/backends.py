@@ -6,6 +6,7 @@ threads itself, so the same run gives the same numbers on either backend.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -97,7 +98,8 @@ class RayBackend:
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
-            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+            kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False,
+                                      "logging_level": logging.WARNING}
             try:
                 if address:
                     ray.init(address=address, **kwargs)
