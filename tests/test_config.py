@@ -15,6 +15,7 @@ from inductionlab.errors import ConfigError
         ("train.batch_size=-1", "train.batch_size"),
         ("train.steps=0", "train.steps"),
         ("train.lr=0", "train.lr"),
+        ("train.eval_dense_until=-1", "train.eval_dense_until"),
         ("data.n_triggers=66", "data.n_triggers"),
         ("model.pos_enc=alibi", "model.pos_enc"),
         ("model.init=xavier", "model.init"),

@@ -94,3 +94,9 @@ def test_unreadable_run_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunDirError, match="config.yaml"):
         open_trained(tmp_path / "empty")
+
+
+def test_dense_evaluation_early_then_every_eval_every(tmp_path, tiny):
+    cfg = tiny(train={"eval_every": 3, "eval_dense_until": 2, "steps": 7})
+    train(cfg, tmp_path / "run", progress=False)
+    assert [r["step"] for r in RunDir(tmp_path / "run").metrics()] == [0, 1, 2, 3, 6, 7]

@@ -77,6 +77,8 @@ class TrainConfig(_Strict):
     steps: int = Field(1000, gt=0)
     loss_on: Literal["in-context", "all"] = "in-context"
     eval_every: int = Field(50, gt=0)
+    eval_dense_until: int = Field(0, ge=0, description="also evaluate at every step up to this one (where "
+                                  "the early transitions happen)")
     eval_batch_size: int = Field(256, gt=0)
     checkpoint_every: int = Field(100, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -169,7 +169,7 @@ def train(
         while trainer.step < last:
             loss = trainer.train_step()
             bar.update(1)
-            if trainer.step % t.eval_every == 0 or trainer.step == t.steps:
+            if trainer.step % t.eval_every == 0 or trainer.step <= t.eval_dense_until or trainer.step == t.steps:
                 row = trainer.log_eval(loss, elapsed_before + time.perf_counter() - start)
                 bar.set_postfix(loss=f"{loss:.3f}", icl=f"{row['acc_in_context']:.3f}")
             if trainer.step % t.checkpoint_every == 0 or trainer.step == last:
