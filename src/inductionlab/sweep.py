@@ -69,10 +69,6 @@ class RunSpec:
     def config(self) -> RunConfig:
         return load_config(self.preset, [*self.overrides, f"name={yaml.safe_dump(self.name).strip()}"])
 
-    @property
-    def seed(self) -> int | None:
-        return dict(self.params).get("seed")
-
 
 # ------------------------------------------------------------------------------ grid files
 

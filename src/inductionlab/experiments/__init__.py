@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import statistics
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -59,6 +60,15 @@ def claim(text: str, predicted: str, measured: str, verdict: str) -> dict[str, s
     """One predicted-vs-measured row of a report, with a verdict from :data:`VERDICTS`."""
     assert verdict in VERDICTS, verdict
     return {"claim": text, "predicted": predicted, "measured": measured, "verdict": verdict}
+
+
+def seed_spread(values: list[float | None]) -> dict[str, float | None]:
+    """Mean, std, min, max and count over seeds, ignoring missing values."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
+    return {"mean": statistics.fmean(present), "std": statistics.pstdev(present), "min": min(present),
+            "max": max(present), "seeds": len(present)}
 
 
 def write_results(results: dict[str, Any], out: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.experiments import claim, experiment_preset, write_results
+from inductionlab.experiments import claim, experiment_preset, seed_spread, write_results
 from inductionlab.experiments.figures import save_figure
 from inductionlab.runs import RunDir
 from inductionlab.sweep import RunSpec, seed_overrides
@@ -42,11 +42,6 @@ def plan(preset_name: str) -> list[RunSpec]:
             for depth, layers in DEPTHS.items() for seed in preset["seeds"]]
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values),
-            "max": max(values), "seeds": len(values)}
-
-
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Final metrics, milestones and curves of every run; claims, figure, README."""
     curves: dict[str, dict[int, list[dict[str, Any]]]] = {}
@@ -61,7 +56,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         keys = ["acc_in_context", "loss_global", "loss_global_bigram_optimum", "acc_global",
                 *(m for m in MEMORIES if finals[min(finals)].get(m) is not None)]
         by_depth[depth] = {
-            "final": {key: _spread([f[key] for f in finals.values()]) for key in keys},
+            "final": {key: seed_spread([f[key] for f in finals.values()]) for key in keys},
             "milestones": {str(seed): milestones(rows) for seed, rows in runs.items()},
             "chance": {m: finals[min(finals)].get(f"{m}_chance") for m in MEMORIES},
         }

@@ -10,14 +10,13 @@ encodings do not.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.experiments import experiment_preset, write_results
+from inductionlab.experiments import experiment_preset, seed_spread, write_results
 from inductionlab.models.positional import POS_ENCODINGS
 from inductionlab.sweep import RunSpec, seed_overrides
 from inductionlab.tasks.bigram import TriggerBatch
@@ -105,12 +104,11 @@ def previous_token_hits(cache: dict, seq_len: int) -> torch.Tensor:
     return best
 
 
-def _spread(values: list[float | None]) -> dict[str, float | None]:
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
-    return {"mean": statistics.fmean(present), "std": statistics.pstdev(present) if len(present) > 1 else 0.0,
-            "min": min(present), "max": max(present), "seeds": len(present)}
+def batch_at_length(cfg, seq_len: int, n: int) -> TriggerBatch:
+    """``n`` fresh sequences of the task of ``cfg`` at length ``seq_len`` (seed fixed per length)."""
+    _, sampler = make_sampler(cfg.model_copy(update={"data": cfg.data.model_copy(update={"seq_len": seq_len})}),
+                              torch.device("cpu"))
+    return sampler.sample(n, torch.Generator().manual_seed(10_000 + seq_len))
 
 
 def plan(preset_name: str) -> list[RunSpec]:
@@ -139,9 +137,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         cfg, model, _ = open_trained(runs_dir / spec.folder)
         model.eval()
         for seq_len in lengths:
-            _, sampler = make_sampler(cfg.model_copy(update={"data": cfg.data.model_copy(update={"seq_len": seq_len})}),
-                                      torch.device("cpu"))
-            batch = sampler.sample(preset["eval_batch"], torch.Generator().manual_seed(10_000 + seq_len))
+            batch = batch_at_length(cfg, seq_len, preset["eval_batch"])
             per_run.setdefault(params["pos_enc"], {}).setdefault(str(seq_len), {})[str(params["seed"])] = (
                 evaluate_length(model, batch, train_len))
     results = summarise(per_run, train_len, lengths, preset_name)
@@ -192,7 +188,7 @@ def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_
         if per_seed:
             out_rows[pos_enc] = [
                 {"position": pos, "beyond_train_len": pos >= train_len,
-                 **{key: _spread([r[key] for r in rows]) for key in rows[0]}}
+                 **{key: seed_spread([r[key] for r in rows]) for key in rows[0]}}
                 for pos, rows in sorted(per_seed.items())
             ]
     return {"seq_len": seq_len, "train_len": train_len, "pair": "a='t', b='z', rival j*='h'", "rows": out_rows}
@@ -205,9 +201,10 @@ def summarise(per_run, train_len: int, lengths: list[int], preset_name: str) -> 
         table[pos_enc] = {}
         for seq_len, by_seed in by_len.items():
             rows = list(by_seed.values())
-            entry = {key: _spread([r.get(key) for r in rows]) for key in rows[0] if key != "acc_in_context_by_distance"}
+            entry = {key: seed_spread([r.get(key) for r in rows])
+                     for key in rows[0] if key != "acc_in_context_by_distance"}
             entry["acc_in_context_by_distance"] = {
-                bucket: _spread([r["acc_in_context_by_distance"][bucket] for r in rows])
+                bucket: seed_spread([r["acc_in_context_by_distance"][bucket] for r in rows])
                 for bucket in rows[0]["acc_in_context_by_distance"]
             }
             entry["per_seed"] = by_seed

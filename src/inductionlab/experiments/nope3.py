@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from inductionlab.experiments import claim, experiment_preset, write_results
-from inductionlab.experiments.length import evaluate_length
+from inductionlab.experiments.length import batch_at_length, evaluate_length
 from inductionlab.sweep import RunSpec
-from inductionlab.train import make_sampler, open_trained
+from inductionlab.train import open_trained
 
 PRESETS = {
     "quick": {"preset": "nope3-quick", "factors": (0.5, 1, 2, 4, 8), "eval_batch": 64},
@@ -52,10 +52,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         first = {level: next((r["step"] for r in rows if r["acc_in_context"] >= level), None) for level in (0.5, 0.9)}
         by_length = {}
         for seq_len in (max(2, int(f * train_len)) for f in preset["factors"]):
-            long_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"seq_len": seq_len})})
-            _, sampler = make_sampler(long_cfg, torch.device("cpu"))
-            batch = sampler.sample(preset["eval_batch"], torch.Generator().manual_seed(10_000 + seq_len))
-            by_length[str(seq_len)] = evaluate_length(model, batch, train_len)
+            by_length[str(seq_len)] = evaluate_length(model, batch_at_length(cfg, seq_len, preset["eval_batch"]),
+                                                      train_len)
         scores = head_scores(model, cfg.data.n_tokens, 2 * train_len, 32, torch.Generator().manual_seed(7))
         variants[dict(spec.params)["variant"]] = {
             "run": spec.folder,
