@@ -18,9 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from inductionlab.experiments import EXPERIMENTS, VERDICTS
+from inductionlab.experiments import EXPERIMENTS, experiment_module
+from inductionlab.experiments.claims import VERDICTS
 
 NAME = '<script>alert("hijacked")</script> smoke & co'
+SMOKE_RUNS = sum(len(experiment_module(exp).plan("smoke")) for exp in EXPERIMENTS)
 
 
 def reproduce_cmd(out: Path) -> list[str]:
@@ -42,11 +44,13 @@ def test_results_hold_every_experiment_with_claims_and_figures(smoke):
     assert results["name"] == NAME and list(results["experiments"]) == list(EXPERIMENTS)
     for exp, res in results["experiments"].items():
         assert res["question"] and res["setting"] and res["claims"], exp
-        assert all(c["verdict"] in VERDICTS for c in res["claims"])
+        for c in res["claims"]:  # SCIENCE §7: a statistic, its null and the rule, side by side
+            assert c["verdict"] in VERDICTS and c["null_name"] and c["rule"].startswith("holds when"), (exp, c)
+            assert all(c[k] is None or isinstance(c[k], float) for k in ("measured", "null")), (exp, c)
         assert res["figures"] and all((smoke / exp / f).is_file() for f in res["figures"])
         assert (smoke / exp / "README.md").is_file()
     runs = pd.read_parquet(smoke / "runs.parquet")
-    assert runs["finished"].all() and len(runs) == 12
+    assert runs["finished"].all() and len(runs) == SMOKE_RUNS
     assert {"torch", "numpy"} <= set(results["environment"]["packages"])
 
 
@@ -69,7 +73,7 @@ def test_report_renders_in_chromium(smoke, chromium):
     for image in page.images:
         assert image.complete and image.natural_width > 100, image.alt
         assert image.nonblank, image.alt
-    for verdict_text in ("Predicted vs measured", "Environment", "Setting."):
+    for verdict_text in ("Claims: measured against a null", "Environment", "Setting."):
         assert verdict_text in page.body_text
 
 
@@ -91,7 +95,7 @@ def test_interrupted_reproduce_finishes_only_what_is_missing(smoke, tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted;") and "Traceback" not in err
     assert not (out / "results.json").exists()
     kept = {p: p.stat().st_mtime_ns for p in _finished(out)}
-    assert 3 <= len(kept) < 12
+    assert 3 <= len(kept) < SMOKE_RUNS
 
     done = subprocess.run(reproduce_cmd(out), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

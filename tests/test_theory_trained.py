@@ -7,12 +7,19 @@ from inductionlab.errors import ConfigError
 from inductionlab.models.amt import AMTransformer
 from inductionlab.theory.closed_form import closed_form_logits
 from inductionlab.theory.ideal import ideal_amt
-from inductionlab.theory.trained import (
+from inductionlab.theory.scalar import (
+    SCALE_GRID,
+    ScalarFit,
     fit_scalar,
+    fit_scalar_form,
+    fitted_scalar_logits,
+    scalar_gap_terms,
+    scalar_terms,
+)
+from inductionlab.theory.trained import (
     measured_layer2_pattern,
     readout_logits,
     recall_matrices,
-    scalar_terms,
     weights_only_logits,
 )
 
@@ -59,8 +66,67 @@ def test_fit_scalar_recovers_scales():
     assert theta == pytest.approx((2.0, 0.5, -1.0), abs=1e-6)
 
 
+def _gap_terms(ideal, seed: int):
+    """Prompts of the ideal model with a favoured and a rival token each, and their scalar gap terms."""
+    model, _, _ = ideal
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, N, (48, T), generator=gen)
+    favoured = torch.randint(0, N, (48,), generator=gen)
+    rival = (favoured + torch.randint(1, N, (48,), generator=gen)) % N
+    rec = recall_matrices(model, T)
+    return rec, tokens, favoured, rival, scalar_gap_terms(rec, tokens, favoured, rival, T, None)
+
+
+def test_scalar_gap_terms_are_the_closed_form_gaps(ideal):
+    rec, tokens, favoured, rival, terms = _gap_terms(ideal, 3)
+    rows = torch.arange(len(tokens))
+    for i1, a1 in enumerate(SCALE_GRID):
+        for i2, a2 in ((0, SCALE_GRID[0]), (len(SCALE_GRID) - 1, SCALE_GRID[-1])):
+            full = scalar_terms(rec, tokens, T, None, a1, a2)
+            expected_ic = full.in_context[rows, favoured] - full.in_context[rows, rival]
+            expected_gl = full.global_[rows, favoured] - full.global_[rows, rival]
+            at = terms[i1 * len(SCALE_GRID) + i2]
+            assert torch.allclose(at[0], expected_ic, atol=1e-10) and torch.allclose(at[1], expected_gl, atol=1e-10)
+
+
+def test_scalar_fit_recovers_planted_parameters_with_intercept(ideal):
+    """Planted grid scales and θ, intercept included, across two models' prompts: recovered to 1e-6."""
+    rec, tokens, favoured, rival, terms = _gap_terms(ideal, 4)
+    *_, terms_2 = _gap_terms(ideal, 5)
+    planted = ScalarFit(1.5, 0.5, 1.7, 0.8, -0.6, residual=0.0, n_prompts=96)
+    fit = fit_scalar_form([terms, terms_2], [planted.gap(terms), planted.gap(terms_2)])
+    assert (fit.alpha1_scale, fit.alpha2_scale) == (1.5, 0.5)
+    assert (fit.theta_in_context, fit.theta_global, fit.theta_0) == pytest.approx((1.7, 0.8, -0.6), abs=1e-6)
+    assert fit.n_prompts == 96 and fit.residual < 1e-12
+    # the logits keep every fitted parameter: their gap is the fitted linear form, intercept included
+    logits = fitted_scalar_logits(rec, tokens, T, None, fit, favoured)
+    rows = torch.arange(len(tokens))
+    assert torch.allclose(logits[rows, favoured] - logits[rows, rival], fit.gap(terms), atol=1e-9)
+    assert torch.allclose(fit.gap(terms), planted.gap(terms), atol=1e-6)
+
+
 def test_theory_refuses_models_it_cannot_read():
     with pytest.raises(ConfigError, match="2-layer"):
         recall_matrices(AMTransformer(N, 16, n_layers=1), T)
     with pytest.raises(ConfigError, match="rope"):
         recall_matrices(AMTransformer(N, 16, pos_enc="rope"), T)
+
+
+@pytest.mark.parametrize("seq_len", [5, 12, 40])
+def test_rpe_weights_only_match_equals_the_full_pattern(seq_len):
+    """The O(T·Δ) soft match of the rpe weights-only prediction equals the (T, T) softmax written out."""
+    from inductionlab.models.positional import clipped_distances
+    from inductionlab.theory.trained import _rpe_soft_match
+
+    gen = torch.Generator().manual_seed(seq_len)
+    max_dist = 8
+    table = 3 * torch.randn(N, max_dist + 1, generator=gen, dtype=torch.float64)
+    tokens = torch.randint(0, N, (6, seq_len), generator=gen)
+    key_match = torch.randn(6, seq_len, generator=gen, dtype=torch.float64)
+    dist = clipped_distances(torch.arange(seq_len), seq_len, max_dist)
+    scores = torch.gather(table[tokens][:, :, None, :].expand(-1, -1, seq_len, -1), 3,
+                          dist.expand(6, -1, -1)[..., None]).squeeze(-1)
+    causal = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    beta1 = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+    expected = (beta1 @ key_match[..., None]).squeeze(-1)
+    assert torch.allclose(_rpe_soft_match(table, tokens, key_match, max_dist), expected, atol=1e-12)

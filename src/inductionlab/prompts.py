@@ -9,7 +9,8 @@ always immediately followed by its successor, so the in-context evidence is exac
 - ``conflict``:    ``n_b`` pairs ``(a, b)`` and ``n_c`` pairs ``(a, c)``, places and order seeded;
 - ``non-trigger``: as ``count``, for a fixed-trigger model and ``a ∉ Q`` (checked when the triggers
   are given);
-- ``no-context``:  no pair at all: ``a`` occurs only as the query.
+- ``no-context``:  no pair at all: ``a`` occurs only as the query; optionally ``n_filler`` copies of
+  ``b`` planted as single tokens at seeded random places (the in-context unigram term of §4.4 (v)).
 
 **The filler.** Every other token is a bigram chain *without* ``a``: ``z_1 ~ π_u(· | ≠ a)``, and
 each unplanted token is drawn from ``π_b(·|z_{t-1})`` restricted to tokens ``≠ a`` and renormalised
@@ -22,13 +23,14 @@ so planting never creates an extra ``a`` or an extra ``(a, x)`` pair. (The token
 the query (so ``2m + 1 ≤ T``); the placement is uniform over all such arrangements: draw ``m``
 sorted distinct values ``v_k`` from ``[0, T - 1 - m)`` and put pair ``k`` at ``v_k + k``.
 
-Randomness is drawn in a fixed order (placements, conflict order, filler) from
+Randomness is drawn in a fixed order (placements, conflict order, planted ``b`` copies, filler) from
 ``torch.Generator().manual_seed(spec.seed)`` on the CPU, so a batch is a pure function of
 (spec, source).
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 
 import torch
@@ -54,6 +56,7 @@ class PromptSpec:
     n:         number of ``(a, b)`` pairs (``count``, ``non-trigger``); ignored elsewhere.
     n_b, n_c:  ``conflict``: number of pairs ``(a, b)`` and ``(a, c)``.
     position:  ``distance``: 0-based position of ``a`` in the single pair; ``position + 1 < T - 1``.
+    n_filler:  ``no-context``: copies of ``b`` planted as single tokens before the query (needs ``b``).
     n_prompts: how many prompts (different fillers and placements) to draw.
     seed:      the generator seed.
     """
@@ -67,6 +70,7 @@ class PromptSpec:
     n_b: int = 0
     n_c: int = 0
     position: int | None = None
+    n_filler: int = 0
     n_prompts: int = 64
     seed: int = 0
 
@@ -229,6 +233,14 @@ def validate_spec(spec: PromptSpec, source: BigramSource) -> None:
     if spec.family in ("count", "non-trigger"):
         if 2 * _check_int("n", spec.n, 0) + 1 > t_len:
             raise ConfigError(f"PromptSpec.n = {spec.n} pairs do not fit in seq_len={t_len}: need 2·n + 1 ≤ T")
+    if _check_int("n_filler", spec.n_filler, 0) and spec.family != "no-context":
+        raise ConfigError(f"PromptSpec.n_filler is for family 'no-context' only, not {spec.family!r}")
+    if spec.n_filler:
+        if spec.b is None:
+            raise ConfigError("PromptSpec.n_filler needs b, the token to plant")
+        if spec.n_filler > t_len - 1:
+            raise ConfigError(f"PromptSpec.n_filler = {spec.n_filler} does not fit in seq_len={t_len}: "
+                              "need n_filler ≤ T - 1")
     if spec.family == "distance":
         if spec.position is None:
             raise ConfigError("PromptSpec.position is required by family 'distance'")
@@ -312,7 +324,18 @@ def _pair_successors(spec: PromptSpec, generator: torch.Generator) -> torch.Tens
     return base[order]
 
 
+_FILLER_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # source → {a: tables}
+
+
 def _filler_tables(source: BigramSource, a: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables of :func:`_build_filler_tables`, built once per (source, a) (never modified)."""
+    by_query = _FILLER_TABLES.setdefault(source, {})
+    if a not in by_query:
+        by_query[a] = _build_filler_tables(source, a)
+    return by_query[a]
+
+
+def _build_filler_tables(source: BigramSource, a: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat alias tables for the filler chain without ``a``: N + 1 rows of N.
 
     Row ``i < N`` is ``π_b(·|i)`` with column ``a`` removed and renormalised (falling back to the
@@ -352,6 +375,9 @@ def make_prompts(spec: PromptSpec, source: BigramSource, triggers: torch.Tensor 
     forced = torch.full((p, t_len), -1, dtype=torch.int64)
     forced.scatter_(1, positions, spec.a)
     forced.scatter_(1, positions + 1, successors)
+    if spec.n_filler:  # single copies of b at seeded distinct cells before the query
+        cells = torch.rand((p, t_len - 1), generator=generator, dtype=torch.float64).argsort(dim=1)[:, : spec.n_filler]
+        forced.scatter_(1, cells, spec.b)
     forced[:, -1] = spec.a
 
     threshold, alias = _filler_tables(source, spec.a)

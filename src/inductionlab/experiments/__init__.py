@@ -7,7 +7,8 @@ An experiment module defines
 - ``plan(preset_name) -> list[RunSpec]``: the training runs it needs;
 - ``analyse(runs_dir, out, preset_name) -> dict``: reads the finished runs from disk, evaluates
   them, writes ``results.json``, figures and ``README.md`` into ``out``, and returns the results,
-  which carry ``question``, ``setting`` and ``claims`` (predicted vs measured, with a verdict).
+  which carry ``question``, ``setting`` and ``claims`` (:mod:`~inductionlab.experiments.claims`: a
+  statistic measured against the same statistic for a null, with the rule that gives the verdict).
 
 :func:`run_experiment` runs the plan on a sweep backend, then the analysis.
 """
@@ -26,7 +27,6 @@ from inductionlab.runs import atomic_write
 
 EXPERIMENTS = ("birth", "hijack", "length", "nope3")
 EXPERIMENT_PRESETS = ("quick", "paper", "smoke")
-VERDICTS = ("holds", "partly", "fails")
 
 
 def experiment_module(name: str) -> ModuleType:
@@ -54,12 +54,6 @@ def results_folder(out: str | Path) -> Path:
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot write there ({err.strerror})") from None
     return out
-
-
-def claim(text: str, predicted: str, measured: str, verdict: str) -> dict[str, str]:
-    """One predicted-vs-measured row of a report, with a verdict from :data:`VERDICTS`."""
-    assert verdict in VERDICTS, verdict
-    return {"claim": text, "predicted": predicted, "measured": measured, "verdict": verdict}
 
 
 def seed_spread(values: list[float | None]) -> dict[str, float | None]:

@@ -159,7 +159,8 @@ def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_
     memories (:func:`~inductionlab.theory.trained.scalar_terms`, no fit); mean and spread over seeds.
     """
     from inductionlab.prompts import PromptSpec, default_pair, make_prompts
-    from inductionlab.theory.trained import recall_matrices, scalar_terms
+    from inductionlab.theory.scalar import scalar_terms
+    from inductionlab.theory.trained import recall_matrices
 
     train_len = base.data.seq_len
     positions = sorted(p for p in {2, train_len // 2, train_len - 4, train_len + 8, 2 * train_len, seq_len // 2,

@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
+from inductionlab.experiments.claims import claims_table
 from inductionlab.experiments.figures import save_figure
 
 
@@ -46,5 +47,6 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         accs = " | ".join(f"{data['by_length'][str(t)]['acc_in_context']:.3f}" for t in lengths)
         lines.append(f"| {variant} | {first['0.5']} | {first['0.9']} | "
                      f"{data['final_acc_in_context_train_len']:.3f} | {accs} | {prev:.2f} | {ind:.2f} |")
+    lines += ["", "## Claims", "", claims_table(results["claims"])]
     lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
     (out / "README.md").write_text("\n".join(lines))

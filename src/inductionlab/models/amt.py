@@ -287,11 +287,15 @@ class AMTransformer(nn.Module):
         for layer in range(1, self.n_layers + 1):
             query_pos = last_q if layer == self.n_layers else all_pos
             cache[f"blocks.{layer - 1}.hook_resid_pre"] = h
-            scores = self.attention_scores(layer, h, query_pos)
+            from_tables = layer == 1 and self.pos_enc != "rope"  # h is still h^0: its scores are lookups
+            scores = (self.layer1_scores_from_tables(tokens, query_pos) if from_tables
+                      else self.attention_scores(layer, h, query_pos))
             beta = self.pattern(scores, query_pos)
             cache[f"blocks.{layer - 1}.attn.hook_attn_scores"] = scores.unsqueeze(1)
             cache[f"blocks.{layer - 1}.attn.hook_pattern"] = beta.unsqueeze(1)
-            h = _take(h, query_pos) + beta @ self.apply_phi(h, layer)
+            values = (self._residual_map(None, tokens, lambda x: self.apply_phi(x, 1)) if from_tables
+                      else self.apply_phi(h, layer))
+            h = _take(h, query_pos) + beta @ values
             cache[f"blocks.{layer - 1}.hook_resid_post"] = h
         logits = self.final_logits(h)
         cache["hook_logits"] = logits

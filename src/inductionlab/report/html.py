@@ -66,6 +66,7 @@ def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, wall_s
     counts = {v: sum(c["verdict"] == v for s in sections for c in s["claims"]) for v in ("holds", "partly", "fails")}
     env = jinja2.Environment(loader=jinja2.PackageLoader("inductionlab.report", "."),
                              autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["number"] = _fmt
     html = env.get_template("template.html.j2").render(
         name=results["name"], preset=results["preset"], sections=sections, counts=counts,
         environment=results["environment"], wall_min=None if wall_s is None else wall_s / 60,

@@ -164,6 +164,21 @@ def previous_token_pattern(
     return torch.softmax(scores, dim=-1)
 
 
+def soft_match(tokens: Tensor, alpha1: float, *, pos_enc: str = "ape", train_len: int | None = None,
+               alpha1_t: Tensor | None = None, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    """Layer 1 of the closed form (SCIENCE §4.4): ``β¹`` (T, T) and the soft match ``m_s`` (B, T).
+
+    ``m_s = Σ_{r≤s} β¹_{s,r} 1{z_r = a}`` with the query ``a = z_T``; arguments as in
+    :func:`closed_form_logits` (already validated there).
+    """
+    seq_len = tokens.shape[1]
+    beta1 = previous_token_pattern(
+        seq_len, alpha1, pos_enc=pos_enc, train_len=train_len, alpha1_t=alpha1_t, dtype=dtype
+    ).to(tokens.device)  # (T, T)
+    is_query = (tokens == tokens[:, -1:]).to(dtype)  # (B, T): 1{z_r = a}
+    return beta1, is_query @ beta1.T
+
+
 def closed_form_logits(
     tokens: Tensor,
     alphas: Sequence[float],
@@ -205,12 +220,7 @@ def closed_form_logits(
     tokens = tokens.long()
     batch, seq_len = tokens.shape
     query = tokens[:, -1]  # a = z_T, (B,)
-
-    beta1 = previous_token_pattern(
-        seq_len, a1, pos_enc=pos_enc, train_len=train_len, alpha1_t=alpha1_t, dtype=dtype
-    ).to(device)  # (T, T)
-    is_query = (tokens == query[:, None]).to(dtype)  # (B, T): 1{z_r = a}
-    match = is_query @ beta1.T  # m_s = Σ_r β¹_{s,r} 1{z_r = a}, (B, T)
+    beta1, match = soft_match(tokens, a1, pos_enc=pos_enc, train_len=train_len, alpha1_t=alpha1_t, dtype=dtype)
 
     a2_of_query = (alpha2_a.to(device, dtype)[query] if alpha2_a is not None
                    else torch.full((batch,), a2, dtype=dtype, device=device))

@@ -14,9 +14,9 @@ Three predictions of the logits at the last position of a prompt, side by side:
 1. :func:`weights_only_logits`: §4.4 run with these matrices in place of ``α·identity``, cross
    terms between embedding families dropped, no forward pass;
 2. :func:`readout_logits`: the model's own measured layer-2 pattern with ``R3`` and ``G``;
-3. :func:`scalar_terms` + :func:`fit_scalar`: the §4.4 closed form with ``α_1(t)``, ``α_2(a)``,
-   ``α_3(j)`` and ``g`` read off the diagonals of the recall matrices (the stronger AMT), with the
-   scales of its in-context and global terms refitted by least squares on the designed prompts.
+3. the scalar form of :mod:`inductionlab.theory.scalar`: the §4.4 closed form with ``α_1(t)``,
+   ``α_2(a)``, ``α_3(j)`` and ``g`` read off the diagonals of these matrices (the stronger AMT),
+   fitted to the measured logit gaps by least squares.
 """
 
 from __future__ import annotations
@@ -77,30 +77,52 @@ def _causal_softmax(scores: Tensor) -> Tensor:
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
 
 
+def _rpe_soft_match(table: Tensor, tokens: Tensor, key_match: Tensor, max_dist: int) -> Tensor:
+    """``m_s = Σ_{r≤s} β¹_{s,r} k_r`` with ``β¹_{s,·} = softmax_r(table[z_s, min(s−r, Δ)])``: (B, T).
+
+    Keys at distance ``δ < Δ`` have their own score; all keys at distance ``≥ Δ`` share
+    ``table[z_s, Δ]``, so they enter through a running sum: O(B·T·Δ) instead of O(B·T²).
+    """
+    batch, seq_len = tokens.shape
+    scores = table[tokens]  # (B, T, Δ+1): query s, distance δ
+    near = min(max_dist, seq_len)
+    positions = torch.arange(seq_len)
+    shifted = torch.stack([torch.roll(key_match, delta, dims=1) for delta in range(near)], dim=-1)  # k_{s−δ}
+    valid = positions[:, None] >= torch.arange(near)[None, :]  # (T, Δ): s − δ ≥ 0
+    far_count = (positions - max_dist + 1).clamp_min(0).to(key_match.dtype)  # keys r ≤ s − Δ
+    far_sum = torch.cat((torch.zeros(batch, max_dist, dtype=key_match.dtype),
+                         key_match.cumsum(1)), dim=1)[:, :seq_len]  # Σ_{r ≤ s−Δ} k_r
+    near_scores = scores[..., :near].masked_fill(~valid, float("-inf"))
+    far_scores = torch.where(far_count > 0, scores[..., max_dist], torch.full_like(scores[..., 0], float("-inf")))
+    top = torch.maximum(near_scores.max(-1).values, far_scores)
+    near_w = torch.exp(near_scores - top[..., None])
+    far_w = torch.exp(far_scores - top)
+    return ((near_w * shifted).sum(-1) + far_w * far_sum) / (near_w.sum(-1) + far_w * far_count)
+
+
 def weights_only_logits(rec: RecallMatrices, tokens: Tensor) -> Tensor:
     """Prediction 1: §4.4 with the recall matrices, cross terms dropped, no forward pass.
 
     tokens: (B, T) int64 with the query ``a = z_T`` last.  Returns logits (B, N).
-    Layer 1 uses only its memory term (position × position for ``ape``); layer 2 scores key s by
-    ``Σ_r β¹_{s,r} R2[a, z_r]``; the output is ``Σ_s β²_s R3[:, z_s] + G[a, :]``.
+    Layer 1 uses only its memory term (position × position for ``ape``, token × distance for
+    ``rpe``, distance for ``bias``); layer 2 scores key s by ``Σ_r β¹_{s,r} R2[a, z_r]``; the output
+    is ``Σ_s β²_s R3[:, z_s] + G[a, :]``.
     """
-    batch, seq_len = tokens.shape
-    if rec.pos_enc in ABSOLUTE_ENCODINGS:
-        if seq_len > rec.layer1.shape[0]:
-            raise ConfigError(f"prompt length {seq_len} exceeds the {rec.layer1.shape[0]} positions read off layer 1")
-        scores1 = rec.layer1[:seq_len, :seq_len].expand(batch, seq_len, seq_len)
-    else:
-        dist = clipped_distances(torch.arange(seq_len), seq_len, rec.max_rel_dist)  # (T, T)
-        if rec.pos_enc == "rpe":
-            scores1 = rec.layer1[tokens][:, :, None, :].expand(-1, -1, seq_len, -1)
-            scores1 = torch.gather(scores1, 3, dist.expand(batch, -1, -1)[..., None]).squeeze(-1)
-        else:
-            scores1 = rec.layer1[dist].expand(batch, -1, -1)
-    beta1 = _causal_softmax(scores1)  # (B, T, T)
+    seq_len = tokens.shape[1]
     query = tokens[:, -1]
     key_match = torch.gather(rec.R2[query], 1, tokens)  # (B, T): R2[a, z_r]
-    beta2 = torch.softmax((beta1 @ key_match[..., None]).squeeze(-1), dim=-1)  # (B, T)
-    return readout_logits(rec, tokens, beta2)
+    if rec.pos_enc == "rpe":
+        match = _rpe_soft_match(rec.layer1, tokens, key_match, rec.max_rel_dist)
+    else:
+        if rec.pos_enc in ABSOLUTE_ENCODINGS:
+            if seq_len > rec.layer1.shape[0]:
+                raise ConfigError(f"prompt length {seq_len} exceeds the {rec.layer1.shape[0]} positions read off "
+                                  "layer 1")
+            scores1 = rec.layer1[:seq_len, :seq_len]
+        else:
+            scores1 = rec.layer1[clipped_distances(torch.arange(seq_len), seq_len, rec.max_rel_dist)]
+        match = key_match @ _causal_softmax(scores1).T  # one (T, T) pattern for every prompt
+    return readout_logits(rec, tokens, torch.softmax(match, dim=-1))
 
 
 def readout_logits(rec: RecallMatrices, tokens: Tensor, beta2: Tensor) -> Tensor:
@@ -114,40 +136,15 @@ def readout_logits(rec: RecallMatrices, tokens: Tensor, beta2: Tensor) -> Tensor
 
 @torch.no_grad()
 def measured_layer2_pattern(model: AMTransformer, tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """The model's logits and layer-2 attention at the last position: ((B, N), (B, T))."""
+    """The model's logits and layer-2 attention at the last position: ((B, N), (B, T)).
+
+    Layer 2 is computed for the last query only (layer 1 for every position, as its keys need).
+    """
     cache: dict = {}
-    logits = model(tokens, cache=cache)
+    last = torch.full((1,), tokens.shape[1] - 1, dtype=torch.int64, device=tokens.device)
+    logits = model(tokens, query_positions=last, cache=cache)
     pattern = cache["blocks.1.attn.hook_pattern"][:, 0, -1, :]
     return logits[:, -1].cpu(), pattern.cpu()
-
-
-def read_off_scalars(rec: RecallMatrices, train_len: int) -> dict[str, Tensor]:
-    """The stronger AMT's weights from the diagonals (SCIENCE §4.3, §4.5).
-
-    ``α_3(j) = R3[j, j] − mean_{k≠j} R3[j, k]``, ``α_2(a) = R2[a, a] − mean_{b≠a} R2[a, b]``,
-    ``α_1(t)`` = the score of the previous position minus the mean of the others (``ape``), and
-    ``g = G`` centred per row.
-    """
-    def diag_contrast(m: Tensor) -> Tensor:
-        n = m.shape[0]
-        off = (m.sum(1) - m.diagonal()) / (n - 1)
-        return m.diagonal() - off
-
-    out = {"alpha3_j": diag_contrast(rec.R3), "alpha2_a": diag_contrast(rec.R2),
-           "g": rec.G - rec.G.mean(1, keepdim=True)}
-    if rec.pos_enc in ABSOLUTE_ENCODINGS:
-        table = rec.layer1[:train_len, :train_len]
-        t = torch.arange(1, table.shape[0])
-        prev = table[t, t - 1]
-        tril = torch.ones_like(table, dtype=torch.bool).tril()
-        sums = (table * tril).sum(1)[1:]
-        others = (sums - prev) / t.clamp_min(1)
-        out["alpha1_t"] = torch.cat((torch.zeros(1), prev - others))
-    elif rec.pos_enc == "rpe":
-        out["alpha1"] = (rec.layer1[:, 1] - rec.layer1[:, [0] + list(range(2, rec.layer1.shape[1]))].mean(1)).mean()
-    else:
-        out["alpha1"] = rec.layer1[1] - torch.cat((rec.layer1[:1], rec.layer1[2:])).mean()
-    return out
 
 
 @torch.no_grad()
@@ -188,71 +185,3 @@ def score_decomposition(model: AMTransformer, tokens: Tensor) -> dict[str, dict[
             off = (term * ~induction).sum(1) / (~induction).sum(1).clamp_min(1)
             margins[name] = (on - off)[has_both].mean().item() if has_both.any() else float("nan")
     return {"induction_margin": margins, "spread": spreads}
-
-
-def scalar_terms(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None,
-                 alpha1_scale: float = 1.0, alpha2_scale: float = 1.0):
-    """Prediction 3's closed form with the read-off ``α_1(t)``, ``α_2(a)``, ``α_3(j)``, ``g``.
-
-    tokens: (B, T); triggers: (K,) or ``None`` (random triggers).  Returns the
-    :class:`~inductionlab.theory.closed_form.ClosedFormLogits` (in-context and global terms apart),
-    so that :func:`fit_scalar` can refit their scales by least squares.
-    """
-    from inductionlab.theory.closed_form import closed_form_logits
-
-    s = read_off_scalars(rec, train_len)
-    pos_enc = "ape" if rec.pos_enc in ABSOLUTE_ENCODINGS else rec.pos_enc
-    alpha1 = alpha1_scale * float(s["alpha1"]) if "alpha1" in s else 1.0
-    alpha1_t = alpha1_scale * s["alpha1_t"] if "alpha1_t" in s else None
-    return closed_form_logits(
-        tokens, (max(alpha1, 1e-6), 1.0, 1.0), s["g"].double(), pos_enc=pos_enc,
-        train_len=train_len if pos_enc == "ape" else None, triggers=triggers,
-        alpha1_t=alpha1_t, alpha2_a=alpha2_scale * s["alpha2_a"], alpha3_j=s["alpha3_j"],
-    )
-
-
-SCALE_GRID = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-
-
-def fit_scalar_form(rec: RecallMatrices, prompts: list[tuple[Tensor, int, int]], measured: Tensor, train_len: int,
-                    triggers: Tensor | None) -> dict[str, float]:
-    """Least-squares fit of the stronger-AMT form on designed prompts (SCIENCE §4.5, "scalar").
-
-    prompts: ``(tokens (B, T), b, rival)`` per setting; measured: the model's gaps ``ξ_b − ξ_rival``,
-    concatenated in the same order. The read-off ``α_1(t)`` and ``α_2(a)`` are scaled by factors
-    from a grid; for each pair of factors the scales of the in-context and global terms and an
-    intercept are fitted by linear least squares; the pair with the smallest residual wins.
-    """
-    best: dict[str, float] = {}
-    for a1 in SCALE_GRID:
-        for a2 in SCALE_GRID:
-            ic, gl = [], []
-            for tokens, b, rival in prompts:
-                terms = scalar_terms(rec, tokens, train_len, triggers, a1, a2)
-                ic.append((terms.in_context[:, b] - terms.in_context[:, rival]).float())
-                gl.append((terms.global_[:, b] - terms.global_[:, rival]).float())
-            ic_gap, gl_gap = torch.cat(ic), torch.cat(gl)
-            theta = fit_scalar(ic_gap, gl_gap, measured)
-            residual = ((theta[0] * ic_gap + theta[1] * gl_gap + theta[2] - measured) ** 2).sum().item()
-            if not best or residual < best["residual"]:
-                best = {"alpha1_scale": a1, "alpha2_scale": a2, "theta_in_context": theta[0],
-                        "theta_global": theta[1], "theta_0": theta[2], "residual": residual}
-    return best
-
-
-def fitted_scalar_logits(rec: RecallMatrices, tokens: Tensor, train_len: int, triggers: Tensor | None,
-                         fit: dict[str, float]) -> Tensor:
-    """Prediction 3 with the parameters of :func:`fit_scalar_form`: (B, N)."""
-    terms = scalar_terms(rec, tokens, train_len, triggers, fit["alpha1_scale"], fit["alpha2_scale"])
-    return (fit["theta_in_context"] * terms.in_context + fit["theta_global"] * terms.global_ + fit["theta_0"]).float()
-
-
-def fit_scalar(in_context_gap: Tensor, global_gap: Tensor, measured_gap: Tensor) -> tuple[float, float, float]:
-    """Least-squares scales ``(θ_in_context, θ_global, θ_0)`` of the §4.4 form on designed prompts.
-
-    Fits ``measured ≈ θ_ic · in_context + θ_g · global + θ_0`` over prompts (1-D tensors of gaps):
-    the read-off ``α_3(j)`` and ``g`` up to one common scale each (SCIENCE §4.5, "scalar").
-    """
-    design = torch.stack((in_context_gap, global_gap, torch.ones_like(global_gap)), dim=1).double()
-    theta = torch.linalg.lstsq(design, measured_gap.double()[:, None]).solution[:, 0]
-    return float(theta[0]), float(theta[1]), float(theta[2])

@@ -1,0 +1,106 @@
+"""Claims and their nulls (SCIENCE §7): every verdict is computed, never written by hand.
+
+A claim states three numbers and a rule:
+
+- ``measured``: a statistic of the trained models (over seeds);
+- ``null``: the same statistic, on the same prompts and seeds, for a **null**: a predictor or a
+  model that lacks the mechanism the claim is about (a constant, a setting mean, the bigram alone,
+  a one-layer model, an untrained model, a shuffled assignment, …);
+- ``rule``: which direction favours the claim, an absolute level the measured value must reach,
+  and a margin by which it must beat the null.
+
+:meth:`Rule.verdict` turns them into ``holds`` (level reached and null beaten by the margin),
+``partly`` (null beaten, but one of the two missed) or ``fails`` (null not beaten). The margin is
+always positive, so a null can never pass its own rule: a claim whose null would pass is not a
+claim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+VERDICTS = ("holds", "partly", "fails")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When a claim holds (see the module docstring).
+
+    better:    ``"higher"`` or ``"lower"``: which direction of the statistic favours the claim.
+    level:     the measured value must reach it (``≥`` for higher, ``≤`` for lower); ``None``: no level.
+    margin:    the measured value must beat the null by at least this much (> 0, statistic units).
+    """
+
+    better: str
+    level: float | None
+    margin: float
+
+    def __post_init__(self) -> None:
+        if self.better not in ("higher", "lower"):
+            raise ValueError(f"Rule.better must be 'higher' or 'lower', got {self.better!r}")
+        if not self.margin > 0:
+            raise ValueError(f"Rule.margin must be > 0 (a null must not pass its own rule), got {self.margin}")
+
+    def _beats(self, measured: float, null: float, by: float) -> bool:
+        return measured - null >= by if self.better == "higher" else null - measured >= by
+
+    def _reaches(self, measured: float) -> bool:
+        if self.level is None:
+            return True
+        return measured >= self.level if self.better == "higher" else measured <= self.level
+
+    def verdict(self, measured: float | None, null: float | None) -> str:
+        """``holds`` / ``partly`` / ``fails`` from the two numbers; a missing or non-finite one fails."""
+        if not (_finite(measured) and _finite(null)):
+            return "fails"
+        if not (measured > null if self.better == "higher" else measured < null):
+            return "fails"
+        if self._reaches(measured) and self._beats(measured, null, self.margin):
+            return "holds"
+        return "partly"
+
+    def text(self) -> str:
+        """The rule in words, as the report shows it."""
+        sign = "≥" if self.better == "higher" else "≤"
+        beat = "measured − null" if self.better == "higher" else "null − measured"
+        parts = [f"measured {sign} {self.level:g}"] if self.level is not None else []
+        parts.append(f"{beat} ≥ {self.margin:g}")
+        better = "above" if self.better == "higher" else "below"
+        return (f"holds when {' and '.join(parts)}; partly when measured is {better} the null but misses "
+                f"{'one of these' if len(parts) > 1 else 'the margin'}; fails otherwise")
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and isinstance(value, int | float) and math.isfinite(value)
+
+
+def claim(text: str, predicted: str, statistic: str, measured: float | None, null: float | None, null_name: str,
+          rule: Rule, **detail: Any) -> dict[str, Any]:
+    """One claim of a report (SCIENCE §7), its verdict computed by ``rule``.
+
+    text: what is claimed; predicted: what the science predicts, in words; statistic: what
+    ``measured`` and ``null`` are; detail: per-seed values and notes kept beside them. A value that
+    could not be measured is ``None`` (strict JSON) and the verdict is ``fails``.
+    """
+    out = {
+        "claim": text, "predicted": predicted, "statistic": statistic,
+        "measured": float(measured) if _finite(measured) else None,
+        "null": float(null) if _finite(null) else None, "null_name": null_name,
+        "rule": rule.text(), "verdict": rule.verdict(measured, null),
+    }
+    out.update(detail)
+    return out
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def claims_table(claims: list[dict[str, Any]]) -> str:
+    """The claims as a Markdown table: measured, null and rule side by side, then the verdict."""
+    lines = ["| claim | statistic | measured | null | rule | verdict |", "|---|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['statistic']} | {_number(c['measured'])} | {_number(c['null'])} ({c['null_name']}) "
+              f"| {c['rule']} | {c['verdict']} |" for c in claims]
+    return "\n".join(lines)

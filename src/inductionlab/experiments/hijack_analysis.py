@@ -1,0 +1,184 @@
+"""Across seeds: held-out fits, agreement with the model, crossovers, slopes (SCIENCE §4.5, §5, §7).
+
+Every fitted predictor is fitted on the prompts of the *other* seeds of the same encoding and
+scored on this seed's prompts (leave one seed out); the scalar form is also fitted in sample
+(on this seed's own prompts), and both R² are reported. Statistics are computed per seed and
+then summarised over seeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from inductionlab.experiments import seed_spread
+from inductionlab.experiments.hijack_eval import FEATURES, PromptTable
+from inductionlab.experiments.hijack_stats import (
+    best_constant,
+    crossover,
+    crossover_error,
+    group_means,
+    least_squares,
+    permutation_quantile,
+    r_squared,
+    spearman,
+    within_r_squared,
+    within_slope,
+)
+from inductionlab.theory.scalar import fit_scalar_form
+
+PREDICTIONS = ("weights_only", "readout", "scalar")
+BASELINES = ("setting_mean", "bigram_only", "count_regression")
+REPORTED = (*PREDICTIONS, "scalar_in_sample", "scalar_read_off", *BASELINES)
+CORE_FAMILIES = ("count", "distance", "conflict")
+
+
+def add_fitted_gaps(tables: dict[int, PromptTable], core: dict[int, Tensor]) -> dict[str, Any]:
+    """Fit the scalar form and the count regression for every held-out seed; add their gaps to the tables.
+
+    tables: seed → the model's prompt table; core: seed → (P,) bool, the prompts fits are made on
+    (families 1–3). Adds ``scalar``, ``scalar_in_sample`` and ``count_regression`` gaps to every
+    prompt of each table. Returns the fitted parameters per seed.
+    """
+    seeds = sorted(tables)
+    if len(seeds) < 2:
+        raise ValueError("hijack: held-out fits need at least two seeds")
+    fits: dict[str, Any] = {"held_out": {}, "in_sample": {}, "count_regression": {"features": list(FEATURES)}}
+    for seed in seeds:
+        others = [s for s in seeds if s != seed]
+        held_out = fit_scalar_form([tables[s].terms[:, :, core[s]] for s in others],
+                                   [tables[s].gaps["model"][core[s]] for s in others])
+        in_sample = fit_scalar_form([tables[seed].terms[:, :, core[seed]]], [tables[seed].gaps["model"][core[seed]]])
+        coef = least_squares(torch.cat([tables[s].features[core[s]] for s in others]),
+                             torch.cat([tables[s].gaps["model"][core[s]] for s in others]))
+        table = tables[seed]
+        table.gaps["scalar"] = held_out.gap(table.terms)
+        table.gaps["scalar_in_sample"] = in_sample.gap(table.terms)
+        table.gaps["count_regression"] = table.features @ coef
+        fits["held_out"][str(seed)] = {**held_out.as_dict(), "fitted_on_seeds": others}
+        fits["in_sample"][str(seed)] = {**in_sample.as_dict(), "fitted_on_seeds": [seed]}
+        fits["count_regression"][str(seed)] = {"coefficients": coef.tolist(), "fitted_on_seeds": others}
+    return fits
+
+
+def agreement(table: PromptTable) -> dict[str, dict[str, float]]:
+    """Pooled and within-setting R² of every prediction and baseline against the model's gaps."""
+    measured, groups = table.gaps["model"], table.setting
+    out = {}
+    for name in REPORTED:
+        predicted = group_means(measured, groups) if name == "setting_mean" else table.gaps[name]
+        out[name] = {"pooled_r2": r_squared(predicted, measured),
+                     "within_r2": within_r_squared(predicted, measured, groups)}
+    for name in ("weights_only", "readout"):
+        out[name]["argmax_agreement"] = float((table.argmax[name] == table.argmax["model"]).double().mean())
+    return out
+
+
+def summarise_agreement(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """Mean, spread and per-seed values of each statistic of :func:`agreement`."""
+    first = next(iter(per_seed.values()))
+    return {name: {stat: {**seed_spread([per_seed[s][name][stat] for s in per_seed]),
+                          "per_seed": {str(s): per_seed[s][name][stat] for s in per_seed}}
+                   for stat in first[name]} for name in first}
+
+
+def crossovers(table: PromptTable, mask: Tensor, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``n*`` per (prompt length, query pair) for the model and each prediction (count family prompts)."""
+    points = []
+    for seq_len in sorted(set(table.seq_len[mask].tolist())):
+        for pair in sorted(set(table.pair[mask].tolist())):
+            sel = mask & (table.seq_len == seq_len) & (table.pair == pair)
+            points.append({"T": seq_len, "pair": pair,
+                           **{name: crossover(table.count[sel], table.gaps[name][sel]) for name in names}})
+    return points
+
+
+def crossover_summary(points: dict[int, list[dict[str, Any]]], n_max: int,
+                      names: tuple[str, ...] = PREDICTIONS) -> dict[str, Any]:
+    """Each prediction's ``n*`` against the best constant ``n*`` chosen on the other seeds.
+
+    Errors are taken where the model crosses; a prediction that never crosses counts as
+    ``n_max + 1``. Points where the model never crosses are not agreements: they are counted apart,
+    with how many of them each prediction says do cross.
+    """
+    uncrossed = n_max + 1
+    per_seed: dict[str, dict[str, Any]] = {}
+    for seed, pts in points.items():
+        others = [p["model"] for s, ps in points.items() if s != seed for p in ps if p["model"] is not None]
+        constant = best_constant(others, range(0, n_max + 1)) if others else 0
+        crossed = [p for p in pts if p["model"] is not None]
+        per_seed[str(seed)] = {
+            "constant": constant, "points": len(pts), "model_crosses": len(crossed),
+            "model_never_crosses": len(pts) - len(crossed),
+            "constant_mae": _mean([abs(constant - p["model"]) for p in crossed]),
+            "mae": {name: _mean([crossover_error(p[name], p["model"], uncrossed) for p in crossed]) for name in names},
+            "crosses_where_model_does_not": {name: sum(p["model"] is None and p[name] is not None for p in pts)
+                                             for name in names},
+        }
+    return {"n_max": n_max, "per_seed": per_seed,
+            "constant_mae": seed_spread([v["constant_mae"] for v in per_seed.values()]),
+            "mae": {name: seed_spread([v["mae"][name] for v in per_seed.values()]) for name in names}}
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def growth_with_length(points: dict[int, list[dict[str, Any]]], n_max: int) -> dict[str, Any]:
+    """Spearman ρ between ``T`` and the model's ``n*`` (never crossing = ``n_max + 1``), and its null.
+
+    The null is the 95th percentile of ρ when the lengths are shuffled within each (seed, pair):
+    what ρ reaches by chance if ``n*`` does not depend on ``T``.
+    """
+    rows = [(p["T"], n_max + 1 if p["model"] is None else p["model"], seed * 10_000 + p["pair"])
+            for seed, pts in points.items() for p in pts]
+    t, n, groups = (torch.tensor(v, dtype=torch.float64) for v in zip(*rows, strict=True))
+    return {"spearman": spearman(t, n), "null_q95": permutation_quantile(t, n, groups.long()),
+            "per_seed": {str(s): spearman(torch.tensor([float(p["T"]) for p in pts]),
+                                          torch.tensor([float(n_max + 1 if p["model"] is None else p["model"])
+                                                        for p in pts])) for s, pts in points.items()}}
+
+
+def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor]) -> dict[str, Any]:
+    """Family 5 with planted copies: slope of the gap on ``#{s : z_s = b}/T``, model and fitted scalar form.
+
+    One intercept per (prompt length, pair); the relative error ``|s_model − s_theory| / |s_model|``
+    is compared with that of the null slope 0 (which is 1 by definition of the ratio).
+    """
+    per_seed = {}
+    for seed, table in tables.items():
+        sel = table.select(masks[seed])
+        groups = sel.seq_len * 1000 + sel.pair
+        model = within_slope(sel.copies_fraction, sel.gaps["model"], groups)
+        theory = within_slope(sel.copies_fraction, sel.gaps["scalar"], groups)
+        per_seed[str(seed)] = {"model_slope": model, "theory_slope": theory,
+                               "theory_relative_error": abs(model - theory) / abs(model) if model else None,
+                               "null_relative_error": abs(model - 0.0) / abs(model) if model else None}
+    keys = ("model_slope", "theory_slope", "theory_relative_error", "null_relative_error")
+    return {"per_seed": per_seed, **{k: seed_spread([v[k] for v in per_seed.values()]) for k in keys}}
+
+
+def b_win_rate(tables: dict[int, PromptTable], masks: dict[int, Tensor]) -> dict[str, Any]:
+    """How often ``b`` is the model's top token, per seed and on average, on the masked prompts."""
+    per_seed = {str(s): float((t.argmax["model"][masks[s]] == t.favoured[masks[s]]).double().mean())
+                for s, t in tables.items()}
+    return {"per_seed": per_seed, **seed_spread(list(per_seed.values()))}
+
+
+def setting_means(tables: dict[int, PromptTable], labels: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per setting: the mean over seeds and prompts of each gap, ``p(b)`` and how often ``b`` wins."""
+    rows = []
+    for index, label in enumerate(labels):
+        cells = [t.select(t.setting == index) for t in tables.values()]
+        cells = [c for c in cells if len(c)]
+        if not cells:
+            continue
+        row: dict[str, Any] = {"setting": label, "prompts_per_seed": len(cells[0])}
+        for name in names:
+            row[f"{name}_gap"] = seed_spread([float(c.gaps[name].mean()) for c in cells])
+        row["model_p_b"] = seed_spread([float(c.p_b.mean()) for c in cells])
+        row["model_b_wins"] = seed_spread([float((c.argmax["model"] == c.favoured).double().mean()) for c in cells])
+        rows.append(row)
+    return rows

@@ -1,0 +1,138 @@
+"""One trained model on the designed prompts: per-prompt gaps, predictions and baseline inputs.
+
+For every prompt (query ``a``, favoured token ``b``, rival ``j*`` or ``c``), :func:`evaluate_model`
+records the model's logit gap ``ξ_b − ξ_rival``, the gaps of the predictions of SCIENCE §4.5 that
+need no fit (weights-only, readout, the scalar form read off without a fit), the terms the scalar
+fit needs at every grid point, and what the baselines of SCIENCE §7 need: the bigram-only gap
+``g_ab − g_a,rival`` (the model's own read-off ``g``) and the count-regression features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from inductionlab.experiments.hijack_prompts import SettingPrompts
+from inductionlab.theory.scalar import read_off_scalars, scalar_gap_terms
+from inductionlab.theory.trained import (
+    RecallMatrices,
+    measured_layer2_pattern,
+    readout_logits,
+    weights_only_logits,
+)
+
+FEATURES = ("c_b − c_rival", "u_b − u_rival", "n/T", "(last pair end + 1)/T", "g_ab − g_a,rival", "intercept")
+
+
+@dataclass
+class PromptTable:
+    """Per-prompt values of one model on a list of settings; every tensor's first axis is the prompt.
+
+    setting: index into the settings list; pair: query-pair index; count: the setting's ``n``;
+    seq_len: ``T``; inside: every planted pair before ``T_train``; gaps: name → (P,) float64 gap
+    ``ξ_b − ξ_rival`` (``model``, ``weights_only``, ``readout``, ``scalar_read_off``, ``bigram_only``);
+    argmax: name → (P,) int64 argmax token (``model``, ``weights_only``, ``readout``); p_b: model
+    ``p(b)``; features: (P, 6) count-regression inputs (:data:`FEATURES`); copies_fraction:
+    ``#{s : z_s = b} / T``; terms: (G², 2, P) the scalar gap terms (:func:`scalar_gap_terms`).
+    """
+
+    setting: Tensor
+    pair: Tensor
+    count: Tensor
+    seq_len: Tensor
+    inside: Tensor
+    favoured: Tensor
+    gaps: dict[str, Tensor]
+    argmax: dict[str, Tensor]
+    p_b: Tensor
+    features: Tensor
+    copies_fraction: Tensor
+    terms: Tensor
+
+    def select(self, mask: Tensor) -> PromptTable:
+        """The rows where ``mask`` (P,) bool is true."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                out[f.name] = {k: v[mask] for k, v in value.items()}
+            elif f.name == "terms":
+                out[f.name] = value[:, :, mask]
+            else:
+                out[f.name] = value[mask]
+        return PromptTable(**out)
+
+    def __len__(self) -> int:
+        return int(self.setting.shape[0])
+
+
+def _pick(values: Tensor, index: Tensor) -> Tensor:
+    return values.gather(1, index.reshape(-1, 1)).squeeze(1)
+
+
+def count_features(prompts: SettingPrompts, g: Tensor) -> Tensor:
+    """The count-regression inputs (:data:`FEATURES`) of every prompt: (P, 6) float64.
+
+    Counts follow SCIENCE §4.4: key ``s`` matches when ``z_{s-1} = a``; ``c_j`` are matching keys
+    holding ``j``, ``u_j`` the others. ``g`` is the model's read-off bigram score table.
+    """
+    tokens, a, b, rival = prompts.tokens, prompts.a, prompts.favoured, prompts.rival
+    seq_len = tokens.shape[1]
+    previous = torch.cat((tokens[:, :1], tokens[:, :-1]), dim=1)
+    matches = previous == a[:, None]
+
+    def count(token: Tensor, where: Tensor) -> Tensor:
+        return ((tokens == token[:, None]) & where).sum(1).double()
+
+    c_gap = count(b, matches) - count(rival, matches)
+    u_gap = count(b, ~matches) - count(rival, ~matches)
+    bigram = g[a, b].double() - g[a, rival].double()
+    last = (prompts.last_pair_end + 1).clamp_min(0).double() / seq_len
+    return torch.stack((c_gap, u_gap, matches.sum(1).double() / seq_len, last, bigram, torch.ones_like(bigram)), 1)
+
+
+@torch.no_grad()
+def evaluate_model(model, rec: RecallMatrices, prompts: Sequence[SettingPrompts], train_len: int,
+                   triggers: Tensor | None, chunk_tokens: int = 4096) -> PromptTable:
+    """Run the model and the fit-free predictions on every setting's prompts (CPU)."""
+    g = read_off_scalars(rec, train_len)["g"]
+    rows: list[dict] = []
+    for index, batch in enumerate(prompts):
+        tokens, b, rival = batch.tokens, batch.favoured, batch.rival
+        size = max(1, chunk_tokens // tokens.shape[1])
+        logits, beta2 = map(torch.cat, zip(*(measured_layer2_pattern(model, tokens[i : i + size])
+                                             for i in range(0, len(tokens), size)), strict=True))
+        predictions = {"weights_only": weights_only_logits(rec, tokens), "readout": readout_logits(rec, tokens, beta2)}
+        terms = scalar_gap_terms(rec, tokens, b, rival, train_len, triggers)
+        gaps = {"model": _pick(logits, b) - _pick(logits, rival)}
+        gaps.update({k: _pick(v, b) - _pick(v, rival) for k, v in predictions.items()})
+        gaps["scalar_read_off"] = terms[_unit_grid_index()].sum(0)
+        features = count_features(batch, g)
+        gaps["bigram_only"] = features[:, 4]
+        p = len(tokens)
+        rows.append({
+            "setting": torch.full((p,), index, dtype=torch.int64), "pair": batch.pair,
+            "count": torch.full((p,), batch.setting.n, dtype=torch.int64),
+            "seq_len": torch.full((p,), tokens.shape[1], dtype=torch.int64), "inside": batch.inside(train_len),
+            "favoured": b, "gaps": {k: v.double() for k, v in gaps.items()},
+            "argmax": {"model": logits.argmax(-1), **{k: v.argmax(-1) for k, v in predictions.items()}},
+            "p_b": _pick(torch.softmax(logits, -1), b).double(), "features": features,
+            "copies_fraction": (tokens == b[:, None]).sum(1).double() / tokens.shape[1], "terms": terms,
+        })
+    return PromptTable(**{f.name: _cat([r[f.name] for r in rows], f.name) for f in fields(PromptTable)})
+
+
+def _unit_grid_index() -> int:
+    """The grid point with both scales 1: the read-off form without a fit."""
+    from inductionlab.theory.scalar import SCALE_GRID
+
+    return SCALE_GRID.index(1.0) * len(SCALE_GRID) + SCALE_GRID.index(1.0)
+
+
+def _cat(values: list, name: str):
+    if isinstance(values[0], dict):
+        return {k: torch.cat([v[k] for v in values]) for k in values[0]}
+    return torch.cat(values, dim=2 if name == "terms" else 0)

@@ -1,0 +1,176 @@
+"""Figures of the hijack experiment (written next to ``results.json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+
+from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.hijack_prompts import Setting
+from inductionlab.experiments.hijack_stats import group_means
+
+PANELS = ("weights_only", "readout", "scalar")
+COLORS = {"model": "black", "weights_only": "tab:orange", "readout": "tab:blue", "scalar": "tab:green",
+          "constant": "tab:gray"}
+
+
+def write_figures(results: dict[str, Any], tables: dict[str, dict], core: list[Setting], unigram: list[Setting],
+                  out: Path) -> list[str]:
+    """Every figure of the experiment; returns the PNG names."""
+    from inductionlab.experiments.hijack_report import claim_subset
+
+    names = [_scatter(results, tables, core, out, centred=False, claim_subset=claim_subset),
+             _scatter(results, tables, core, out, centred=True, claim_subset=claim_subset),
+             _count_sweep(results, core, out), _crossover(results, out), _distance(results, core, out),
+             _families_4_5(results, tables, core, unigram, out), _decomposition(results, out)]
+    return names
+
+
+def _scatter(results, tables, core, out: Path, centred: bool, claim_subset) -> str:
+    """Predicted against measured gap, prompt by prompt, coloured by setting; count regression in grey."""
+    encodings = list(results["encodings"])
+    fig, axes = plt.subplots(len(encodings), len(PANELS), figsize=(4.3 * len(PANELS), 4 * len(encodings)),
+                             squeeze=False)
+    for row, pos_enc in enumerate(encodings):
+        subset = claim_subset(pos_enc)
+        chosen = []
+        for table in tables[pos_enc].values():
+            mask = table.setting < len(core)
+            if subset == "inside":
+                mask = mask & table.inside
+            chosen.append(table.select(mask))
+        stats = results["encodings"][pos_enc]["subsets"][subset]["agreement"]
+
+        measured, colour = _gaps(chosen, "model", centred), torch.cat([t.setting for t in chosen])
+        baseline = _gaps(chosen, "count_regression", centred)
+        for col, name in enumerate(PANELS):
+            ax = axes[row][col]
+            ax.scatter(measured, baseline, s=3, color="lightgrey", label="count regression", rasterized=True)
+            ax.scatter(measured, _gaps(chosen, name, centred), s=3, c=colour, cmap="turbo", alpha=0.5,
+                       rasterized=True)
+            lo, hi = float(measured.min()), float(measured.max())
+            ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+            ax.set_title(f"{pos_enc}: {name}\nwithin R² {stats[name]['within_r2']['mean']:.2f} "
+                         f"(count regr. {stats['count_regression']['within_r2']['mean']:.2f}), "
+                         f"pooled {stats[name]['pooled_r2']['mean']:.2f}", fontsize=9)
+            ax.set_xlabel("measured gap" + (" − setting mean" if centred else ""))
+            if col == 0:
+                ax.set_ylabel(f"predicted gap{' − setting mean' if centred else ''} ({subset} prompts)")
+        axes[row][0].legend(fontsize=7, loc="upper left")
+    name = "within_setting" if centred else "predicted_vs_measured"
+    return save_figure(fig, out, name)
+
+
+def _gaps(tables: list, name: str, centred: bool) -> torch.Tensor:
+    """One gap of every table, concatenated; centred on each seed's own setting means (as the statistic is)."""
+    return torch.cat([t.gaps[name] - group_means(t.gaps[name], t.setting) if centred else t.gaps[name]
+                      for t in tables])
+
+
+def _count_sweep(results, core: list[Setting], out: Path) -> str:
+    encodings = list(results["encodings"])
+    fig, axes = plt.subplots(1, len(encodings), figsize=(6 * len(encodings), 4.2), squeeze=False)
+    lengths = sorted({s.seq_len for s in core if s.family == "count"})
+    for ax, pos_enc in zip(axes[0], encodings, strict=True):
+        rows = {r["setting"]: r for r in results["encodings"][pos_enc]["settings"]}
+        for i, seq_len in enumerate(lengths):
+            sweep = [s for s in core if s.family == "count" and s.seq_len == seq_len]
+            color = plt.cm.viridis(i / max(len(lengths) - 1, 1))
+            ns = [s.n for s in sweep]
+            ax.plot(ns, [rows[s.label]["model_gap"]["mean"] for s in sweep], "o-", color=color,
+                    label=f"model T={seq_len}")
+            ax.plot(ns, [rows[s.label]["scalar_gap"]["mean"] for s in sweep], "--", color=color)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel="pairs (a, b) in the prompt", ylabel="ξ_b − ξ_j* (mean over pairs and seeds)",
+               title=f"{pos_enc}, family 1: model (—) and scalar form, held out (--)")
+        ax.legend(fontsize=7)
+    return save_figure(fig, out, "count_sweep")
+
+
+def _crossover(results, out: Path) -> str:
+    encodings = list(results["encodings"])
+    fig, axes = plt.subplots(1, len(encodings), figsize=(5.5 * len(encodings), 4), squeeze=False)
+    for ax, pos_enc in zip(axes[0], encodings, strict=True):
+        cross = results["encodings"][pos_enc]["crossover"]
+        lengths = [int(t) for t in cross["by_T"]]
+        for name in ("model", *PANELS):
+            ys = [cross["by_T"][str(t)][name]["mean"] for t in lengths]
+            ax.plot(lengths, [float("nan") if y is None else y for y in ys], "o-" if name == "model" else "s--",
+                    color=COLORS[name], label=name)
+        constants = [v["constant"] for v in cross["per_seed"].values()]
+        ax.axhline(sum(constants) / len(constants), color=COLORS["constant"], ls=":", label="best constant (mean)")
+        ax.set(xscale="log", xlabel="prompt length T", ylabel="n* (mean over crossing pairs and seeds)",
+               title=f"{pos_enc}: crossover n*; MAE " + ", ".join(
+                   f"{name} {cross['mae'][name]['mean']:.2f}" for name in PANELS)
+                     + f", constant {cross['constant_mae']['mean']:.2f}")
+        ax.set_xticks(lengths, [str(t) for t in lengths])
+        ax.minorticks_off()
+        ax.legend(fontsize=7)
+    return save_figure(fig, out, "crossover")
+
+
+def _distance(results, core: list[Setting], out: Path) -> str:
+    encodings = list(results["encodings"])
+    fig, axes = plt.subplots(1, len(encodings), figsize=(6 * len(encodings), 4), squeeze=False)
+    lengths = sorted({s.seq_len for s in core if s.family == "distance"})
+    for ax, pos_enc in zip(axes[0], encodings, strict=True):
+        rows = {r["setting"]: r for r in results["encodings"][pos_enc]["settings"]}
+        for i, seq_len in enumerate(lengths):
+            sweep = [s for s in core if s.family == "distance" and s.seq_len == seq_len]
+            color = plt.cm.viridis(i / max(len(lengths) - 1, 1))
+            xs = [s.position for s in sweep]
+            ax.plot(xs, [rows[s.label]["model_gap"]["mean"] for s in sweep], "o-", color=color, label=f"T={seq_len}")
+            ax.plot(xs, [rows[s.label]["scalar_gap"]["mean"] for s in sweep], "--", color=color)
+        ax.axvline(results["train_len"], color="grey", lw=0.8, ls=":")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel="position of the pair", ylabel="ξ_b − ξ_j*",
+               title=f"{pos_enc}, family 2 (distance): model (—), scalar held out (--)")
+        ax.legend(fontsize=7)
+    return save_figure(fig, out, "distance_sweep")
+
+
+def _families_4_5(results, tables, core: list[Setting], unigram: list[Setting], out: Path) -> str:
+    fig, (ax4, ax5) = plt.subplots(1, 2, figsize=(12, 4.3))
+    fam4 = results["family_4"]
+    for prefix, style, label in (("non-trigger", "o-", "a not a trigger"), ("trigger query", "s--", "a a trigger")):
+        rows = [r for r in fam4["settings"] if r["setting"].startswith(prefix)]
+        ns = [int(r["setting"].rsplit("n=", 1)[1]) for r in rows]
+        ax4.errorbar(ns, [r["model_gap"]["mean"] for r in rows], yerr=[r["model_gap"]["std"] for r in rows],
+                     fmt=style, capsize=3, label=label)
+    ax4.axhline(0, color="grey", lw=0.8)
+    ax4.set(xlabel="pairs (a, b) in a 64-token prompt", ylabel="ξ_b − ξ_j* (mean ± std over seeds)",
+            title="family 4: fixed-trigger model")
+    ax4.legend()
+    for i, (pos_enc, by_seed) in enumerate(tables.items()):
+        color = f"C{i}"
+        xs, ys = [], []
+        for table in by_seed.values():
+            sel = table.select(table.setting >= len(core))
+            groups = sel.seq_len * 1000 + sel.pair
+            xs.append(sel.copies_fraction - group_means(sel.copies_fraction, groups))
+            ys.append(sel.gaps["model"] - group_means(sel.gaps["model"], groups))
+        ax5.scatter(torch.cat(xs), torch.cat(ys), s=3, color=color, alpha=0.3, rasterized=True)
+        slope = results["encodings"][pos_enc]["unigram_slope"]
+        grid = torch.linspace(float(torch.cat(xs).min()), float(torch.cat(xs).max()), 2)
+        ax5.plot(grid, slope["model_slope"]["mean"] * grid, color=color, label=f"{pos_enc}: model slope")
+        ax5.plot(grid, slope["theory_slope"]["mean"] * grid, "--", color=color, label=f"{pos_enc}: scalar form slope")
+    ax5.set(xlabel="#{s : z_s = b} / T, minus its (T, pair) mean", ylabel="ξ_b − ξ_j*, minus its (T, pair) mean",
+            title="family 5: a absent; copies of b planted")
+    ax5.legend(fontsize=7)
+    return save_figure(fig, out, "families_4_5")
+
+
+def _decomposition(results, out: Path) -> str:
+    encodings = list(results["encodings"])
+    fig, axes = plt.subplots(1, len(encodings), figsize=(6 * len(encodings), 4.5), squeeze=False)
+    for ax, pos_enc in zip(axes[0], encodings, strict=True):
+        margin = results["encodings"][pos_enc]["score_decomposition"]["induction_margin"]
+        pairs = sorted(margin, key=lambda p: abs(margin[p]))
+        ax.barh(pairs, [margin[p] for p in pairs], color="tab:purple")
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set(xlabel="score on induction keys − other keys (mean over seeds)",
+               title=f"{pos_enc}: what puts layer-2 attention on the induction keys")
+    return save_figure(fig, out, "score_decomposition")
