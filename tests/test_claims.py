@@ -12,13 +12,16 @@ from inductionlab.experiments.claims import Rule, claim
     (Rule("higher", 0.5, 0.1), 0.8, 0.6, "holds"),
     (Rule("higher", 0.5, 0.1), 0.8, 0.75, "partly"),  # beats the null, misses the margin
     (Rule("higher", 0.5, 0.1), 0.45, 0.2, "partly"),  # beats the null by far, misses the level
+    (Rule("higher", 0.5, 0.1), 0.03, 0.01, "fails"),  # above the null, but misses both
     (Rule("higher", 0.5, 0.1), 0.6, 0.6, "fails"),  # equal to the null
     (Rule("higher", 0.5, 0.1), 0.9, 0.95, "fails"),
     (Rule("lower", 1.0, 0.25), 0.5, 2.0, "holds"),
     (Rule("lower", 1.0, 0.25), 0.9, 1.0, "partly"),
     (Rule("lower", 1.0, 0.25), 1.5, 3.0, "partly"),
+    (Rule("lower", 1.0, 0.25), 1.3, 1.45, "fails"),
     (Rule("lower", 1.0, 0.25), 2.0, 1.0, "fails"),
     (Rule("higher", None, 0.1), 0.2, 0.05, "holds"),
+    (Rule("higher", None, 0.1), 0.2, 0.15, "partly"),
     (Rule("higher", 0.5, 0.1), math.nan, 0.1, "fails"),
     (Rule("higher", 0.5, 0.1), 0.9, None, "fails"),
 ])

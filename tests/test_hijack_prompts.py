@@ -27,11 +27,10 @@ def test_query_pairs_vary_the_bigram_term():
 def test_query_pairs_respect_exclusions_and_unlikely_successors():
     source = shakespeare_source()
     triggers = torch.argsort(source.unigram, descending=True)[:5].tolist()
-    pairs = query_pairs(source, 8, seed=5, exclude=triggers, unlikely=8)
-    for p in pairs:
-        assert p.a not in triggers
-        ranked = torch.argsort(source.bigram[p.a]).tolist()
-        assert p.b in [t for t in ranked if t not in (p.a, p.rival)][:8]
+    for exclude, max_prob in (((), 0.01), (triggers, 0.001)):
+        for p in query_pairs(source, 8, seed=5, exclude=exclude, max_prob=max_prob):
+            assert p.a not in exclude
+            assert source.bigram[p.a, p.b] < max_prob and source.bigram[p.a, p.c] < max_prob  # SCIENCE §5
 
 
 def test_prompts_of_a_setting_cover_every_pair_and_name_the_conflict_rival():

@@ -86,15 +86,16 @@ def test_best_constant_and_crossover_errors_by_hand():
     }
     summary = crossover_summary(points, n_max=8)
     s0, s1 = summary["per_seed"]["0"], summary["per_seed"]["1"]
-    # seed 0: constant from seed 1's n* {2, 2, 6} = 2; errors where the model crosses: T=32 |1-1|, T=128 never → 9-3
-    assert s0["constant"] == 2 and s0["mae"]["scalar"] == pytest.approx((0 + 6) / 2)
-    assert s0["constant_mae"] == pytest.approx((1 + 1) / 2)
+    # seed 0: the constant of each T is seed 1's n* there: 2, 2, 6; errors where the model crosses:
+    # T=32 |1-1| = 0, T=128 never crosses → |9-3| = 6
+    assert s0["constant_by_T"] == {"32": 2, "128": 2, "512": 6}
+    assert s0["mae"]["scalar"] == pytest.approx((0 + 6) / 2) and s0["constant_mae"] == pytest.approx((1 + 1) / 2)
     assert s0["mae"]["weights_only"] == 0.0 and s0["mae"]["readout"] == pytest.approx(0.5)
     assert s0["model_never_crosses"] == 1  # neither crossing is set apart, not counted as agreement
     assert s0["crosses_where_model_does_not"] == {"scalar": 0, "weights_only": 1, "readout": 0}
-    # seed 1: constant from seed 0's n* {1, 3} = 1 (tie → smaller)
-    assert s1["constant"] == 1 and s1["mae"]["scalar"] == pytest.approx(1 / 3)
-    assert s1["constant_mae"] == pytest.approx((1 + 1 + 5) / 3)
+    # seed 1: seed 0 crosses at 32 (1) and 128 (3); at 512 it never does, so the constant is "never" (9)
+    assert s1["constant_by_T"] == {"32": 1, "128": 3, "512": 9}
+    assert s1["mae"]["scalar"] == pytest.approx(1 / 3) and s1["constant_mae"] == pytest.approx((1 + 1 + 3) / 3)
     assert summary["mae"]["scalar"]["mean"] == pytest.approx((3 + 1 / 3) / 2)
 
 
@@ -125,3 +126,39 @@ def test_within_slope_removes_group_intercepts():
     y = 3 * x + torch.tensor([5.0, 5.0, 5.0, -7.0, -7.0, -7.0])
     assert within_slope(x, y, groups) == pytest.approx(3.0)
     assert within_slope(x, torch.zeros(6), groups) == 0.0  # the null slope
+
+
+def _table(seed: int, gaps: torch.Tensor):
+    """A hand-made prompt table: two settings × two pairs × two prompts."""
+    from inductionlab.experiments.hijack_eval import PromptTable
+
+    gen = torch.Generator().manual_seed(seed)
+    p = len(gaps)
+    features = torch.randn(p, 6, generator=gen, dtype=torch.float64)
+    features[:, 5] = 1.0
+    return PromptTable(
+        setting=torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), pair=torch.tensor([0, 0, 1, 1, 0, 0, 1, 1]),
+        count=torch.zeros(p, dtype=torch.int64), seq_len=torch.full((p,), 32), inside=torch.ones(p, dtype=torch.bool),
+        favoured=torch.ones(p, dtype=torch.int64), gaps={"model": gaps.double()},
+        argmax={}, p_b=torch.zeros(p, dtype=torch.float64), features=features,
+        copies_fraction=torch.zeros(p, dtype=torch.float64),
+        attention_gap=torch.randn(p, generator=gen, dtype=torch.float64),
+        terms=torch.randn(49, 2, p, generator=gen, dtype=torch.float64))
+
+
+def test_pair_lookup_and_attention_regression_are_fitted_on_the_other_seeds():
+    from inductionlab.experiments.hijack_analysis import add_fitted_gaps
+
+    tables = {0: _table(0, torch.arange(8.0)), 1: _table(1, torch.tensor([1.0, 3, 5, 7, 10, 20, 30, 40]))}
+    # make seed 1's gaps an exact linear function of its attention features: the regression must find it
+    t1 = tables[1]
+    t1.gaps["model"] = 2.0 * t1.attention_gap + 0.5 * t1.features[:, 4] - 1.0
+    core = {s: torch.ones(8, dtype=torch.bool) for s in tables}
+    fits = add_fitted_gaps(tables, core)
+    assert fits["attention_regression"]["0"]["coefficients"] == pytest.approx([2.0, 0.5, -1.0])
+    assert torch.allclose(tables[0].gaps["attention_regression"],
+                          2.0 * tables[0].attention_gap + 0.5 * tables[0].features[:, 4] - 1.0)
+    # seed 0's lookup is seed 1's mean gap on the same (setting, pair); seed 1's is seed 0's
+    expected = group_means(t1.gaps["model"], tables[1].setting * 10 + tables[1].pair)
+    assert torch.allclose(tables[0].gaps["pair_lookup"], expected)
+    assert tables[1].gaps["pair_lookup"].tolist() == [0.5, 0.5, 2.5, 2.5, 4.5, 4.5, 6.5, 6.5]

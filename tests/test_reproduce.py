@@ -21,6 +21,7 @@ import pytest
 from inductionlab.experiments import EXPERIMENTS, experiment_module
 from inductionlab.experiments.claims import VERDICTS
 
+pytestmark = pytest.mark.slow  # every test here runs a reproduction or waits on one
 NAME = '<script>alert("hijacked")</script> smoke & co'
 SMOKE_RUNS = sum(len(experiment_module(exp).plan("smoke")) for exp in EXPERIMENTS)
 

@@ -51,6 +51,7 @@ def _comparable(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["elapsed_s"]).sort_values("name").reset_index(drop=True)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_local_sweep_writes_tables_and_skips_finished_runs(grid_file, tmp_path):
     out = tmp_path / "out"
     table = run_sweep(load_grid(grid_file), out, workers=2, threads=1, progress=False)
@@ -66,6 +67,7 @@ def test_local_sweep_writes_tables_and_skips_finished_runs(grid_file, tmp_path):
     pd.testing.assert_frame_equal(again, table)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_interrupted_run_in_a_sweep_resumes(grid_file, tmp_path):
     from inductionlab.train import train
 
@@ -77,6 +79,7 @@ def test_interrupted_run_in_a_sweep_resumes(grid_file, tmp_path):
     pd.testing.assert_frame_equal(_comparable(resumed), _comparable(fresh))
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_ray_backend_matches_the_local_backend(grid_file, tmp_path):
     specs = load_grid(grid_file)
     local = run_sweep(specs, tmp_path / "local", backend="local", workers=2, threads=1, progress=False)
@@ -100,6 +103,7 @@ def test_unreachable_ray_address_fails_fast():
         check_ray_address("nowhere")
 
 
+@pytest.mark.slow  # spawns worker processes
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA to make a run fail")
 def test_a_failing_run_is_reported_and_the_others_finish(grid_file, tmp_path):
     specs = load_grid(grid_file)
@@ -131,6 +135,7 @@ def test_cli_bad_input_is_one_line(args, expected, tmp_path, capsys, monkeypatch
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_cli_sweep_writes_both_tables(grid_file, tmp_path, capsys):
     out = tmp_path / "cli"
     main(["sweep", str(grid_file), "--out", str(out), "--workers", "2", "--quiet"])

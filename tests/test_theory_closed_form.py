@@ -51,6 +51,7 @@ def last_logits(model, tokens: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- convergence (the acceptance)
 
 
+@pytest.mark.slow  # builds ideal models up to d = 8192
 @pytest.mark.parametrize("pos_enc", ["ape", "rpe", "bias"])
 def test_forward_converges_to_closed_form(pos_enc):
     """SCIENCE §4.4: the ideal AMT's logits approach the closed form, error ∝ 1/√d.

@@ -33,6 +33,7 @@ from inductionlab.experiments import (
     EXPERIMENT_PRESETS,
     EXPERIMENTS,
     experiment_module,
+    finite_or_none,
     results_folder,
 )
 from inductionlab.runs import atomic_write
@@ -88,8 +89,9 @@ def reproduce(out: str | Path, preset: str = "quick", experiments: tuple[str, ..
             if progress:
                 print(f"analysing {exp} …", file=sys.stderr, flush=True)
             exp_dir.mkdir(exist_ok=True)
-            results["experiments"][exp] = json.loads(json.dumps(module.analyse(out / "runs", exp_dir, preset)))
-    atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
+            results["experiments"][exp] = finite_or_none(json.loads(json.dumps(
+                module.analyse(out / "runs", exp_dir, preset))))
+    atomic_write(out / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n")
     from inductionlab.report.html import write_report
 
     write_report(results, pd.read_parquet(out / "runs.parquet"), out, wall_s=time.perf_counter() - start)

@@ -10,9 +10,9 @@ A claim states three numbers and a rule:
   and a margin by which it must beat the null.
 
 :meth:`Rule.verdict` turns them into ``holds`` (level reached and null beaten by the margin),
-``partly`` (null beaten, but one of the two missed) or ``fails`` (null not beaten). The margin is
-always positive, so a null can never pass its own rule: a claim whose null would pass is not a
-claim.
+``partly`` (null beaten, and exactly one of level and margin met) or ``fails`` (null not beaten,
+or both missed). The margin is always positive, so a null can never pass its own rule: a claim
+whose null would pass is not a claim.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from inductionlab.experiments import finite_or_none
 
 VERDICTS = ("holds", "partly", "fails")
 
@@ -57,19 +59,21 @@ class Rule:
             return "fails"
         if not (measured > null if self.better == "higher" else measured < null):
             return "fails"
-        if self._reaches(measured) and self._beats(measured, null, self.margin):
+        met = [self._beats(measured, null, self.margin)] + ([self._reaches(measured)] if self.level is not None else [])
+        if all(met):
             return "holds"
-        return "partly"
+        return "partly" if any(met) or len(met) == 1 else "fails"  # with no level, beating the null is partly
 
     def text(self) -> str:
         """The rule in words, as the report shows it."""
         sign = "≥" if self.better == "higher" else "≤"
         beat = "measured − null" if self.better == "higher" else "null − measured"
-        parts = [f"measured {sign} {self.level:g}"] if self.level is not None else []
-        parts.append(f"{beat} ≥ {self.margin:g}")
-        better = "above" if self.better == "higher" else "below"
-        return (f"holds when {' and '.join(parts)}; partly when measured is {better} the null but misses "
-                f"{'one of these' if len(parts) > 1 else 'the margin'}; fails otherwise")
+        side = "above" if self.better == "higher" else "below"
+        if self.level is None:
+            return (f"holds when {beat} ≥ {self.margin:g}; partly when measured is {side} the null by less; "
+                    "fails otherwise")
+        return (f"holds when measured {sign} {self.level:g} and {beat} ≥ {self.margin:g}; partly when measured is "
+                f"{side} the null and exactly one of the two holds; fails otherwise")
 
 
 def _finite(value: float | None) -> bool:
@@ -90,7 +94,7 @@ def claim(text: str, predicted: str, statistic: str, measured: float | None, nul
         "null": float(null) if _finite(null) else None, "null_name": null_name,
         "rule": rule.text(), "verdict": rule.verdict(measured, null),
     }
-    out.update(detail)
+    out.update(finite_or_none(detail))
     return out
 
 

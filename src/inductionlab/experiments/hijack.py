@@ -115,8 +115,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     core, unigram = core_settings(preset), unigram_settings(preset)
     fixed = make_sampler(cfg.model_copy(update={"data": cfg.data.model_copy(update={"trigger_mode": "fixed"})}),
                          torch.device("cpu"))[1].fixed_triggers
-    non_trigger_pairs = query_pairs(source, preset["n_pairs"], PAIR_SEED, exclude=fixed.tolist(), unlikely=8)
-    trigger_pairs = query_pairs(source, preset["n_pairs"], PAIR_SEED, unlikely=8, allow_fewer=True,
+    non_trigger_pairs = query_pairs(source, preset["n_pairs"], PAIR_SEED, exclude=fixed.tolist())
+    trigger_pairs = query_pairs(source, preset["n_pairs"], PAIR_SEED, allow_fewer=True,
                                 exclude=[t for t in range(source.n_tokens) if t not in fixed.tolist()])
     fixed_settings = non_trigger_settings(preset) + trigger_contrast_settings(preset)
     n_non_trigger = len(non_trigger_settings(preset))
@@ -213,11 +213,14 @@ def _mean_decomposition(per_seed: dict[int, dict[str, dict[str, float]]]) -> dic
 def analyse_non_trigger(tables: dict, settings: list[Setting], n_non_trigger: int, preset: dict) -> dict[str, Any]:
     """Family 4: the fixed-trigger model with a non-trigger query, and with a trigger query for contrast."""
     top = max(preset["non_trigger_n"])
-    at_top = [i for i, s in enumerate(settings) if s.n == top]
+    at_top = [i for i, s in enumerate(settings) if s.n == top]  # the non-trigger setting, then the contrast
     non_trigger = {seed: t.setting == at_top[0] for seed, t in tables.items()}
     contrast = {seed: t.setting == at_top[1] for seed, t in tables.items()}
     labels = [s.label if i < n_non_trigger else f"trigger query {s.label}" for i, s in enumerate(settings)]
     return {
         "n_pairs_max": top, "non_trigger_b_wins": b_win_rate(tables, non_trigger),
-        "trigger_b_wins": b_win_rate(tables, contrast), "settings": setting_means(tables, labels, ("model",)),
+        "trigger_b_wins": b_win_rate(tables, contrast),
+        "unigram_slope": unigram_slopes(tables, {s: t.setting < n_non_trigger for s, t in tables.items()},
+                                        theory="scalar_read_off"),
+        "settings": setting_means(tables, labels, ("model", "scalar_read_off")),
     }

@@ -30,37 +30,60 @@ from inductionlab.experiments.hijack_stats import (
 from inductionlab.theory.scalar import fit_scalar_form
 
 PREDICTIONS = ("weights_only", "readout", "scalar")
-BASELINES = ("setting_mean", "bigram_only", "count_regression")
+BASELINES = ("setting_mean", "bigram_only", "count_regression", "pair_lookup", "attention_regression")
 REPORTED = (*PREDICTIONS, "scalar_in_sample", "scalar_read_off", *BASELINES)
+# the baselines a prediction is judged against within settings: none of them knows the mechanism;
+# the readout, which is given the model's own layer-2 attention, also faces the baseline given it
+WITHIN_BASELINES = {"weights_only": ("bigram_only", "count_regression", "pair_lookup"),
+                    "scalar": ("bigram_only", "count_regression", "pair_lookup"),
+                    "readout": ("bigram_only", "count_regression", "pair_lookup", "attention_regression")}
 CORE_FAMILIES = ("count", "distance", "conflict")
 
 
 def add_fitted_gaps(tables: dict[int, PromptTable], core: dict[int, Tensor]) -> dict[str, Any]:
-    """Fit the scalar form and the count regression for every held-out seed; add their gaps to the tables.
+    """Fit every fitted predictor for each held-out seed and add its gaps to that seed's table.
 
-    tables: seed → the model's prompt table; core: seed → (P,) bool, the prompts fits are made on
-    (families 1–3). Adds ``scalar``, ``scalar_in_sample`` and ``count_regression`` gaps to every
-    prompt of each table. Returns the fitted parameters per seed.
+    tables: seed → the model's prompt table (the same prompts, in the same order, for every seed);
+    core: seed → (P,) bool, the prompts fits are made on (families 1–3). For each seed, from the
+    *other* seeds only: the scalar form (``scalar``), the count regression
+    (``count_regression``), the attention-mass regression (``attention_regression``: the gap on the
+    model's own layer-2 attention to ``b`` minus to the rival and the bigram term, no memories) and
+    the pair lookup (``pair_lookup``: the other seeds' mean gap on the same setting and query pair);
+    from the seed itself, the in-sample scalar fit (``scalar_in_sample``). Returns the fitted
+    parameters per seed.
     """
     seeds = sorted(tables)
     if len(seeds) < 2:
         raise ValueError("hijack: held-out fits need at least two seeds")
-    fits: dict[str, Any] = {"held_out": {}, "in_sample": {}, "count_regression": {"features": list(FEATURES)}}
+    keys = {s: t.setting * 100_000 + t.pair for s, t in tables.items()}
+    if any(not torch.equal(keys[s], keys[seeds[0]]) for s in seeds):
+        raise ValueError("hijack: every seed must be evaluated on the same prompts in the same order")
+    fits: dict[str, Any] = {"held_out": {}, "in_sample": {}, "count_regression": {"features": list(FEATURES)},
+                            "attention_regression": {"features": ["attention to b − to rival", "g_ab − g_a,rival",
+                                                                  "intercept"]}}
     for seed in seeds:
         others = [s for s in seeds if s != seed]
         held_out = fit_scalar_form([tables[s].terms[:, :, core[s]] for s in others],
                                    [tables[s].gaps["model"][core[s]] for s in others])
         in_sample = fit_scalar_form([tables[seed].terms[:, :, core[seed]]], [tables[seed].gaps["model"][core[seed]]])
-        coef = least_squares(torch.cat([tables[s].features[core[s]] for s in others]),
-                             torch.cat([tables[s].gaps["model"][core[s]] for s in others]))
+        measured = torch.cat([tables[s].gaps["model"][core[s]] for s in others])
+        coef = least_squares(torch.cat([tables[s].features[core[s]] for s in others]), measured)
+        attention = least_squares(torch.cat([_attention_features(tables[s])[core[s]] for s in others]), measured)
         table = tables[seed]
         table.gaps["scalar"] = held_out.gap(table.terms)
         table.gaps["scalar_in_sample"] = in_sample.gap(table.terms)
         table.gaps["count_regression"] = table.features @ coef
+        table.gaps["attention_regression"] = _attention_features(table) @ attention
+        table.gaps["pair_lookup"] = torch.stack([group_means(tables[s].gaps["model"], keys[s]) for s in others]).mean(0)
         fits["held_out"][str(seed)] = {**held_out.as_dict(), "fitted_on_seeds": others}
         fits["in_sample"][str(seed)] = {**in_sample.as_dict(), "fitted_on_seeds": [seed]}
         fits["count_regression"][str(seed)] = {"coefficients": coef.tolist(), "fitted_on_seeds": others}
+        fits["attention_regression"][str(seed)] = {"coefficients": attention.tolist(), "fitted_on_seeds": others}
     return fits
+
+
+def _attention_features(table: PromptTable) -> Tensor:
+    return torch.stack((table.attention_gap, table.features[:, 4], torch.ones_like(table.attention_gap)), dim=1)
 
 
 def agreement(table: PromptTable) -> dict[str, dict[str, float]]:
@@ -68,9 +91,11 @@ def agreement(table: PromptTable) -> dict[str, dict[str, float]]:
     measured, groups = table.gaps["model"], table.setting
     out = {}
     for name in REPORTED:
-        predicted = group_means(measured, groups) if name == "setting_mean" else table.gaps[name]
-        out[name] = {"pooled_r2": r_squared(predicted, measured),
-                     "within_r2": within_r_squared(predicted, measured, groups)}
+        if name == "setting_mean":  # constant inside a setting: only its pooled R² says anything
+            out[name] = {"pooled_r2": r_squared(group_means(measured, groups), measured), "within_r2": None}
+            continue
+        out[name] = {"pooled_r2": r_squared(table.gaps[name], measured),
+                     "within_r2": within_r_squared(table.gaps[name], measured, groups)}
     for name in ("weights_only", "readout"):
         out[name]["argmax_agreement"] = float((table.argmax[name] == table.argmax["model"]).double().mean())
     return out
@@ -97,7 +122,10 @@ def crossovers(table: PromptTable, mask: Tensor, names: tuple[str, ...]) -> list
 
 def crossover_summary(points: dict[int, list[dict[str, Any]]], n_max: int,
                       names: tuple[str, ...] = PREDICTIONS) -> dict[str, Any]:
-    """Each prediction's ``n*`` against the best constant ``n*`` chosen on the other seeds.
+    """Each prediction's ``n*`` against the best constant ``n*`` per prompt length, chosen on the other seeds.
+
+    The constant may depend on ``T`` (as the setting mean may depend on the setting), so what the
+    theory has to add is the query pair.
 
     Errors are taken where the model crosses; a prediction that never crosses counts as
     ``n_max + 1``. Points where the model never crosses are not agreements: they are counted apart,
@@ -106,13 +134,16 @@ def crossover_summary(points: dict[int, list[dict[str, Any]]], n_max: int,
     uncrossed = n_max + 1
     per_seed: dict[str, dict[str, Any]] = {}
     for seed, pts in points.items():
-        others = [p["model"] for s, ps in points.items() if s != seed for p in ps if p["model"] is not None]
-        constant = best_constant(others, range(0, n_max + 1)) if others else 0
+        constants = {}  # per prompt length, the best constant on the other seeds' crossing points
+        for seq_len in sorted({p["T"] for p in pts}):
+            others = [p["model"] for s, ps in points.items() if s != seed for p in ps
+                      if p["model"] is not None and p["T"] == seq_len]
+            constants[seq_len] = best_constant(others, range(0, n_max + 1)) if others else uncrossed
         crossed = [p for p in pts if p["model"] is not None]
         per_seed[str(seed)] = {
-            "constant": constant, "points": len(pts), "model_crosses": len(crossed),
-            "model_never_crosses": len(pts) - len(crossed),
-            "constant_mae": _mean([abs(constant - p["model"]) for p in crossed]),
+            "constant_by_T": {str(t): c for t, c in constants.items()}, "points": len(pts),
+            "model_crosses": len(crossed), "model_never_crosses": len(pts) - len(crossed),
+            "constant_mae": _mean([abs(constants[p["T"]] - p["model"]) for p in crossed]),
             "mae": {name: _mean([crossover_error(p[name], p["model"], uncrossed) for p in crossed]) for name in names},
             "crosses_where_model_does_not": {name: sum(p["model"] is None and p[name] is not None for p in pts)
                                              for name in names},
@@ -141,8 +172,11 @@ def growth_with_length(points: dict[int, list[dict[str, Any]]], n_max: int) -> d
                                                         for p in pts])) for s, pts in points.items()}}
 
 
-def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor]) -> dict[str, Any]:
-    """Family 5 with planted copies: slope of the gap on ``#{s : z_s = b}/T``, model and fitted scalar form.
+def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor], theory: str = "scalar") -> dict[str, Any]:
+    """Slope of the gap on ``#{s : z_s = b}/T``: the model's and that of the prediction ``theory``.
+
+    Family 5 (copies of ``b`` planted, ``a`` absent) with the held-out scalar fit; family 4 (pairs
+    for a non-trigger ``a``) with the read-off scalar form.
 
     One intercept per (prompt length, pair); the relative error ``|s_model − s_theory| / |s_model|``
     is compared with that of the null slope 0 (which is 1 by definition of the ratio).
@@ -152,9 +186,9 @@ def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor]) -> 
         sel = table.select(masks[seed])
         groups = sel.seq_len * 1000 + sel.pair
         model = within_slope(sel.copies_fraction, sel.gaps["model"], groups)
-        theory = within_slope(sel.copies_fraction, sel.gaps["scalar"], groups)
-        per_seed[str(seed)] = {"model_slope": model, "theory_slope": theory,
-                               "theory_relative_error": abs(model - theory) / abs(model) if model else None,
+        predicted = within_slope(sel.copies_fraction, sel.gaps[theory], groups)
+        per_seed[str(seed)] = {"model_slope": model, "theory_slope": predicted,
+                               "theory_relative_error": abs(model - predicted) / abs(model) if model else None,
                                "null_relative_error": abs(model - 0.0) / abs(model) if model else None}
     keys = ("model_slope", "theory_slope", "theory_relative_error", "null_relative_error")
     return {"per_seed": per_seed, **{k: seed_spread([v[k] for v in per_seed.values()]) for k in keys}}

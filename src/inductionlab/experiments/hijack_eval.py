@@ -36,7 +36,9 @@ class PromptTable:
     ``ξ_b − ξ_rival`` (``model``, ``weights_only``, ``readout``, ``scalar_read_off``, ``bigram_only``);
     argmax: name → (P,) int64 argmax token (``model``, ``weights_only``, ``readout``); p_b: model
     ``p(b)``; features: (P, 6) count-regression inputs (:data:`FEATURES`); copies_fraction:
-    ``#{s : z_s = b} / T``; terms: (G², 2, P) the scalar gap terms (:func:`scalar_gap_terms`).
+    ``#{s : z_s = b} / T``; attention_gap: the model's layer-2 attention (last query) on keys holding
+    ``b`` minus on keys holding the rival; terms: (G², 2, P) the scalar gap terms
+    (:func:`scalar_gap_terms`).
     """
 
     setting: Tensor
@@ -50,6 +52,7 @@ class PromptTable:
     p_b: Tensor
     features: Tensor
     copies_fraction: Tensor
+    attention_gap: Tensor
     terms: Tensor
 
     def select(self, mask: Tensor) -> PromptTable:
@@ -121,6 +124,8 @@ def evaluate_model(model, rec: RecallMatrices, prompts: Sequence[SettingPrompts]
             "argmax": {"model": logits.argmax(-1), **{k: v.argmax(-1) for k, v in predictions.items()}},
             "p_b": _pick(torch.softmax(logits, -1), b).double(), "features": features,
             "copies_fraction": (tokens == b[:, None]).sum(1).double() / tokens.shape[1], "terms": terms,
+            "attention_gap": (beta2 * ((tokens == b[:, None]).float() - (tokens == rival[:, None]).float())).sum(1)
+            .double(),
         })
     return PromptTable(**{f.name: _cat([r[f.name] for r in rows], f.name) for f in fields(PromptTable)})
 

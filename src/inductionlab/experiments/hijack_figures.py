@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.hijack_analysis import WITHIN_BASELINES
 from inductionlab.experiments.hijack_prompts import Setting
+from inductionlab.experiments.hijack_report import JUDGED, claim_subset
 from inductionlab.experiments.hijack_stats import group_means
 
 PANELS = ("weights_only", "readout", "scalar")
@@ -20,16 +22,14 @@ COLORS = {"model": "black", "weights_only": "tab:orange", "readout": "tab:blue",
 def write_figures(results: dict[str, Any], tables: dict[str, dict], core: list[Setting], unigram: list[Setting],
                   out: Path) -> list[str]:
     """Every figure of the experiment; returns the PNG names."""
-    from inductionlab.experiments.hijack_report import claim_subset
-
-    names = [_scatter(results, tables, core, out, centred=False, claim_subset=claim_subset),
-             _scatter(results, tables, core, out, centred=True, claim_subset=claim_subset),
+    names = [_scatter(results, tables, core, out, centred=False),
+             _scatter(results, tables, core, out, centred=True),
              _count_sweep(results, core, out), _crossover(results, out), _distance(results, core, out),
              _families_4_5(results, tables, core, unigram, out), _decomposition(results, out)]
     return names
 
 
-def _scatter(results, tables, core, out: Path, centred: bool, claim_subset) -> str:
+def _scatter(results, tables, core, out: Path, centred: bool) -> str:
     """Predicted against measured gap, prompt by prompt, coloured by setting; count regression in grey."""
     encodings = list(results["encodings"])
     fig, axes = plt.subplots(len(encodings), len(PANELS), figsize=(4.3 * len(PANELS), 4 * len(encodings)),
@@ -45,23 +45,29 @@ def _scatter(results, tables, core, out: Path, centred: bool, claim_subset) -> s
         stats = results["encodings"][pos_enc]["subsets"][subset]["agreement"]
 
         measured, colour = _gaps(chosen, "model", centred), torch.cat([t.setting for t in chosen])
-        baseline = _gaps(chosen, "count_regression", centred)
         for col, name in enumerate(PANELS):
             ax = axes[row][col]
-            ax.scatter(measured, baseline, s=3, color="lightgrey", label="count regression", rasterized=True)
+            baselines = {b: stats[b]["within_r2"]["mean"] for b in WITHIN_BASELINES[name]}
+            best = max(baselines, key=lambda b: -float("inf") if baselines[b] is None else baselines[b])
+            ax.scatter(measured, _gaps(chosen, best, centred), s=3, color="lightgrey", rasterized=True,
+                       label=f"best baseline: {best.replace('_', ' ')}")
             ax.scatter(measured, _gaps(chosen, name, centred), s=3, c=colour, cmap="turbo", alpha=0.5,
                        rasterized=True)
             lo, hi = float(measured.min()), float(measured.max())
             ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
-            ax.set_title(f"{pos_enc}: {name}\nwithin R² {stats[name]['within_r2']['mean']:.2f} "
-                         f"(count regr. {stats['count_regression']['within_r2']['mean']:.2f}), "
-                         f"pooled {stats[name]['pooled_r2']['mean']:.2f}", fontsize=9)
+            ax.set_title(f"{pos_enc}: {name}\nwithin R² {_fmt(stats[name]['within_r2']['mean'])} "
+                         f"({best.replace('_', ' ')} {_fmt(baselines[best])}), "
+                         f"pooled {_fmt(stats[name]['pooled_r2']['mean'])}", fontsize=9)
             ax.set_xlabel("measured gap" + (" − setting mean" if centred else ""))
+            ax.legend(fontsize=7, loc="upper left")
             if col == 0:
                 ax.set_ylabel(f"predicted gap{' − setting mean' if centred else ''} ({subset} prompts)")
-        axes[row][0].legend(fontsize=7, loc="upper left")
     name = "within_setting" if centred else "predicted_vs_measured"
     return save_figure(fig, out, name)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def _gaps(tables: list, name: str, centred: bool) -> torch.Tensor:
@@ -100,12 +106,14 @@ def _crossover(results, out: Path) -> str:
             ys = [cross["by_T"][str(t)][name]["mean"] for t in lengths]
             ax.plot(lengths, [float("nan") if y is None else y for y in ys], "o-" if name == "model" else "s--",
                     color=COLORS[name], label=name)
-        constants = [v["constant"] for v in cross["per_seed"].values()]
-        ax.axhline(sum(constants) / len(constants), color=COLORS["constant"], ls=":", label="best constant (mean)")
-        ax.set(xscale="log", xlabel="prompt length T", ylabel="n* (mean over crossing pairs and seeds)",
-               title=f"{pos_enc}: crossover n*; MAE " + ", ".join(
-                   f"{name} {cross['mae'][name]['mean']:.2f}" for name in PANELS)
-                     + f", constant {cross['constant_mae']['mean']:.2f}")
+        constants = [[v["constant_by_T"][str(t)] for v in cross["per_seed"].values()] for t in lengths]
+        ax.plot(lengths, [sum(c) / len(c) for c in constants], ":", color=COLORS["constant"],
+                label="best constant per T, other seeds (mean)")
+        ax.set(xscale="log", xlabel="prompt length T", ylabel="n* (mean over crossing pairs and seeds)")
+        judged = "" if "crossover" in JUDGED.get(pos_enc, ()) else " (not judged: most pairs lie beyond T_train)"
+        ax.set_title(f"{pos_enc}: crossover n*{judged}\nMAE " + ", ".join(
+            f"{name} {_fmt(cross['mae'][name]['mean'])}" for name in PANELS)
+            + f", constant per T {_fmt(cross['constant_mae']['mean'])}", fontsize=9)
         ax.set_xticks(lengths, [str(t) for t in lengths])
         ax.minorticks_off()
         ax.legend(fontsize=7)
@@ -135,15 +143,17 @@ def _distance(results, core: list[Setting], out: Path) -> str:
 def _families_4_5(results, tables, core: list[Setting], unigram: list[Setting], out: Path) -> str:
     fig, (ax4, ax5) = plt.subplots(1, 2, figsize=(12, 4.3))
     fam4 = results["family_4"]
-    for prefix, style, label in (("non-trigger", "o-", "a not a trigger"), ("trigger query", "s--", "a a trigger")):
+    for prefix, style, label in (("non-trigger", "o-", "a not a trigger"), ("trigger query", "s-", "a a trigger")):
         rows = [r for r in fam4["settings"] if r["setting"].startswith(prefix)]
         ns = [int(r["setting"].rsplit("n=", 1)[1]) for r in rows]
-        ax4.errorbar(ns, [r["model_gap"]["mean"] for r in rows], yerr=[r["model_gap"]["std"] for r in rows],
-                     fmt=style, capsize=3, label=label)
+        line = ax4.errorbar(ns, [r["model_gap"]["mean"] for r in rows], yerr=[r["model_gap"]["std"] for r in rows],
+                            fmt=style, capsize=3, label=f"model, {label}")[0]
+        ax4.plot(ns, [r["scalar_read_off_gap"]["mean"] for r in rows], "--", color=line.get_color(),
+                 label=f"§4.4 read off, {label}")
     ax4.axhline(0, color="grey", lw=0.8)
     ax4.set(xlabel="pairs (a, b) in a 64-token prompt", ylabel="ξ_b − ξ_j* (mean ± std over seeds)",
             title="family 4: fixed-trigger model")
-    ax4.legend()
+    ax4.legend(fontsize=7)
     for i, (pos_enc, by_seed) in enumerate(tables.items()):
         color = f"C{i}"
         xs, ys = [], []

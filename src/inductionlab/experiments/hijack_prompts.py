@@ -33,39 +33,37 @@ class QueryPair:
 
 
 def query_pairs(source: BigramSource, n_pairs: int, seed: int, *, exclude: Sequence[int] = (), pool: int = 16,
-                unlikely: int | None = None, allow_fewer: bool = False) -> list[QueryPair]:
+                max_prob: float = 0.01, allow_fewer: bool = False) -> list[QueryPair]:
     """``n_pairs`` query pairs with distinct ``a`` (seeded).
 
     ``a`` comes from the ``pool`` most frequent tokens under ``π_u`` that are not in ``exclude`` and
-    whose stored favourite ``j*`` is another token;
-    the §5 prototype (``'t'``, ``'z'`` on tiny Shakespeare) is the first pair when it qualifies.
-    ``b`` and ``c`` are drawn uniformly from the tokens other than ``a`` and ``j*`` (and each other),
-    or, with ``unlikely = m``, ``b`` from the ``m`` least likely successors of ``a``. With
-    ``allow_fewer``, fewer candidates than ``n_pairs`` give fewer pairs instead of an error.
+    whose stored favourite ``j*`` is another token; the §5 prototype (``'t'``, ``'z'`` on tiny
+    Shakespeare) is the first pair when it qualifies. ``b`` and ``c`` are *unlikely* after ``a``
+    (SCIENCE §5): drawn uniformly from the tokens other than ``a`` and ``j*`` with
+    ``π_b(· | a) < max_prob``, so the bigram term varies between pairs while the context, not the
+    bigram, is what can make ``b`` win. With ``allow_fewer``, fewer candidate queries than
+    ``n_pairs`` give fewer pairs instead of an error.
     """
     excluded = {int(t) for t in exclude}
     order = [t for t in torch.argsort(source.unigram, descending=True).tolist()
              if t not in excluded and global_favourite(source, t) != t][:pool]
     if len(order) < n_pairs and not (allow_fewer and order):
         raise ConfigError(f"query pairs: the source has {len(order)} candidate query tokens, fewer than {n_pairs}")
-    if source.n_tokens < 5:
-        raise ConfigError("query pairs: need at least 5 tokens (a, b, c, j* and filler)")
     gen = torch.Generator().manual_seed(seed)
     a0, b0, _ = default_pair(source)
-    queries = [a0] if a0 in order and unlikely is None else []
+    queries = [a0] if a0 in order else []
     queries += [t for t in (order[i] for i in torch.randperm(len(order), generator=gen).tolist()) if t not in queries]
     pairs = []
-    for i, a in enumerate(queries[:n_pairs]):
+    for a in queries[:n_pairs]:
         rival = global_favourite(source, a)
-        others = [t for t in range(source.n_tokens) if t not in (a, rival)]
-        if unlikely is not None:
-            ranked = [t for t in torch.argsort(source.bigram[a]).tolist() if t in others][:unlikely]
-            b = ranked[int(torch.randint(len(ranked), (1,), generator=gen))]
-        elif i == 0 and a == a0 and b0 in others:
+        unlikely = [t for t in range(source.n_tokens) if t not in (a, rival) and float(source.bigram[a, t]) < max_prob]
+        if len(unlikely) < 2:
+            raise ConfigError(f"query pairs: token {a} has fewer than two successors with π_b < {max_prob}")
+        if a == a0 and b0 in unlikely and not pairs:
             b = b0
         else:
-            b = others[int(torch.randint(len(others), (1,), generator=gen))]
-        rest = [t for t in others if t != b]
+            b = unlikely[int(torch.randint(len(unlikely), (1,), generator=gen))]
+        rest = [t for t in unlikely if t != b]
         pairs.append(QueryPair(a, b, rest[int(torch.randint(len(rest), (1,), generator=gen))], rival))
     return pairs
 
