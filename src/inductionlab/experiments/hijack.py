@@ -24,22 +24,9 @@ import torch
 
 from inductionlab.errors import ConfigError
 from inductionlab.experiments import experiment_preset, write_results
-from inductionlab.experiments.hijack_analysis import (
-    CORE_FAMILIES,
-    PREDICTIONS,
-    add_fitted_gaps,
-    agreement,
-    b_win_rate,
-    crossover_summary,
-    crossovers,
-    growth_with_length,
-    setting_means,
-    summarise_agreement,
-    unigram_slopes,
-)
+from inductionlab.experiments.hijack_analysis import analyse_encoding, analyse_non_trigger, mean_decomposition
 from inductionlab.experiments.hijack_eval import PromptTable, evaluate_model
 from inductionlab.experiments.hijack_prompts import (
-    Setting,
     SettingPrompts,
     build_prompts,
     core_settings,
@@ -139,7 +126,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         for seed, run_dir in runs[("random", pos_enc)].items():
             tables[seed], decompositions[seed] = _evaluate(run_dir, random_prompts)
         results["encodings"][pos_enc] = analyse_encoding(tables, core, unigram, preset, pos_enc, train_len)
-        results["encodings"][pos_enc]["score_decomposition"] = _mean_decomposition(decompositions)
+        results["encodings"][pos_enc]["score_decomposition"] = mean_decomposition(decompositions)
         tables_by_encoding[pos_enc] = tables
     fixed_tables = {seed: _evaluate(run_dir, fixed_prompts)[0] for seed, run_dir in runs[("fixed", "rpe")].items()}
     results["family_4"] = analyse_non_trigger(fixed_tables, fixed_settings, n_non_trigger, preset)
@@ -152,75 +139,3 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     write_readme(results, out)
     write_results(results, out)
     return results
-
-
-def analyse_encoding(tables: dict, core: list[Setting], unigram: list[Setting], preset: dict, pos_enc: str,
-                     train_len: int) -> dict[str, Any]:
-    """Fits, agreement per subset and family, crossovers, growth with T and the unigram slope of one encoding."""
-    labels = [s.label for s in core + unigram]
-    core_mask = {seed: t.setting < len(core) for seed, t in tables.items()}
-    fits = add_fitted_gaps(tables, core_mask)
-    subsets = {"all": lambda t: torch.ones_like(t.inside)}
-    if pos_enc == "ape":
-        subsets.update(inside=lambda t: t.inside, beyond=lambda t: ~t.inside)
-    out: dict[str, Any] = {"subsets": {}, "fits": fits}
-    for name, select in subsets.items():
-        chosen = {seed: t.select(core_mask[seed] & select(t)) for seed, t in tables.items()}
-        entry: dict[str, Any] = {"prompts_per_seed": len(next(iter(chosen.values()))),
-                                 "agreement": summarise_agreement({s: agreement(t) for s, t in chosen.items()}),
-                                 "by_family": {}}
-        for family in CORE_FAMILIES:
-            index = torch.tensor([i for i, s in enumerate(core) if s.family == family])
-            fam = {s: t.select(torch.isin(t.setting, index)) for s, t in chosen.items()}
-            if all(len(t) for t in fam.values()):
-                entry["by_family"][family] = summarise_agreement({s: agreement(t) for s, t in fam.items()})
-        out["subsets"][name] = entry
-    count_index = torch.tensor([i for i, s in enumerate(core) if s.family == "count"])
-    points = {seed: crossovers(t, torch.isin(t.setting, count_index), ("model", *PREDICTIONS))
-              for seed, t in tables.items()}
-    n_max = max(preset["count_n"])
-    out["crossover"] = {**crossover_summary(points, n_max), "points": {str(s): p for s, p in points.items()},
-                        "by_T": _crossover_by_t(points)}
-    out["growth_with_T"] = growth_with_length(points, n_max)
-    unigram_mask = {seed: t.setting >= len(core) for seed, t in tables.items()}
-    out["unigram_slope"] = unigram_slopes(tables, unigram_mask)
-    out["settings"] = setting_means(tables, labels, ("model", *PREDICTIONS, "bigram_only", "count_regression"))
-    out["train_len"] = train_len
-    return out
-
-
-def _crossover_by_t(points: dict[int, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Mean ``n*`` per prompt length over seeds and pairs, and how many (seed, pair) never cross."""
-    out: dict[str, dict[str, Any]] = {}
-    lengths = sorted({p["T"] for pts in points.values() for p in pts})
-    for seq_len in lengths:
-        rows = [p for pts in points.values() for p in pts if p["T"] == seq_len]
-        entry: dict[str, Any] = {}
-        for name in ("model", *PREDICTIONS):
-            crossed = [p[name] for p in rows if p[name] is not None]
-            entry[name] = {"mean": sum(crossed) / len(crossed) if crossed else None, "crossed": len(crossed),
-                           "of": len(rows)}
-        out[str(seq_len)] = entry
-    return out
-
-
-def _mean_decomposition(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    first = next(iter(per_seed.values()))
-    return {kind: {pair: sum(d[kind][pair] for d in per_seed.values()) / len(per_seed) for pair in first[kind]}
-            for kind in first}
-
-
-def analyse_non_trigger(tables: dict, settings: list[Setting], n_non_trigger: int, preset: dict) -> dict[str, Any]:
-    """Family 4: the fixed-trigger model with a non-trigger query, and with a trigger query for contrast."""
-    top = max(preset["non_trigger_n"])
-    at_top = [i for i, s in enumerate(settings) if s.n == top]  # the non-trigger setting, then the contrast
-    non_trigger = {seed: t.setting == at_top[0] for seed, t in tables.items()}
-    contrast = {seed: t.setting == at_top[1] for seed, t in tables.items()}
-    labels = [s.label if i < n_non_trigger else f"trigger query {s.label}" for i, s in enumerate(settings)]
-    return {
-        "n_pairs_max": top, "non_trigger_b_wins": b_win_rate(tables, non_trigger),
-        "trigger_b_wins": b_win_rate(tables, contrast),
-        "unigram_slope": unigram_slopes(tables, {s: t.setting < n_non_trigger for s, t in tables.items()},
-                                        theory="scalar_read_off"),
-        "settings": setting_means(tables, labels, ("model", "scalar_read_off")),
-    }

@@ -24,7 +24,9 @@ def write_figures(results: dict[str, Any], tables: dict[str, dict], core: list[S
     """Every figure of the experiment; returns the PNG names."""
     names = [_scatter(results, tables, core, out, centred=False),
              _scatter(results, tables, core, out, centred=True),
-             _count_sweep(results, core, out), _crossover(results, out), _distance(results, core, out),
+             _sweep(results, core, out, "count", lambda s: s.n, "pairs (a, b) in the prompt", "count_sweep"),
+             _crossover(results, out),
+             _sweep(results, core, out, "distance", lambda s: s.position, "position of the pair", "distance_sweep"),
              _families_4_5(results, tables, core, unigram, out), _decomposition(results, out)]
     return names
 
@@ -76,24 +78,26 @@ def _gaps(tables: list, name: str, centred: bool) -> torch.Tensor:
                       for t in tables])
 
 
-def _count_sweep(results, core: list[Setting], out: Path) -> str:
+def _sweep(results, core: list[Setting], out: Path, family: str, x_of, xlabel: str, name: str) -> str:
+    """The gap against the swept variable of one family, one line per prompt length: model (—), scalar (--)."""
     encodings = list(results["encodings"])
     fig, axes = plt.subplots(1, len(encodings), figsize=(6 * len(encodings), 4.2), squeeze=False)
-    lengths = sorted({s.seq_len for s in core if s.family == "count"})
+    lengths = sorted({s.seq_len for s in core if s.family == family})
     for ax, pos_enc in zip(axes[0], encodings, strict=True):
         rows = {r["setting"]: r for r in results["encodings"][pos_enc]["settings"]}
         for i, seq_len in enumerate(lengths):
-            sweep = [s for s in core if s.family == "count" and s.seq_len == seq_len]
+            sweep = [s for s in core if s.family == family and s.seq_len == seq_len]
             color = plt.cm.viridis(i / max(len(lengths) - 1, 1))
-            ns = [s.n for s in sweep]
-            ax.plot(ns, [rows[s.label]["model_gap"]["mean"] for s in sweep], "o-", color=color,
-                    label=f"model T={seq_len}")
-            ax.plot(ns, [rows[s.label]["scalar_gap"]["mean"] for s in sweep], "--", color=color)
+            xs = [x_of(s) for s in sweep]
+            ax.plot(xs, [rows[s.label]["model_gap"]["mean"] for s in sweep], "o-", color=color, label=f"T={seq_len}")
+            ax.plot(xs, [rows[s.label]["scalar_gap"]["mean"] for s in sweep], "--", color=color)
+        if family == "distance":
+            ax.axvline(results["train_len"], color="grey", lw=0.8, ls=":")
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(xlabel="pairs (a, b) in the prompt", ylabel="ξ_b − ξ_j* (mean over pairs and seeds)",
-               title=f"{pos_enc}, family 1: model (—) and scalar form, held out (--)")
+        ax.set(xlabel=xlabel, ylabel="ξ_b − ξ_j* (mean over pairs and seeds)",
+               title=f"{pos_enc}, {family}: model (—), scalar form held out (--)")
         ax.legend(fontsize=7)
-    return save_figure(fig, out, "count_sweep")
+    return save_figure(fig, out, name)
 
 
 def _crossover(results, out: Path) -> str:
@@ -118,26 +122,6 @@ def _crossover(results, out: Path) -> str:
         ax.minorticks_off()
         ax.legend(fontsize=7)
     return save_figure(fig, out, "crossover")
-
-
-def _distance(results, core: list[Setting], out: Path) -> str:
-    encodings = list(results["encodings"])
-    fig, axes = plt.subplots(1, len(encodings), figsize=(6 * len(encodings), 4), squeeze=False)
-    lengths = sorted({s.seq_len for s in core if s.family == "distance"})
-    for ax, pos_enc in zip(axes[0], encodings, strict=True):
-        rows = {r["setting"]: r for r in results["encodings"][pos_enc]["settings"]}
-        for i, seq_len in enumerate(lengths):
-            sweep = [s for s in core if s.family == "distance" and s.seq_len == seq_len]
-            color = plt.cm.viridis(i / max(len(lengths) - 1, 1))
-            xs = [s.position for s in sweep]
-            ax.plot(xs, [rows[s.label]["model_gap"]["mean"] for s in sweep], "o-", color=color, label=f"T={seq_len}")
-            ax.plot(xs, [rows[s.label]["scalar_gap"]["mean"] for s in sweep], "--", color=color)
-        ax.axvline(results["train_len"], color="grey", lw=0.8, ls=":")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set(xlabel="position of the pair", ylabel="ξ_b − ξ_j*",
-               title=f"{pos_enc}, family 2 (distance): model (—), scalar held out (--)")
-        ax.legend(fontsize=7)
-    return save_figure(fig, out, "distance_sweep")
 
 
 def _families_4_5(results, tables, core: list[Setting], unigram: list[Setting], out: Path) -> str:

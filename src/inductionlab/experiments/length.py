@@ -156,7 +156,7 @@ def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_
 
     For every seed of each encoding, the measured ``p(b)`` and logit gap ``ξ_b − ξ_{j*}``, and where
     the theory applies (ape, ape-sincos, rpe, bias) the §4.4 gap with the model's read-off
-    memories (:func:`~inductionlab.theory.trained.scalar_terms`, no fit); mean and spread over seeds.
+    memories (:func:`~inductionlab.theory.scalar.scalar_terms`, no fit); mean and spread over seeds.
     """
     from inductionlab.prompts import PromptSpec, default_pair, make_prompts
     from inductionlab.theory.scalar import scalar_terms
