@@ -131,7 +131,17 @@ def test_general_transformer_runs_through_both(data, pos_enc):
     data = tuple(x[:32] for x in data)
     out = attention_probes(model, *data)
     assert set(out) == set(PROBES) | {f"{p}_chance" for p in PROBES}
-    assert all(0.0 <= v <= 1.0 for v in out.values())
+    # a multi-head layer reports its best head: the largest per-head mean, recomputed here by hand
+    tokens, labels = data
+    cache = {}
+    with torch.no_grad():
+        model(tokens[:, :-1], cache=cache)
+    pattern = cache["blocks.0.attn.hook_pattern"]  # (B, H, T, T)
+    b, t = (labels[:, :-1] >= 1).nonzero(as_tuple=True)
+    t = t + 1  # the query right after a trigger
+    per_head = pattern[b, :, t, t - 1].mean(0)  # (H,)
+    assert per_head.shape == (4,) and out["attn1_prev_token"] == pytest.approx(per_head.max().item(), rel=1e-5)
+    assert out["attn1_prev_token_chance"] == pytest.approx((1.0 / (t + 1).double()).mean().item(), rel=1e-9)
     out_mid = attention_probes(model, *data, prev_layer=1, induction_layer=-2)
     assert out_mid["attn1_prev_token_chance"] == out["attn1_prev_token_chance"]
     scores = head_scores(model, N, 21, 8, torch.Generator().manual_seed(0))
@@ -173,3 +183,17 @@ def test_bad_inputs_raise():
         head_scores(model, N + 1, 10, 2, torch.Generator())
     with pytest.raises(ConfigError):
         head_scores(model, N, 1, 2, torch.Generator())
+
+
+def test_task_head_scores_match_the_probes_and_find_the_circuit(data):
+    """Per (layer, head) on task data: the single-head AMT's entries are the §4.2 probes exactly."""
+    from inductionlab.probes.attention import task_head_scores
+
+    model = induction_amt()
+    scores = task_head_scores(model, *data)
+    probes = attention_probes(model, *data)
+    assert scores["previous_token"].shape == (2, 1) and scores["induction"].shape == (2, 1)
+    assert scores["previous_token"][0, 0].item() == pytest.approx(probes["attn1_prev_token"], rel=1e-6)
+    assert scores["induction"][1, 0].item() == pytest.approx(probes["attn2_induction"], rel=1e-6)
+    assert scores["previous_token"][0, 0] > 0.9 and scores["induction"][1, 0] > 0.9
+    assert scores["induction"][0, 0] < 0.5  # layer 1 is not the induction head

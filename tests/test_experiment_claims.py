@@ -2,8 +2,7 @@
 
 import pytest
 
-from inductionlab.experiments.birth import claims as birth_claims
-from inductionlab.experiments.birth import order_fraction
+from inductionlab.experiments.birth import claims, order_statistic, summarise_all_targets, summarise_top_down
 from inductionlab.experiments.length_report import claims as length_claims
 from inductionlab.experiments.nope3 import claims as nope3_claims
 
@@ -12,42 +11,58 @@ def stat(v):
     return {"mean": v, "std": 0.0, "min": v, "max": v, "seeds": 1}
 
 
-def _birth(milestones: dict[str, dict], acc2=0.99, acc1=0.45, wk1=0.95, untrained=0.02) -> dict:
-    final = {"acc_in_context": stat(acc2), "wo": stat(1.0), "wk2": stat(1.0), "wk1": stat(wk1)}
-    start = {m: stat(untrained) for m in ("wo", "wk2", "wk1")}
-    return {"depths": {"two-layer": {"final": final, "untrained": start, "milestones": milestones},
-                       "one-layer": {"final": {"acc_in_context": stat(acc1)}, "milestones": {}}}}
+def _eval_row(step, acc, loss_global, optimum=2.0):
+    return {"step": step, "loss_all": 1.0, "acc_in_context": acc, "loss_global": loss_global,
+            "loss_global_bigram_optimum": optimum, "degenerate_in_context_share": 0.2, "wo": 0.0, "wk2": 0.0,
+            "wk1": 0.0}
 
 
-def _ms(wo, wk2, wk1, fell=30, rose=90):
-    return {"wo": wo, "wk2": wk2, "wk1": wk1, "loss_global_fell": fell, "acc_in_context_rose": rose}
+def _all_targets(global_at: int, acc_at: int, one_layer_final=0.3):
+    """Two-layer rows whose global loss reaches the optimum at ``global_at`` and whose accuracy jumps at
+    ``acc_at``; one-layer rows ending at ``one_layer_final``."""
+    two = [_eval_row(s, 0.85 if s >= acc_at else 0.1, 2.0 if s >= global_at else 3.0) for s in range(0, 101, 10)]
+    one = [_eval_row(s, one_layer_final, 2.2) for s in range(0, 101, 10)]
+    return two, one
 
 
-def test_order_fraction_leaves_undetermined_seeds_out():
-    ms = {"0": _ms(80, 120, 700), "1": _ms(90, 50, 500), "2": _ms(60, 90, None)}
-    assert order_fraction(ms, ("wo", "wk2", "wk1")) == (0.5, 2)  # seed 2 never reaches wk1: undetermined
-    assert order_fraction({"0": _ms(None, 1, 2)}, ("wo", "wk2", "wk1")) == (None, 0)
+def _probe_rows(wo, wk2, wk1, steps=100):
+    """Probe-only rows (as with train.probe_every) where each memory jumps to 1 at its step (None: never)."""
+    def level(at, s):
+        return 1.0 if at is not None and s >= at else 0.5
+    return [{"step": s, "wo": level(wo, s), "wk2": level(wk2, s), "wk1": level(wk1, s)} for s in range(steps + 1)] + [
+        {**_eval_row(steps, 0.99, 2.0), "wo": level(wo, steps), "wk2": level(wk2, steps), "wk1": level(wk1, steps)}]
 
 
-@pytest.mark.parametrize("milestones, measured, verdict", [
-    ({"0": _ms(80, 120, 700), "1": _ms(60, 90, 500)}, 1.0, "holds"),
-    ({"0": _ms(80, 120, 700), "1": _ms(90, 90, 500)}, 0.5, "partly"),  # wo and wk2 together on seed 1
-    ({"0": _ms(90, 50, None)}, None, "fails"),  # nothing determined: no evidence for the order
-    ({"0": _ms(300, 90, 100)}, 0.0, "fails"),
-])
-def test_top_down_order_against_chance(milestones, measured, verdict):
-    order = next(c for c in birth_claims(_birth(milestones)) if "top-down" in c["claim"])
-    assert order["measured"] == measured and order["null"] == pytest.approx(1 / 6)
-    assert order["verdict"] == verdict
+def test_order_statistic_counts_undetermined_seeds_at_the_null():
+    ms = {"0": {"a": 1, "b": 2, "c": 3}, "1": {"a": 2, "b": 1, "c": 3}, "2": {"a": 1, "b": 1, "c": 3},
+          "3": {"a": 1, "b": 2, "c": None}}
+    stat = order_statistic(ms, ("a", "b", "c"), 1 / 6)
+    assert (stat["in_order"], stat["other_order"], stat["tied"], stat["undetermined"]) == (1, 1, 1, 1)
+    assert stat["fraction"] == pytest.approx((1 + 1 / 6) / 4)
+    only_undetermined = order_statistic({"0": {"a": None, "b": 1, "c": 2}}, ("a", "b", "c"), 1 / 6)
+    assert only_undetermined["fraction"] == pytest.approx(1 / 6)  # no evidence: exactly the null, so it fails
 
 
-def test_birth_nulls_are_the_one_layer_and_the_untrained_model():
-    out = {c["claim"][:20]: c for c in birth_claims(_birth({"0": _ms(80, 120, 700, fell=100, rose=90)},
-                                                           acc2=0.95, acc1=0.7, wk1=0.8))}
-    learns, first, _, recalled = out.values()
-    assert (learns["measured"], learns["null"], learns["verdict"]) == (0.95, 0.7, "partly")  # margin 0.25 < 0.3
-    assert (first["measured"], first["null"], first["verdict"]) == (0.0, 0.5, "fails")
-    assert (recalled["measured"], recalled["null"], recalled["verdict"]) == (0.8, 0.02, "partly")
+def test_birth_claims_from_handmade_runs():
+    two, one = {}, {}
+    for seed, (g, a) in enumerate(((30, 60), (20, 50), (70, 40))):  # seed 2: in-context first
+        two[seed], one[seed] = _all_targets(g, a)
+    all_targets = summarise_all_targets({"two-layer": two, "one-layer": one})
+    assert all_targets["milestones"]["0"] == {"global_within_optimum": 30, "in_context_above_one_layer": 60}
+    top_down = summarise_top_down({
+        "zero": {0: _probe_rows(10, 20, 30), 1: _probe_rows(5, 20, 60), 2: _probe_rows(10, 20, None)},
+        "random": {0: _probe_rows(20, 10, 30), 1: _probe_rows(10, 10, 30)},
+    })
+    assert top_down["zero"]["by_threshold"]["0.9"]["median_step"] == {"wo": 10, "wk2": 20, "wk1": 45}
+    assert top_down["zero"]["by_threshold"]["0.9"]["range"]["wk1"] == [30, 60]
+    out = claims({"all_targets": all_targets, "top_down": top_down})
+    learns, first, zero, random, recalled = out
+    assert (learns["measured"], learns["null"], learns["verdict"]) == (0.85, 0.3, "partly")  # level 0.9 missed
+    assert first["measured"] == pytest.approx(2 / 3) and first["verdict"] == "partly"
+    assert zero["measured"] == pytest.approx((2 + 1 / 6) / 3) and zero["null"] == pytest.approx(1 / 6)
+    assert zero["verdict"] == "partly"
+    assert random["measured"] == 0.0 and random["verdict"] == "fails"  # one other order, one tie
+    assert recalled["null"] == pytest.approx(0.5)  # step 0 of the probe rows
 
 
 def _length(acc: dict[str, tuple[float, float]]) -> dict:
@@ -72,12 +87,17 @@ def test_length_claims_compare_encodings():
 
 
 def test_nope3_claims_use_the_untrained_model():
-    scores = {"previous_token": [[0.9, 0.1], [0.2, 0.0]], "induction": [[0.0, 0.1], [0.7, 0.0]]}
-    untrained = {"previous_token": [[0.1, 0.1]], "induction": [[0.05, 0.0]]}
+    task = {"previous_token": [[0.9, 0.1], [0.2, 0.0], [0.95, 0.0]], "induction": [[0.99, 0.1], [0.7, 0.0], [0.6, 0.1]]}
+    random_tokens = {"previous_token": [[0.1, 0.1], [0.0, 0.0], [0.0, 0.0]], "induction": [[0.0, 0.1], [0.05, 0.0],
+                                                                                           [0.02, 0.0]]}
+    flat = {"previous_token": [[0.05, 0.05]] * 3, "induction": [[0.05, 0.05]] * 3}
     variant = {"config": {"train_len": 64}, "final_acc_in_context_train_len": 0.95,
                "by_length": {"64": {"acc_in_context": 0.94}, "512": {"acc_in_context": 0.9}},
-               "head_scores": scores, "untrained": {"acc_in_context_by_length": {"64": 0.05, "512": 0.04},
-                                                     "head_scores": untrained}}
+               "head_scores": {"task": task, "random_tokens": random_tokens},
+               "untrained": {"acc_in_context_by_length": {"64": 0.05, "512": 0.04},
+                             "head_scores": {"task": flat, "random_tokens": flat}}}
     out = nope3_claims({"variants": {"with-mlp": variant, "attention-only": variant}, "test_lengths": [64, 512]})
+    # task: best previous-token head outside the last layer 0.9 (layer 3's 0.95 cannot feed an induction head),
+    # best induction head outside the first layer 0.7 (layer 1's 0.99 has no previous-token head before it)
     assert [(c["measured"], c["null"], c["verdict"]) for c in out] == [
-        (0.94, 0.05, "holds"), (0.9, 0.04, "holds"), (0.7, 0.05, "holds")]
+        (0.94, 0.05, "holds"), (0.9, 0.04, "holds"), (0.7, 0.05, "holds"), (0.05, 0.05, "fails")]

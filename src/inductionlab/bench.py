@@ -47,7 +47,7 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> f
 
 def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5) -> dict[str, float]:
     """Sequences per second of the SCIENCE §2 sampler at T=256, K=5 (median of ``repeats``)."""
-    from inductionlab.train import make_sampler
+    from inductionlab.tasks.build import make_sampler
 
     cfg = validate(PAPER_SCALE)
     _, sampler = make_sampler(cfg, device)
@@ -67,7 +67,8 @@ def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict
     """Median seconds of one full training step (after one warm-up step), and peak memory."""
     from inductionlab.evaluation import training_loss
     from inductionlab.models.build import build_model
-    from inductionlab.train import make_optimizer, make_sampler
+    from inductionlab.tasks.build import make_sampler
+    from inductionlab.train import make_optimizer
 
     source, sampler = make_sampler(cfg, device)
     model = build_model(cfg.model, source.n_tokens, cfg.seeds.init).to(device)

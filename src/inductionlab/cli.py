@@ -74,7 +74,8 @@ def probe(run_dir: str, device: str) -> None:
     import torch
 
     from inductionlab.evaluation import evaluate
-    from inductionlab.train import make_sampler, open_trained
+    from inductionlab.tasks.build import make_sampler
+    from inductionlab.train import open_trained
 
     cfg, model, step = open_trained(run_dir, device)
     source, sampler = make_sampler(cfg, torch.device(device))

@@ -77,6 +77,8 @@ class TrainConfig(_Strict):
     steps: int = Field(1000, gt=0)
     loss_on: Literal["in-context", "all"] = "in-context"
     eval_every: int = Field(50, gt=0)
+    probe_every: int = Field(0, ge=0, description="also log the weight-space memory probes (SCIENCE §4.1, cheap) "
+                             "every this many steps; 0: only at evaluation steps")
     eval_dense_until: int = Field(0, ge=0, description="also evaluate at every step up to this one (where "
                                   "the early transitions happen)")
     eval_batch_size: int = Field(256, gt=0)

@@ -30,6 +30,10 @@ from inductionlab.config import RunConfig, to_yaml, validate
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
 
 KEEP_CHECKPOINTS = 2
+# What the logged metrics mean. 2: ``wo`` is the literal W_O² W_V² memory (``wo_ff`` reads through
+# W_F), ``wk2_triggers`` ranks among the triggers, label metrics exclude degenerate sequences.
+# Rows of another version are refused, never read with the wrong meaning.
+METRICS_VERSION = 2
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -66,6 +70,7 @@ class RunDir:
         if run.config_path.exists():
             if run.config() != cfg:
                 raise RunDirError(f"{run.path}: holds a run of a different config; choose another --out")
+            run.metrics()  # refuses metrics written with another meaning
             return run
         try:
             run.path.mkdir(parents=True, exist_ok=True)
@@ -101,13 +106,19 @@ class RunDir:
                     json.loads(lines[-1])
                 except json.JSONDecodeError:
                     lines.pop()
-            return [json.loads(line) for line in lines]
+            rows = [json.loads(line) for line in lines]
         except (OSError, json.JSONDecodeError) as err:
             raise RunDirError(f"{self.metrics_path}: unreadable ({err})") from None
+        versions = {row.get("metrics_version", 1) for row in rows}
+        if versions - {METRICS_VERSION}:
+            raise RunDirError(f"{self.path}: metrics of version {min(versions)} (this inductionlab writes version "
+                              f"{METRICS_VERSION}, whose probes and accuracies mean something else); delete the run "
+                              "directory and train it again")
+        return rows
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with self.metrics_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(json.dumps({"metrics_version": METRICS_VERSION, **row}) + "\n")
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop rows logged after ``last_step`` (they are recomputed exactly on resume)."""

@@ -9,7 +9,7 @@ interrupted run ends with exactly the weights and metrics of an uninterrupted on
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,13 @@ from tqdm.auto import tqdm
 from inductionlab.config import RunConfig
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
 from inductionlab.evaluation import evaluate, training_loss
+from inductionlab.models.amt import AMTransformer
 from inductionlab.models.build import build_model
+from inductionlab.probes.memory import memory_probes
 from inductionlab.runs import RunDir
 from inductionlab.tasks.bigram import BigramTriggerSampler
-from inductionlab.tasks.sources import BigramSource, make_source
+from inductionlab.tasks.build import make_sampler
+from inductionlab.tasks.sources import BigramSource
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,18 +35,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: 'cuda' requested but no CUDA device is available; use auto or cpu")
     return torch.device(name)
-
-
-def make_sampler(cfg: RunConfig, device: torch.device) -> tuple[BigramSource, BigramTriggerSampler]:
-    """The source and sampler a config describes (SCIENCE §2)."""
-    d = cfg.data
-    source = make_source(d.source, d.vocab_size, d.concentration, d.source_seed)
-    sampler = BigramTriggerSampler(
-        source, d.seq_len, d.n_triggers, trigger_mode=d.trigger_mode, trigger_offset=d.trigger_offset,
-        output_mode=d.output_mode, no_repeat=d.no_repeat, output_split=d.output_split,
-        exclude_degenerate=d.exclude_degenerate, device=device,
-    )
-    return source, sampler
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -70,6 +61,9 @@ class Trainer:
     data_rng: torch.Generator
     eval_batch: Any
     step: int = 0
+    # rows, degenerate rows, in-context targets, in-context targets in degenerate rows, over all
+    # training batches so far (checkpointed, so a resumed run reports the same shares)
+    train_counts: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.int64))
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -78,6 +72,7 @@ class Trainer:
                 if isinstance(value, torch.Tensor):
                     tensors[f"optim.{idx}.{key}"] = value
         tensors["rng.data"] = self.data_rng.get_state()
+        tensors["stats.train_counts"] = self.train_counts
         return tensors
 
     def save(self) -> None:
@@ -97,6 +92,7 @@ class Trainer:
                     optim_state.setdefault(int(idx), {})[name] = value
             self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
             self.data_rng.set_state(tensors["rng.data"])
+            self.train_counts = tensors["stats.train_counts"].clone()
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"{self.run.checkpoint_dir}: checkpoint does not fit this run ({err})") from None
         self.step = int(state["step"])
@@ -104,6 +100,10 @@ class Trainer:
 
     def train_step(self) -> float:
         batch = self.sampler.sample(self.cfg.train.batch_size, self.data_rng)
+        in_context = (batch.labels >= 2).sum(1)
+        degenerate = batch.degenerate.to(in_context.device)
+        self.train_counts += torch.stack((torch.tensor(len(in_context)), degenerate.sum().cpu(),
+                                          in_context.sum().cpu(), in_context[degenerate].sum().cpu()))
         loss = training_loss(self.model, batch, self.cfg.train.loss_on)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -111,12 +111,23 @@ class Trainer:
         self.step += 1
         return loss.item()
 
+    def log_probes(self, train_loss: float, elapsed: float) -> None:
+        """A metrics row with the weight-space memory probes only (``train.probe_every``): no data needed."""
+        if isinstance(self.model, AMTransformer):
+            probes = memory_probes(self.model, self.cfg.data.seq_len, self.sampler.fixed_triggers,
+                                   self.source.bigram, eval_len=self.eval_batch.labels.shape[1])
+            self.run.append_metrics({"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3),
+                                     **probes})
+
     def log_eval(self, train_loss: float | None, elapsed: float) -> dict[str, Any]:
         self.model.eval()
         metrics = evaluate(self.model, self.eval_batch, self.source.bigram, self.cfg.data.seq_len,
                            self.sampler.fixed_triggers)
         self.model.train()
-        row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics}
+        rows, degenerate, in_context, degenerate_in_context = self.train_counts.tolist()
+        row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics,
+               "train_degenerate_rows": degenerate / rows if rows else None,
+               "train_degenerate_in_context_share": degenerate_in_context / in_context if in_context else None}
         self.run.append_metrics(row)
         return row
 
@@ -172,6 +183,8 @@ def train(
             if trainer.step % t.eval_every == 0 or trainer.step <= t.eval_dense_until or trainer.step == t.steps:
                 row = trainer.log_eval(loss, elapsed_before + time.perf_counter() - start)
                 bar.set_postfix(loss=f"{loss:.3f}", icl=f"{row['acc_in_context']:.3f}")
+            elif t.probe_every and trainer.step % t.probe_every == 0:
+                trainer.log_probes(loss, elapsed_before + time.perf_counter() - start)
             if trainer.step % t.checkpoint_every == 0 or trainer.step == last:
                 trainer.save()
     except KeyboardInterrupt:
@@ -198,6 +211,9 @@ def milestones(rows: list[dict[str, Any]], level: float = 0.9) -> dict[str, int 
     out: dict[str, int | None] = {}
     for key in ("wo", "wk2", "wk1", "acc_in_context"):
         out[key] = next((r["step"] for r in rows if r.get(key) is not None and r[key] >= level), None)
+    rows = [r for r in rows if "loss_global" in r]  # evaluation rows (probe-only rows hold weight probes alone)
+    if not rows:
+        return out
     first, last = rows[0], rows[-1]
     if first.get("loss_global") is not None and last.get("loss_global") is not None:
         target = last["loss_global"] + 0.1 * (first["loss_global"] - last["loss_global"])

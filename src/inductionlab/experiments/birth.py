@@ -1,11 +1,21 @@
-"""Experiment "birth" (SCIENCE §2, §3.1, §4.1, §6): watch an induction head being born.
+"""Experiment "birth" (SCIENCE §2, §3.1, §4.1, §6): watch an induction head being born, in two settings.
 
-A two-layer associative-memory transformer and the same model with one layer are trained on the
-bigram-with-triggers task over several seeds. SCIENCE §6 predicts that the two-layer model learns
-the in-context targets while the one-layer model cannot, that the global bigram loss falls first,
-and that the memories form top-down: ``W_O²`` (copy the attended token), then ``W_K²`` (match the
-trigger), then ``W_K¹`` (attend the previous position). The memory-recall probes of §4.1 logged
-during training show when each forms.
+Bietti et al.'s two questions need two training settings, kept apart here:
+
+- **(a) all targets** (``birth-quick``): loss on every target with a linear ``W_F``, two layers
+  and one layer of the same width over seeds. Claims: the two-layer model learns the in-context
+  targets and the one-layer model cannot; the global bigram is learnt before the in-context
+  targets (*global knowledge first*).
+- **(b) top-down** (``birth-topdown-quick``): Bietti's reference setting, loss on the in-context
+  targets only, no ``W_F``, fixed triggers, frozen embeddings, SGD, with the trained matrices
+  starting at zero and, separately, at random. The memory probes of §4.1 are logged at every
+  step; the claim is the order in which they cross 0.8, 0.9 and 0.95: ``W_O²`` (``wo``), then
+  ``W_K²`` (``wk2``), then ``W_K¹`` (``wk1``).
+
+An order is a statement over seeds (SCIENCE §7): the fraction of seeds in which it holds
+strictly, against the chance that random milestones fall in that order. A seed on which a
+milestone is never reached is *undetermined*: it counts at the null's value, neither for nor
+against the order.
 """
 
 from __future__ import annotations
@@ -14,169 +24,197 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from inductionlab.experiments import experiment_preset, seed_spread, write_results
-from inductionlab.experiments.claims import Rule, claim, claims_table
-from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.claims import Rule, claim
 from inductionlab.runs import RunDir
 from inductionlab.sweep import RunSpec, seed_overrides
 
 PRESETS = {
-    "quick": {"preset": "birth-quick", "seeds": (0, 1)},
-    "paper": {"preset": "birth-quick", "seeds": (0, 1, 2, 3, 4)},
-    "smoke": {"preset": "birth-quick", "set": ("train.steps=40", "model.d_model=64", "train.eval_every=10"),
-              "seeds": (0,)},
+    "quick": {"all": "birth-quick", "topdown": "birth-topdown-quick", "all_seeds": (0, 1, 2),
+              "topdown_seeds": (0, 1, 2, 3, 4)},
+    "paper": {"all": "birth-paper", "topdown": "birth-topdown-paper", "all_seeds": (0, 1, 2, 3, 4),
+              "topdown_seeds": tuple(range(10))},
+    "smoke": {"all": "birth-quick", "topdown": "birth-topdown-quick",
+              "set": ("train.steps=40", "model.d_model=64", "train.eval_every=10"),
+              "all_seeds": (0,), "topdown_seeds": (0, 1)},
 }
 DEPTHS = {"two-layer": 2, "one-layer": 1}
+INITS = {"zero": "model.zero_init=true", "random": "model.zero_init=false"}
 MEMORIES = ("wo", "wk2", "wk1")
-QUESTION = ("Does a two-layer transformer learn the in-context targets that a one-layer one cannot, and in what "
-            "order do its global bigram knowledge and its memories form (SCIENCE §6)?")
+THRESHOLDS = (0.8, 0.9, 0.95)
+GLOBAL_NATS = 0.05  # "the global loss comes within 0.05 nats of the bigram optimum"
+ICL_MARGIN = 0.1  # "the in-context accuracy exceeds the one-layer model's final accuracy by 0.1"
+ORDER_RULE = Rule("higher", 1.0, 0.1)
+QUESTION = ("Does a two-layer transformer learn the in-context targets that a one-layer one cannot, is the global "
+            "bigram learnt first, and do the memories form top-down (SCIENCE §6)?")
 
 
 def plan(preset_name: str) -> list[RunSpec]:
-    """Two-layer and one-layer models × seeds."""
+    """Setting (a): two and one layers × seeds; setting (b): zero and random init × seeds."""
     preset = experiment_preset(PRESETS, preset_name)
-    return [RunSpec(f"birth-{preset_name}-{depth}-s{seed}", preset["preset"],
-                    (*preset.get("set", ()), f"model.n_layers={layers}", *seed_overrides(seed)),
-                    (("depth", depth), ("seed", seed)))
-            for depth, layers in DEPTHS.items() for seed in preset["seeds"]]
+    extra = preset.get("set", ())
+    runs = [RunSpec(f"birth-{preset_name}-all-{depth}-s{seed}", preset["all"],
+                    (*extra, f"model.n_layers={layers}", *seed_overrides(seed)),
+                    (("setting", "all"), ("depth", depth), ("seed", seed)))
+            for depth, layers in DEPTHS.items() for seed in preset["all_seeds"]]
+    runs += [RunSpec(f"birth-{preset_name}-topdown-{init}-s{seed}", preset["topdown"],
+                     (*extra, override, *seed_overrides(seed)),
+                     (("setting", "topdown"), ("init", init), ("seed", seed)))
+             for init, override in INITS.items() for seed in preset["topdown_seeds"]]
+    return runs
+
+
+def first_step(rows: list[dict[str, Any]], test) -> int | None:
+    """The first logged step whose row passes ``test`` (rows lacking the keys are skipped)."""
+    for row in rows:
+        try:
+            if test(row):
+                return row["step"]
+        except (KeyError, TypeError):
+            continue
+    return None
+
+
+def order_statistic(milestones: dict[str, dict[str, int | None]], keys: tuple[str, ...], null: float) -> dict[str, Any]:
+    """How often the milestones ``keys`` come in this strict order, over seeds (SCIENCE §7).
+
+    Each seed is *in order* (strictly increasing steps), *tied* (two equal steps), in *another
+    order*, or *undetermined* (a milestone never reached). ``fraction`` counts an undetermined seed
+    at the null's value: neither for nor against the order.
+    """
+    counts = {"in_order": 0, "tied": 0, "other_order": 0, "undetermined": 0}
+    for ms in milestones.values():
+        steps = [ms.get(k) for k in keys]
+        if any(s is None for s in steps):
+            counts["undetermined"] += 1
+        elif all(a < b for a, b in zip(steps, steps[1:], strict=False)):
+            counts["in_order"] += 1
+        elif len(set(steps)) < len(steps):
+            counts["tied"] += 1
+        else:
+            counts["other_order"] += 1
+    n = len(milestones)
+    fraction = (counts["in_order"] + null * counts["undetermined"]) / n if n else None
+    return {"fraction": fraction, "seeds": n, **counts}
+
+
+def _final(runs: dict[int, list[dict[str, Any]]], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Mean and spread over seeds of each key at the last evaluation row of every run."""
+    last = {seed: next(r for r in reversed(rows) if "loss_all" in r) for seed, rows in runs.items()}
+    return {k: seed_spread([row.get(k) for row in last.values()]) for k in keys
+            if any(row.get(k) is not None for row in last.values())}
+
+
+FINAL_KEYS = ("acc_in_context", "acc_in_context_all", "loss_global", "loss_global_bigram_optimum", "loss_in_context",
+              "degenerate_rows", "degenerate_in_context_share", "train_degenerate_rows",
+              "train_degenerate_in_context_share", "wo", "wo_ff", "wk2", "wk2_triggers", "wk1")
+
+
+def summarise_all_targets(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Setting (a): final numbers per depth, and per seed when the global and in-context milestones fall."""
+    two, one = curves["two-layer"], curves["one-layer"]
+    one_final = {seed: next(r for r in reversed(rows) if "loss_all" in r)["acc_in_context"]
+                 for seed, rows in one.items()}
+    milestones = {}
+    for seed, rows in two.items():
+        milestones[str(seed)] = {
+            "global_within_optimum": first_step(
+                rows, lambda r: r["loss_global"] <= r["loss_global_bigram_optimum"] + GLOBAL_NATS),
+            "in_context_above_one_layer": first_step(
+                rows, lambda r, s=seed: r["acc_in_context"] >= one_final[s] + ICL_MARGIN),
+        }
+    return {"final": {depth: _final(runs, FINAL_KEYS) for depth, runs in curves.items()},
+            "untrained": _first_row(two, ("acc_in_context", "loss_global")), "milestones": milestones,
+            "global_first": order_statistic(milestones, ("global_within_optimum", "in_context_above_one_layer"), 0.5)}
+
+
+def _first_row(runs: dict[int, list[dict[str, Any]]], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: seed_spread([rows[0].get(k) for rows in runs.values()]) for k in keys}
+
+
+def summarise_top_down(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Setting (b): per init and threshold, each seed's milestones, the order statistic, medians and ranges."""
+    out: dict[str, Any] = {}
+    for init, runs in curves.items():
+        by_threshold = {}
+        for level in THRESHOLDS:
+            milestones = {str(seed): {m: first_step(rows, lambda r, m=m, level=level: r[m] >= level)
+                                      for m in MEMORIES}
+                          for seed, rows in runs.items()}
+            steps = {m: [ms[m] for ms in milestones.values() if ms[m] is not None] for m in MEMORIES}
+            by_threshold[str(level)] = {
+                "milestones": milestones, "order": order_statistic(milestones, MEMORIES, 1 / 6),
+                "median_step": {m: statistics.median(v) if v else None for m, v in steps.items()},
+                "range": {m: [min(v), max(v)] if v else None for m, v in steps.items()},
+                "reached": {m: len(v) for m, v in steps.items()},
+            }
+        out[init] = {"by_threshold": by_threshold, "final": _final(runs, FINAL_KEYS),
+                     "untrained": _first_row(runs, MEMORIES)}
+    return out
 
 
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
-    """Final metrics, milestones and curves of every run; claims, figure, README."""
-    curves: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    """Both settings from the finished runs: milestones, orders, claims, figures, README."""
+    all_targets: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    top_down: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for spec in plan(preset_name):
-        params = dict(spec.params)
-        curves.setdefault(params["depth"], {})[params["seed"]] = RunDir(runs_dir / spec.folder).metrics()
-    from inductionlab.train import milestones
+        p = dict(spec.params)
+        rows = RunDir(runs_dir / spec.folder).metrics()
+        if p["setting"] == "all":
+            all_targets.setdefault(p["depth"], {})[p["seed"]] = rows
+        else:
+            top_down.setdefault(p["init"], {})[p["seed"]] = rows
+    from inductionlab.experiments.birth_report import setting, write_figures, write_readme
 
-    by_depth: dict[str, Any] = {}
-    for depth, runs in curves.items():
-        finals = {seed: rows[-1] for seed, rows in runs.items()}
-        keys = ["acc_in_context", "loss_global", "loss_global_bigram_optimum", "acc_global",
-                *(m for m in MEMORIES if finals[min(finals)].get(m) is not None)]
-        by_depth[depth] = {
-            "final": {key: seed_spread([f[key] for f in finals.values()]) for key in keys},
-            "untrained": {key: seed_spread([rows[0].get(key) for rows in runs.values()]) for key in keys},
-            "milestones": {str(seed): milestones(rows) for seed, rows in runs.items()},
-            "chance": {m: finals[min(finals)].get(f"{m}_chance") for m in MEMORIES},
-        }
-    cfg = RunDir(runs_dir / plan(preset_name)[0].folder).config()
-    m, d, t = cfg.model, cfg.data, cfg.train
     results: dict[str, Any] = {
-        "experiment": "birth", "preset": preset_name, "depths": by_depth,
-        "runs": [spec.folder for spec in plan(preset_name)],
-        "question": QUESTION,
-        "setting": (f"Associative-memory transformers with 2 and 1 layers (d = {m.d_model}, {m.pos_enc} positions, "
-                    f"{m.init} init, W_F {m.ff}) trained {t.steps} {t.optimizer.upper()} steps (batch {t.batch_size}, "
-                    f"lr {t.lr}) on the {d.source} bigrams, T = {d.seq_len}, K = {d.n_triggers} {d.trigger_mode} "
-                    f"triggers, loss on {t.loss_on} targets; {len(curves['two-layer'])} seeds each."),
+        "experiment": "birth", "preset": preset_name, "runs": [spec.folder for spec in plan(preset_name)],
+        "all_targets": summarise_all_targets(all_targets), "top_down": summarise_top_down(top_down),
+        "question": QUESTION, "setting": setting(runs_dir, plan(preset_name)),
     }
     results["claims"] = claims(results)
-    results["figures"] = [write_figure(curves, out)]
+    results["figures"] = write_figures(all_targets, top_down, results, out)
     write_readme(results, out)
     write_results(results, out)
     return results
 
 
-def _order(ms: dict[str, int | None]) -> str:
-    steps = {m: ms.get(m) for m in MEMORIES}
-    return ", ".join(f"{m} {s if s is not None else 'never'}" for m, s in steps.items())
-
-
-def order_fraction(milestones: dict[str, dict[str, int | None]], keys: tuple[str, ...]) -> tuple[float | None, int]:
-    """Fraction of seeds whose milestones ``keys`` come in this strict order, and how many seeds count.
-
-    A seed with a milestone never reached is undetermined (SCIENCE §7): it counts neither for nor
-    against the order. ``None`` when no seed is determined.
-    """
-    determined = [m for m in milestones.values() if all(m.get(k) is not None for k in keys)]
-    if not determined:
-        return None, 0
-    in_order = [m for m in determined if all(m[a] < m[b] for a, b in zip(keys, keys[1:], strict=False))]
-    return len(in_order) / len(determined), len(determined)
-
-
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The statements of SCIENCE §6 "birth", each a statistic against a null (SCIENCE §7)."""
-    two, one = results["depths"]["two-layer"], results["depths"]["one-layer"]
-    acc2, acc1 = two["final"]["acc_in_context"], one["final"]["acc_in_context"]
-    ms = two["milestones"]
-    first, first_n = order_fraction(ms, ("loss_global_fell", "acc_in_context_rose"))
-    top_down, top_down_n = order_fraction(ms, MEMORIES)
-    finals = {mem: two["final"][mem]["mean"] for mem in MEMORIES}
-    untrained = {mem: two["untrained"][mem]["mean"] for mem in MEMORIES}
-    weakest = min(finals, key=finals.get)
-    return [
-        claim("A two-layer model learns the in-context targets; a one-layer model of the same width cannot (it has "
-              "no previous-token head to feed an induction head)", "two layers ≥ 0.9, ≥ 0.3 above one layer",
-              "in-context accuracy at the end of training, mean over seeds", acc2["mean"], acc1["mean"],
-              "the one-layer model of the same width, same evaluation batch", Rule("higher", 0.9, 0.3),
-              per_seed={"two-layer": acc2, "one-layer": acc1}),
-        claim("The global bigram is learnt first", "the global-bigram loss makes 90% of its fall before the "
-              "in-context accuracy makes half its rise, on every seed",
-              f"fraction of seeds in that order ({first_n} of {len(ms)} seeds have both milestones)",
-              first, 0.5, "chance order of two milestones", Rule("higher", 1.0, 0.25),
-              per_seed={s: {k: m.get(k) for k in ("loss_global_fell", "acc_in_context_rose")} for s, m in ms.items()}),
-        claim("The memories form top-down: W_O², then W_K², then W_K¹ (first step with probe ≥ 0.9)",
-              "wo < wk2 < wk1 on most seeds", f"fraction of seeds with wo < wk2 < wk1 ({top_down_n} of {len(ms)} "
-              "seeds reach all three milestones; the others are undetermined)", top_down, 1 / 6,
-              "chance that three milestones fall in one given order", Rule("higher", 0.75, 0.25),
-              per_seed={s: _order(m) for s, m in ms.items()}),
-        claim("At the end every memory is recalled (SCIENCE §4.1 probes)", "each of wo, wk2, wk1 ≥ 0.9",
-              f"the weakest probe at the end, mean over seeds ({weakest})", finals[weakest], untrained[weakest],
-              "the same probe of the untrained model (step 0)", Rule("higher", 0.9, 0.3),
-              final=finals, untrained=untrained),
+    a = results["all_targets"]
+    two, one = a["final"]["two-layer"]["acc_in_context"], a["final"]["one-layer"]["acc_in_context"]
+    first = a["global_first"]
+    out = [
+        claim("(a) A two-layer model learns the in-context targets; a one-layer model of the same width cannot (it "
+              "has no previous-token head to feed an induction head)", "two layers ≥ 0.9, ≥ 0.3 above one layer",
+              "in-context accuracy at the end, non-degenerate evaluation sequences, mean over seeds", two["mean"],
+              one["mean"], "the one-layer model of the same width on the same sequences", Rule("higher", 0.9, 0.3),
+              per_seed={"two-layer": two, "one-layer": one},
+              degenerate_in_context_share=a["final"]["two-layer"]["degenerate_in_context_share"]["mean"]),
+        claim(f"(a) Global knowledge first: the global loss comes within {GLOBAL_NATS} nats of the bigram optimum "
+              f"before the in-context accuracy exceeds the one-layer model's final accuracy by {ICL_MARGIN}",
+              "in that order on every seed", _order_text(first), first["fraction"], 0.5,
+              "no preferred order (½)", ORDER_RULE, per_seed=a["milestones"]),
     ]
+    for init, data in results["top_down"].items():
+        at = data["by_threshold"]["0.9"]
+        out.append(claim(
+            f"(b, {init} init) The memories form top-down: W_O² (wo), then W_K² (wk2), then W_K¹ (wk1), first step "
+            "with probe ≥ 0.9", "wo < wk2 < wk1 on every seed", _order_text(at["order"]), at["order"]["fraction"],
+            1 / 6, "chance that three milestones fall in one given order (1/6)", ORDER_RULE,
+            by_threshold={t: v["order"] for t, v in data["by_threshold"].items()},
+            median_step=at["median_step"], range=at["range"]))
+    finals = {mem: statistics.fmean(d["final"][mem]["mean"] for d in results["top_down"].values()) for mem in MEMORIES}
+    untrained = {mem: statistics.fmean(d["untrained"][mem]["mean"] for d in results["top_down"].values())
+                 for mem in MEMORIES}
+    weakest = min(finals, key=finals.get)
+    out.append(claim("(b) At the end every memory is recalled (SCIENCE §4.1 probes)", "each of wo, wk2, wk1 ≥ 0.9",
+                     f"the weakest probe at the end ({weakest}), mean over seeds and inits", finals[weakest],
+                     untrained[weakest], "the same probe of the untrained model (step 0)", Rule("higher", 0.9, 0.3),
+                     final=finals, untrained=untrained))
+    return out
 
 
-def _band(ax, runs: dict[int, list[dict[str, Any]]], key: str, **style) -> None:
-    """Mean over seeds as a line, min–max over seeds as a band."""
-    steps = [r["step"] for r in next(iter(runs.values()))]
-    values = [[rows[i].get(key) for rows in runs.values()] for i in range(len(steps))]
-    keep = [i for i, v in enumerate(values) if None not in v]
-    if not keep:
-        return
-    xs = [steps[i] for i in keep]
-    line, = ax.plot(xs, [statistics.fmean(values[i]) for i in keep], **style)
-    ax.fill_between(xs, [min(values[i]) for i in keep], [max(values[i]) for i in keep], color=line.get_color(),
-                    alpha=0.2, lw=0)
-
-
-def write_figure(curves: dict[str, dict[int, list[dict[str, Any]]]], out: Path) -> str:
-    """Losses, in-context accuracy, memory probes and attention probes against the training step."""
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    two, one = curves["two-layer"], curves["one-layer"]
-    for runs, style, label in ((two, "-", "2 layers"), (one, "--", "1 layer")):
-        _band(axes[0], runs, "loss_global", ls=style, color="tab:blue", label=f"global bigram, {label}")
-        _band(axes[0], runs, "loss_in_context", ls=style, color="tab:red", label=f"in-context, {label}")
-        _band(axes[1], runs, "acc_in_context", ls=style, color="black", label=label)
-    optimum = next(iter(two.values()))[-1].get("loss_global_bigram_optimum")
-    if optimum is not None:
-        axes[0].axhline(optimum, color="tab:blue", lw=0.8, ls=":", label="bigram optimum")
-    axes[0].set(xlabel="step", ylabel="loss", title="losses (mean, min–max over seeds)")
-    axes[1].set(xlabel="step", ylabel="accuracy", title="in-context accuracy (label ≥ 2)", ylim=(0, 1.02))
-    for mem, color in zip(MEMORIES, ("tab:green", "tab:orange", "tab:purple"), strict=True):
-        _band(axes[2], two, mem, color=color, label=mem)
-    axes[2].axhline(0.9, color="grey", lw=0.8, ls=":")
-    axes[2].set(xlabel="step", ylabel="recall", title="memory probes, 2 layers (SCIENCE §4.1)", ylim=(0, 1.02))
-    for key, color in (("attn1_prev_token", "tab:cyan"), ("attn2_induction", "tab:brown")):
-        _band(axes[3], two, key, color=color, label=key)
-    axes[3].set(xlabel="step", ylabel="attention mass", title="attention probes, 2 layers (SCIENCE §4.2)",
-                ylim=(0, 1.02))
-    for ax in axes:
-        ax.legend(fontsize=7)
-    return save_figure(fig, out, "birth_curves", dpi=110)
-
-
-def write_readme(results: dict[str, Any], out: Path) -> None:
-    lines = ["# Birth of an induction head (SCIENCE §6)", "", f"Preset `{results['preset']}`. {results['setting']}", "",
-             "| depth | in-context accuracy | global loss | wo | wk2 | wk1 |", "|---|---|---|---|---|---|"]
-    for depth, data in results["depths"].items():
-        cells = [data["final"].get(k) for k in ("acc_in_context", "loss_global", *MEMORIES)]
-        lines.append(f"| {depth} | " + " | ".join("–" if c is None else f"{c['mean']:.3f} ± {c['std']:.3f}"
-                                                   for c in cells) + " |")
-    lines += ["", claims_table(results["claims"])]
-    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
-    (out / "README.md").write_text("\n".join(lines))
+def _order_text(order: dict[str, Any]) -> str:
+    return (f"fraction of seeds in that order, an undetermined seed counting at the null ({order['in_order']} in "
+            f"order, {order['tied']} tied, {order['other_order']} in another order, {order['undetermined']} "
+            f"undetermined, of {order['seeds']})")

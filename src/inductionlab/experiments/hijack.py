@@ -37,8 +37,9 @@ from inductionlab.experiments.hijack_prompts import (
 )
 from inductionlab.models.positional import ABSOLUTE_ENCODINGS
 from inductionlab.sweep import RunSpec, seed_overrides
+from inductionlab.tasks.build import make_sampler
 from inductionlab.theory.trained import recall_matrices, score_decomposition
-from inductionlab.train import make_sampler, open_trained
+from inductionlab.train import open_trained
 
 PRESETS = {
     "quick": {"preset": "hijack-quick", "seeds": (0, 1, 2), "n_pairs": 8, "per_pair": 8,

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 from inductionlab.errors import ConfigError
+from inductionlab.evaluation import batch_at_length, evaluate_length
 from inductionlab.experiments import experiment_preset, seed_spread, write_results
 from inductionlab.models.positional import POS_ENCODINGS
 from inductionlab.sweep import RunSpec, seed_overrides
-from inductionlab.tasks.bigram import TriggerBatch
-from inductionlab.train import make_sampler, open_trained
+from inductionlab.tasks.build import make_sampler
+from inductionlab.train import open_trained
 
 PRESETS = {
     "quick": {"preset": "length-quick", "seeds": (0, 1, 2), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 64},
@@ -30,85 +31,6 @@ PRESETS = {
 }
 QUESTION = ("Does an induction head trained at T_train keep working on longer prompts, and how does the answer "
             "depend on the positional encoding (SCIENCE §3.1, §4.4 (iv))?")
-DISTANCE_BUCKETS = ((1, 16), (17, 64), (65, 256), (257, 4096))
-
-
-def previous_occurrence_distance(inputs: torch.Tensor, triggers: torch.Tensor) -> torch.Tensor:
-    """For each position t whose input is a trigger, ``t − t'`` with t' its previous occurrence.
-
-    inputs: (B, T) int64; triggers: (B, K).  Returns (B, T) int64, 0 where undefined.
-    A loop over the K triggers only; positions are vectorised.
-    """
-    batch, seq_len = inputs.shape
-    positions = torch.arange(seq_len, device=inputs.device).expand(batch, -1)
-    out = torch.zeros_like(inputs)
-    for k in range(triggers.shape[1]):
-        hit = inputs == triggers[:, k : k + 1]
-        last = torch.where(hit, positions, torch.full_like(positions, -1)).cummax(dim=1).values
-        previous = torch.cat((torch.full_like(last[:, :1], -1), last[:, :-1]), dim=1)
-        out = torch.where(hit & (previous >= 0), positions - previous, out)
-    return out
-
-
-@torch.no_grad()
-def evaluate_length(model, batch: TriggerBatch, train_len: int, chunk: int = 16) -> dict[str, Any]:
-    """In-context accuracy by position bucket and distance, and layer-1 previous-token attention."""
-    correct, labels, distance, prev_hit = [], [], [], []
-    for start in range(0, batch.tokens.shape[0], chunk):
-        tokens = batch.tokens[start : start + chunk]
-        inputs, targets = tokens[:, :-1], tokens[:, 1:]
-        cache: dict = {}
-        logits = model(inputs, cache=cache)
-        correct.append(logits.argmax(-1) == targets)
-        labels.append(batch.labels[start : start + chunk])
-        distance.append(previous_occurrence_distance(inputs, batch.triggers[start : start + chunk]))
-        prev_hit.append(previous_token_hits(cache, inputs.shape[1]))
-    correct, labels, distance = torch.cat(correct), torch.cat(labels), torch.cat(distance)
-    prev_hit = torch.cat(prev_hit).float()  # (B, T-1): query position t+1 attends t
-    seq_len = labels.shape[1]
-    in_context = labels >= 2
-    positions = torch.arange(seq_len, device=labels.device).expand_as(labels)
-
-    def acc(mask: torch.Tensor) -> float | None:
-        return correct[mask].float().mean().item() if mask.any() else None
-
-    out: dict[str, Any] = {
-        "acc_in_context": acc(in_context),
-        "acc_in_context_before_train_len": acc(in_context & (positions < train_len)),
-        "acc_in_context_beyond_train_len": acc(in_context & (positions >= train_len)),
-        "acc_in_context_by_distance": {f"{lo}-{hi}": acc(in_context & (distance >= lo) & (distance <= hi))
-                                       for lo, hi in DISTANCE_BUCKETS},
-        "layer1_prev_token_before_train_len": prev_hit[:, : train_len - 1].mean().item(),
-    }
-    if seq_len > train_len:
-        out["layer1_prev_token_beyond_train_len"] = prev_hit[:, train_len - 1 :].mean().item()
-    return out
-
-
-def previous_token_hits(cache: dict, seq_len: int) -> torch.Tensor:
-    """Where the previous-token head puts its largest weight on ``t − 1``: (b, T − 1) bool.
-
-    The AMT's previous-token head is layer 1 by construction; in a general transformer it is the
-    (layer, head) with the highest hit rate on this batch (layers up to the second-to-last).
-    """
-    target = torch.arange(seq_len - 1)
-    layers = sorted(int(k.split(".")[1]) for k in cache if k.endswith("attn.hook_pattern"))
-    best, best_rate = None, -1.0
-    for layer in layers[:-1] or layers:
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # (b, H, T, T)
-        for head in range(pattern.shape[1]):
-            hits = pattern[:, head, 1:].argmax(-1) == target.to(pattern.device)
-            rate = hits.float().mean().item()
-            if rate > best_rate:
-                best, best_rate = hits, rate
-    return best
-
-
-def batch_at_length(cfg, seq_len: int, n: int) -> TriggerBatch:
-    """``n`` fresh sequences of the task of ``cfg`` at length ``seq_len`` (seed fixed per length)."""
-    _, sampler = make_sampler(cfg.model_copy(update={"data": cfg.data.model_copy(update={"seq_len": seq_len})}),
-                              torch.device("cpu"))
-    return sampler.sample(n, torch.Generator().manual_seed(10_000 + seq_len))
 
 
 def plan(preset_name: str) -> list[RunSpec]:

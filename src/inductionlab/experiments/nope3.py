@@ -2,9 +2,12 @@
 
 Without positional information, a causal transformer can still find the previous token: the first
 layer's uniform causal attention gives every position a different mixture of the past. The general
-transformer with three layers, two heads and no positions is trained attention-only and with MLPs;
-each is evaluated at the training length and beyond, with the TransformerLens head scores of §4.2
-on repeated random tokens.
+transformer with three layers, two heads and no positions is trained with **random** triggers
+(so that induction on any token pays), attention-only and with MLPs; each is evaluated at the
+training length and beyond, and its heads are scored on two distributions (SCIENCE §4.2): the
+TransformerLens head scores on repeated random tokens, and the same attention measured on the
+task's own sequences (previous token at trigger outputs, induction keys at in-context targets).
+Every claim is measured against the untrained model of the same config.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Any
 
 import torch
 
+from inductionlab.evaluation import batch_at_length, evaluate_length
 from inductionlab.experiments import experiment_preset, write_results
 from inductionlab.experiments.claims import Rule, claim
-from inductionlab.experiments.length import batch_at_length, evaluate_length
 from inductionlab.models.build import build_model
 from inductionlab.sweep import RunSpec
 from inductionlab.train import open_trained
@@ -40,7 +43,7 @@ def plan(preset_name: str) -> list[RunSpec]:
 
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Accuracy at every test length and head scores of both variants; results, figure, README."""
-    from inductionlab.probes.attention import head_scores
+    from inductionlab.probes.attention import head_scores, task_head_scores
     from inductionlab.runs import RunDir
 
     preset = experiment_preset(PRESETS, preset_name)
@@ -51,51 +54,71 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         model.eval()
         rows = RunDir(run_dir).metrics()
         train_len = cfg.data.seq_len
-        first = {level: next((r["step"] for r in rows if r["acc_in_context"] >= level), None) for level in (0.5, 0.9)}
+        first = {level: next((r["step"] for r in rows if r.get("acc_in_context", -1) >= level), None)
+                 for level in (0.5, 0.9)}
         untrained = build_model(cfg.model, cfg.data.n_tokens, cfg.seeds.init).eval()
         by_length, untrained_by_length = {}, {}
         for seq_len in (max(2, int(f * train_len)) for f in preset["factors"]):
             batch = batch_at_length(cfg, seq_len, preset["eval_batch"])
             by_length[str(seq_len)] = evaluate_length(model, batch, train_len)
             untrained_by_length[str(seq_len)] = evaluate_length(untrained, batch, train_len)["acc_in_context"]
-        scores, untrained_scores = (head_scores(m, cfg.data.n_tokens, 2 * train_len, 32,
-                                                torch.Generator().manual_seed(7)) for m in (model, untrained))
+        probe = batch_at_length(cfg, train_len, preset["eval_batch"])
+        keep = ~probe.degenerate
+        scores = {}
+        for name, m in (("trained", model), ("untrained", untrained)):
+            scores[name] = {
+                "random_tokens": {k: v.tolist() for k, v in head_scores(m, cfg.data.n_tokens, 2 * train_len, 32,
+                                                                         torch.Generator().manual_seed(7)).items()},
+                "task": {k: v.tolist() for k, v in task_head_scores(m, probe.tokens[keep], probe.labels[keep]).items()},
+            }
         variants[dict(spec.params)["variant"]] = {
             "run": spec.folder,
             "config": {"n_layers": cfg.model.n_layers, "n_heads": cfg.model.n_heads, "d_model": cfg.model.d_model,
-                       "mlp": cfg.model.mlp, "steps": cfg.train.steps, "train_len": train_len},
+                       "mlp": cfg.model.mlp, "steps": cfg.train.steps, "train_len": train_len,
+                       "trigger_mode": cfg.data.trigger_mode, "loss_on": cfg.train.loss_on},
             "first_step_acc_in_context": {str(k): v for k, v in first.items()},
-            "final_acc_in_context_train_len": rows[-1]["acc_in_context"],
+            "final_acc_in_context_train_len": next(r for r in reversed(rows) if "loss_all" in r)["acc_in_context"],
             "by_length": by_length,
-            "head_scores": {k: v.tolist() for k, v in scores.items()},
-            "untrained": {"acc_in_context_by_length": untrained_by_length,
-                          "head_scores": {k: v.tolist() for k, v in untrained_scores.items()}},
+            "head_scores": scores["trained"],
+            "untrained": {"acc_in_context_by_length": untrained_by_length, "head_scores": scores["untrained"]},
             "curve": [{"step": r["step"], "acc_in_context": r["acc_in_context"]} for r in rows],
         }
     results: dict[str, Any] = {"experiment": "nope3", "preset": preset_name, "variants": variants,
                                "test_lengths": [int(t) for t in next(iter(variants.values()))["by_length"]]}
-    from inductionlab.experiments.nope3_report import write_figure, write_readme
+    from inductionlab.experiments.nope3_report import write_figures, write_readme
 
     cfg = variants["with-mlp"]["config"]
     results.update(question=QUESTION, claims=claims(results), setting=(
         f"General transformer (SCIENCE §3.2): {cfg['n_layers']} layers, {cfg['n_heads']} heads, d = {cfg['d_model']},"
         f" pre-LayerNorm, no positional encoding, trained {cfg['steps']} AdamW steps at T_train = {cfg['train_len']} "
-        "on in-context targets, attention-only and with MLPs; evaluated up to "
-        f"{results['test_lengths'][-1]} tokens; head scores on repeated random tokens."))
-    results["figures"] = [write_figure(results, out)]
+        f"with {cfg['trigger_mode']} triggers, loss on {cfg['loss_on']} targets, attention-only and with MLPs; "
+        f"evaluated up to {results['test_lengths'][-1]} tokens on non-degenerate sequences; head scores on "
+        "repeated random tokens and on the task's own sequences."))
+    results["figures"] = write_figures(results, out)
     write_readme(results, out)
     write_results(results, out)
     return results
 
 
-def _best(scores: dict[str, list[list[float]]], kind: str) -> float:
-    return max(max(row) for row in scores[kind])
+def _best(scores: dict[str, list[list[float]]], kind: str, layers: slice = slice(None)) -> float:
+    """The best head of ``kind`` over the given layers (NaN entries ignored)."""
+    values = [v for row in scores[kind][layers] for v in row if v == v]
+    return max(values) if values else float("nan")
+
+
+def _weaker_circuit(scores: dict[str, list[list[float]]]) -> tuple[float, str]:
+    """The weaker of the best previous-token head (any layer but the last) and the best induction head
+    (any layer but the first): a circuit needs both."""
+    best = {"previous_token": _best(scores, "previous_token", slice(0, -1)),
+            "induction": _best(scores, "induction", slice(1, None))}
+    kind = min(best, key=lambda k: best[k] if best[k] == best[k] else float("-inf"))
+    return best[kind], kind
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Does the model learn the in-context targets, keep them at longer T, and show the heads of §4.2?
 
-    Each against the untrained model of the same config (SCIENCE §7).
+    Each against the untrained model of the same config on the same sequences (SCIENCE §7).
     """
     mlp = results["variants"]["with-mlp"]
     attn = results["variants"]["attention-only"]
@@ -103,24 +126,28 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     lengths = results["test_lengths"]
     train_len = str(mlp["config"]["train_len"])
     longest = mlp["by_length"][str(lengths[-1])]["acc_in_context"]
-    heads = {kind: _best(mlp["head_scores"], kind) for kind in ("previous_token", "induction")}
-    untrained_heads = {kind: _best(untrained["head_scores"], kind) for kind in heads}
-    weaker = min(heads, key=heads.get)
-    return [
+    out = [
         claim("A 3-layer position-free transformer (with MLPs) learns the in-context targets",
               "in-context accuracy ≥ 0.9 at T_train, ≥ 0.3 above the untrained model",
-              "in-context accuracy at T_train (fresh evaluation sequences)",
+              "in-context accuracy at T_train, fresh non-degenerate sequences",
               mlp["by_length"][train_len]["acc_in_context"], untrained["acc_in_context_by_length"][train_len],
               "the untrained model (same config and init seed) on the same sequences",
-              Rule("higher", 0.9, 0.3), attention_only=attn["final_acc_in_context_train_len"]),
+              Rule("higher", 0.9, 0.3), attention_only=attn["by_length"][train_len]["acc_in_context"]),
         claim("With no positions to outgrow, it keeps working on longer prompts",
               f"in-context accuracy at T = {lengths[-1]} ≥ 0.85, ≥ 0.3 above the untrained model",
               f"in-context accuracy at T = {lengths[-1]} ({lengths[-1] // mlp['config']['train_len']}× T_train)",
               longest, untrained["acc_in_context_by_length"][str(lengths[-1])], "the untrained model on the same "
               "sequences", Rule("higher", 0.85, 0.3), at_train_len=mlp["by_length"][train_len]["acc_in_context"]),
-        claim("Its heads show the previous-token and induction patterns of §4.2",
-              "a head of each kind with score ≥ 0.5, ≥ 0.2 above the untrained model's best",
-              f"the weaker of the best previous-token and best induction head scores ({weaker}), on repeated "
-              "random tokens", heads[weaker], untrained_heads[weaker], "the same score of the untrained model",
-              Rule("higher", 0.5, 0.2), best=heads, untrained_best=untrained_heads),
     ]
+    for where, label in (("task", "on the task's own sequences (previous token at trigger outputs, induction keys "
+                                  "at in-context targets)"),
+                         ("random_tokens", "on repeated random tokens (TransformerLens head scores)")):
+        measured, kind = _weaker_circuit(mlp["head_scores"][where])
+        null, _ = _weaker_circuit(untrained["head_scores"][where])
+        out.append(claim(
+            f"Its heads show the previous-token and induction patterns of §4.2, {label}",
+            "a previous-token head and a later induction head, each with score ≥ 0.5, ≥ 0.2 above the untrained "
+            "model", f"the weaker of the best previous-token head and the best induction head ({kind})", measured,
+            null, "the same score of the untrained model", Rule("higher", 0.5, 0.2),
+            attention_only=_weaker_circuit(attn["head_scores"][where])[0]))
+    return out

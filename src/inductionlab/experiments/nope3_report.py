@@ -1,4 +1,4 @@
-"""Figure and README of the nope3 experiment (written next to ``results.json``)."""
+"""Figures and README of the nope3 experiment (written next to ``results.json``)."""
 
 from __future__ import annotations
 
@@ -6,47 +6,77 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullLocator
 
 from inductionlab.experiments.claims import claims_table
 from inductionlab.experiments.figures import save_figure
 
+DISTRIBUTIONS = {"random_tokens": "repeated random tokens", "task": "task sequences"}
+KINDS = ("previous_token", "induction")
 
-def write_figure(results: dict[str, Any], out: Path) -> str:
-    """Training curves, accuracy by test length, and head-score maps of both variants."""
+
+def write_figures(results: dict[str, Any], out: Path) -> list[str]:
+    """Training curves and accuracy by test length; head-score maps on both distributions."""
     variants = results["variants"]
-    fig, axes = plt.subplots(1, 2 + 2 * len(variants), figsize=(8 + 3.6 * len(variants), 3.8))
+    lengths = results["test_lengths"]
+    train_len = next(iter(variants.values()))["config"]["train_len"]
+    fig, (ax_curve, ax_len) = plt.subplots(1, 2, figsize=(11, 4))
     for variant, data in variants.items():
         curve = data["curve"]
-        axes[0].plot([c["step"] for c in curve], [c["acc_in_context"] for c in curve], "o-", ms=3, label=variant)
-        lengths = results["test_lengths"]
-        axes[1].plot(lengths, [data["by_length"][str(t)]["acc_in_context"] for t in lengths], "o-", label=variant)
-    axes[0].set(xlabel="step", ylabel="in-context accuracy", title="training", ylim=(0, 1.02))
-    axes[1].set(xlabel="test length T", xscale="log", title="by test length", ylim=(0, 1.02))
-    axes[1].axvline(next(iter(variants.values()))["config"]["train_len"], color="grey", lw=0.8, ls="--")
-    axes[0].legend()
-    for i, (variant, data) in enumerate(variants.items()):
-        for j, key in enumerate(("previous_token", "induction")):
-            ax = axes[2 + 2 * i + j]
-            image = ax.imshow(data["head_scores"][key], vmin=0, vmax=1, cmap="viridis")
-            ax.set(title=f"{variant}: {key}", xlabel="head", ylabel="layer")
-            fig.colorbar(image, ax=ax, shrink=0.8)
-    return save_figure(fig, out, "nope3")
+        ax_curve.plot([c["step"] for c in curve], [c["acc_in_context"] for c in curve], "o-", ms=3, label=variant)
+        ax_len.plot(lengths, [data["by_length"][str(t)]["acc_in_context"] for t in lengths], "o-", label=variant)
+        ax_len.plot(lengths, [data["untrained"]["acc_in_context_by_length"][str(t)] for t in lengths], ":",
+                    color=ax_len.lines[-1].get_color(), label=f"{variant}, untrained")
+    ax_curve.set(xlabel="step", ylabel="in-context accuracy", title="training (evaluation batch)", ylim=(0, 1.02))
+    ax_len.axvline(train_len, color="grey", lw=0.8, ls="--")
+    ax_len.set_xscale("log", base=2)
+    ax_len.xaxis.set_minor_locator(NullLocator())
+    ax_len.set_xticks(lengths, [str(t) for t in lengths])
+    ax_len.set(xlabel="test length T (T_train dashed)", ylabel="in-context accuracy", ylim=(0, 1.02),
+               title="by test length, non-degenerate sequences")
+    ax_curve.legend(fontsize=8)
+    ax_len.legend(fontsize=7)
+    names = [save_figure(fig, out, "nope3")]
+
+    columns = [(where, kind) for where in DISTRIBUTIONS for kind in KINDS]
+    fig, axes = plt.subplots(len(variants), len(columns), figsize=(3.4 * len(columns), 3.1 * len(variants)),
+                             squeeze=False)
+    for row, (variant, data) in enumerate(variants.items()):
+        for col, (where, kind) in enumerate(columns):
+            ax = axes[row][col]
+            grid = data["head_scores"][where][kind]
+            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+            for layer, values in enumerate(grid):
+                for head, value in enumerate(values):
+                    ax.text(head, layer, "–" if value != value else f"{value:.2f}", ha="center", va="center",
+                            color="white" if value != value or value < 0.6 else "black", fontsize=8)
+            ax.set_xticks(range(len(grid[0])), [f"head {h + 1}" for h in range(len(grid[0]))])
+            ax.set_yticks(range(len(grid)), [f"layer {layer + 1}" for layer in range(len(grid))])
+            ax.set_title(f"{variant}\n{kind.replace('_', '-')}, {DISTRIBUTIONS[where]}", fontsize=9)
+        fig.colorbar(image, ax=axes[row][-1], shrink=0.8)
+    names.append(save_figure(fig, out, "nope3_heads"))
+    return names
+
+
+def _best(grid: list[list[float]]) -> str:
+    values = [v for row in grid for v in row if v == v]
+    return "–" if not values else f"{max(values):.2f}"
 
 
 def write_readme(results: dict[str, Any], out: Path) -> None:
     lengths = results["test_lengths"]
     lines = ["# nope3: three-layer position-free general transformers (SCIENCE §6)", "",
              f"Preset `{results['preset']}`. {results['setting']}", "",
-             "| variant | first step acc ≥ 0.5 | ≥ 0.9 | final acc at T_train | "
-             + " | ".join(f"T={t}" for t in lengths) + " | best previous-token head | best induction head |",
-             "|---" * (len(lengths) + 6) + "|"]
+             "| variant | first step acc ≥ 0.5 | ≥ 0.9 | " + " | ".join(f"T={t}" for t in lengths)
+             + " | best previous-token head (task / random) | best induction head (task / random) |",
+             "|---" * (len(lengths) + 5) + "|"]
     for variant, data in results["variants"].items():
-        prev = max(max(row) for row in data["head_scores"]["previous_token"])
-        ind = max(max(row) for row in data["head_scores"]["induction"])
         first = data["first_step_acc_in_context"]
         accs = " | ".join(f"{data['by_length'][str(t)]['acc_in_context']:.3f}" for t in lengths)
-        lines.append(f"| {variant} | {first['0.5']} | {first['0.9']} | "
-                     f"{data['final_acc_in_context_train_len']:.3f} | {accs} | {prev:.2f} | {ind:.2f} |")
+        heads = data["head_scores"]
+        lines.append(f"| {variant} | {first['0.5']} | {first['0.9']} | {accs} | "
+                     f"{_best(heads['task']['previous_token'])} / {_best(heads['random_tokens']['previous_token'])} | "
+                     f"{_best(heads['task']['induction'])} / {_best(heads['random_tokens']['induction'])} |")
     lines += ["", "## Claims", "", claims_table(results["claims"])]
     lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
     (out / "README.md").write_text("\n".join(lines))

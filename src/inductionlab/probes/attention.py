@@ -139,6 +139,40 @@ def attention_probes(
     return out
 
 
+@torch.no_grad()
+def task_head_scores(model: nn.Module, tokens: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """Per-head scores on the task's own sequences (SCIENCE §4.2), each (n_layers, n_heads) float32.
+
+    tokens: (B, T+1), labels: (B, T) as for :func:`attention_probes`. For every layer and head:
+
+    - ``previous_token``: the mean attention on ``t − 1`` at trigger-output positions (the input at
+      ``t − 1`` was a trigger), where a previous-token head must look;
+    - ``induction``: the mean attention mass on the keys whose previous token equals the current
+      one, at in-context targets (label ≥ 2), where an induction head must look.
+
+    These mean something for a model trained on this task whatever its trigger mode; head scores
+    on repeated random tokens (:func:`head_scores`) only for one whose training rewarded induction
+    on arbitrary tokens. NaN where the batch has no such position.
+    """
+    inputs = tokens[:, :-1]
+    labels = labels.to(inputs.device)
+    cache: dict[str, Tensor] = {}
+    model(inputs, cache=cache)
+    b1, t1 = (labels[:, :-1] >= 1).nonzero(as_tuple=True)
+    t1 = t1 + 1  # the query right after a trigger
+    b2, t2 = (labels >= 2).nonzero(as_tuple=True)
+    before = torch.cat((torch.full_like(inputs[:, :1], -1), inputs[:, :-1]), dim=1)  # z_{s-1}; -1 at s=0
+    keys = torch.arange(inputs.shape[1], device=inputs.device)
+    match = ((before[b2] == inputs[b2, t2][:, None]) & (keys <= t2[:, None])).float()  # (n, T)
+    previous, induction = [], []
+    for layer in range(model.n_layers):
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()  # (B, H, T, T)
+        previous.append(pattern[b1, :, t1, t1 - 1].mean(0) if t1.numel() else torch.full(pattern.shape[1:2], math.nan))
+        induction.append((pattern[b2, :, t2] * match[:, None]).sum(-1).mean(0) if t2.numel()
+                         else torch.full(pattern.shape[1:2], math.nan))
+    return {"previous_token": torch.stack(previous).cpu(), "induction": torch.stack(induction).cpu()}
+
+
 # --------------------------------------------------------------------------- head scores
 
 

@@ -29,30 +29,38 @@ def _recall(scores: Tensor, targets: Tensor) -> tuple[float, float]:
 def wo_probe(model: AMTransformer) -> dict[str, float]:
     """``wo``: is ``argmax_j u_jᵀ W_O^L W_V^L e_k = k`` for each token k? (SCIENCE §4.1).
 
-    With a linear ``W_F`` everything downstream of layer L counts (SCIENCE §4.5): ``wo`` reads
-    the readout ``u_jᵀ (I + W_F) W_O^L W_V^L e_k`` that actually reaches the logits, and
-    ``wo_direct`` the literal §4.1 product without ``W_F``.
+    This is the memory of ``W_O^L`` itself, exactly as written (the ideal AMT of §4.3 scores 1).
+    With a linear ``W_F`` the readout that reaches the logits, ``u_jᵀ (I + W_F) W_O^L W_V^L e_k``,
+    is a different quantity (what the network outputs, not what ``W_O^L`` stores): ``wo_ff``.
     """
     phi = model.phi(model.n_layers)
     keys = torch.arange(model.n_tokens, device=phi.device)
-    acc, margin = _recall(model.emb @ phi.T @ model.readout().T, keys)  # [k, j] = u_jᵀ (I+W_F) Φ_L e_k
+    acc, margin = _recall(model.emb @ phi.T @ model.unemb.T, keys)  # [k, j] = u_jᵀ Φ_L e_k
     out = {"wo": acc, "wo_margin": margin, "wo_chance": 1.0 / model.n_tokens}
     if model.ff == "linear":
-        out["wo_direct"] = _recall(model.emb @ phi.T @ model.unemb.T, keys)[0]
+        acc, margin = _recall(model.emb @ phi.T @ model.readout().T, keys)  # u_jᵀ (I + W_F) Φ_L e_k
+        out.update(wo_ff=acc, wo_ff_margin=margin, wo_ff_chance=1.0 / model.n_tokens)
     return out
 
 
 def wk2_probe(model: AMTransformer, triggers: Tensor | None) -> dict[str, float]:
-    """``wk2``: is ``argmax_b e_aᵀ W_K^2 Φ_1 e_b = a`` for each trigger a? (SCIENCE §4.1).
+    """``wk2``: is ``argmax_b e_aᵀ W_K^2 Φ_1 e_b = a`` over all N tokens b, for each trigger a? (SCIENCE §4.1).
 
-    ``triggers``: (K,) int64, or ``None`` for random triggers (then every token is a key).
+    ``triggers``: (K,) int64, or ``None`` for random triggers (then every token is a trigger).
+    Chance ``1/N``. With fixed triggers, ``wk2_triggers`` ranks among the K triggers only, as in
+    Bietti et al.'s probe (chance ``1/K``): an easier question, right as soon as the matrix points
+    the right way among K keys.
     """
     if model.n_layers < 2:
         return {}
     keys = torch.arange(model.n_tokens, device=model.emb.device) if triggers is None else triggers
     recall = model.emb[keys] @ model.mat("wk2") @ model.phi(1) @ model.emb.T  # (K, N)
     acc, margin = _recall(recall, keys)
-    return {"wk2": acc, "wk2_margin": margin, "wk2_chance": 1.0 / model.n_tokens}
+    out = {"wk2": acc, "wk2_margin": margin, "wk2_chance": 1.0 / model.n_tokens}
+    if triggers is not None:
+        acc, margin = _recall(recall[:, keys], torch.arange(len(keys), device=recall.device))
+        out.update(wk2_triggers=acc, wk2_triggers_margin=margin, wk2_triggers_chance=1.0 / len(keys))
+    return out
 
 
 def layer1_position_scores(model: AMTransformer, seq_len: int) -> Tensor:
