@@ -1,4 +1,4 @@
-"""Derive the shipped tiny-Shakespeare counts (SCIENCE §2, default source).
+"""Derive the shipped tiny-Shakespeare counts (docs/science.md §2, default source).
 
 Usage (from the repository root):
 

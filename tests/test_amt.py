@@ -1,4 +1,4 @@
-"""The associative-memory transformer (SCIENCE §3.1): the fast path equals the explicit one."""
+"""The associative-memory transformer (docs/science.md §3.1): the fast path equals the explicit one."""
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ from inductionlab.models.positional import POS_ENCODINGS
 
 
 def reference_logits(model: AMTransformer, tokens: torch.Tensor) -> torch.Tensor:
-    """SCIENCE §3.1 written out literally, one position at a time in d-space (slow, obvious)."""
+    """docs/science.md §3.1 written out literally, one position at a time in d-space (slow, obvious)."""
     batch, seq_len = tokens.shape
     h = model.emb[tokens].double()
     if model.pos_enc in ("ape", "ape-sincos"):

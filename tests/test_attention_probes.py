@@ -1,4 +1,4 @@
-"""Attention probes and head scores (SCIENCE §4.2) on a hand-built induction circuit and on random models."""
+"""Attention probes and head scores (docs/science.md §4.2) on a hand-built induction circuit and on random models."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The birth experiment (SCIENCE §6): both settings planned as described, analysed end to end at smoke size.
+"""The birth experiment (docs/science.md §6): both settings planned as described, analysed end to end at smoke size.
 
 No test asserts a milestone of a trained model or a verdict: the order statistics are checked on
 handmade runs in test_experiment_claims; here the presets, the probe schedule and the plumbing.

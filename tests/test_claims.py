@@ -1,4 +1,4 @@
-"""Verdicts are computed from measured, null and rule (SCIENCE §7); a null never passes its own rule."""
+"""Verdicts are computed from measured, null and rule (docs/science.md §7); a null never passes its own rule."""
 
 import json
 import math

@@ -69,3 +69,11 @@ def test_yaml_file_errors(tmp_path):
         load_config(str(bad))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_the_encoding_list_and_the_config_type_agree():
+    from typing import get_args
+
+    from inductionlab.config import POS_ENCODINGS, PosEnc
+
+    assert get_args(PosEnc) == POS_ENCODINGS

@@ -1,4 +1,4 @@
-"""The claims of birth, length and nope3 from handmade results: the statistics and nulls by hand (SCIENCE §7)."""
+"""The claims of birth, length and nope3 from handmade results: statistics and nulls by hand (docs/science.md §7)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""SCIENCE §5/§6/§7 "hijack" end to end at the smoke preset: structure and relations, never verdicts.
+"""docs/science.md §5/§6/§7 "hijack" end to end at the smoke preset: structure and relations, never verdicts.
 
 The smoke models are tiny and barely trained, so their numbers mean nothing; what is checked is
 that every statistic the report judges by exists, for every encoding and seed, with its null, and

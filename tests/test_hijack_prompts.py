@@ -1,4 +1,4 @@
-"""Query pairs, settings and the per-prompt evaluation of the hijack experiment (SCIENCE §5)."""
+"""Query pairs, settings and the per-prompt evaluation of the hijack experiment (docs/science.md §5)."""
 
 import torch
 
@@ -13,7 +13,7 @@ from inductionlab.theory.trained import recall_matrices
 def test_query_pairs_vary_the_bigram_term():
     source = shakespeare_source()
     pairs = query_pairs(source, 8, seed=5)
-    assert source.decode([pairs[0].a, pairs[0].b]) == "tz"  # the SCIENCE §5 prototype comes first
+    assert source.decode([pairs[0].a, pairs[0].b]) == "tz"  # the docs/science.md §5 prototype comes first
     assert len({p.a for p in pairs}) == 8
     for p in pairs:
         assert p.rival == global_favourite(source, p.a)
@@ -30,7 +30,7 @@ def test_query_pairs_respect_exclusions_and_unlikely_successors():
     for exclude, max_prob in (((), 0.01), (triggers, 0.001)):
         for p in query_pairs(source, 8, seed=5, exclude=exclude, max_prob=max_prob):
             assert p.a not in exclude
-            assert source.bigram[p.a, p.b] < max_prob and source.bigram[p.a, p.c] < max_prob  # SCIENCE §5
+            assert source.bigram[p.a, p.b] < max_prob and source.bigram[p.a, p.c] < max_prob  # docs/science.md §5
 
 
 def test_prompts_of_a_setting_cover_every_pair_and_name_the_conflict_rival():
@@ -82,7 +82,7 @@ def test_conflict_gap_has_the_sign_of_the_majority():
 
 
 def test_on_the_ideal_amt_the_predictions_explain_the_gaps_within_settings():
-    """SCIENCE §4.4/§4.5 end to end: on the ideal AMT (large d) the fit-free predictions track the model
+    """docs/science.md §4.4/§4.5 end to end: on the ideal AMT (large d) the fit-free predictions track the model
     prompt by prompt, also within settings (a wrong rival, favoured token or setting index breaks this)."""
     from inductionlab.experiments.hijack_stats import within_r_squared
 

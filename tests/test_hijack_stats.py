@@ -1,4 +1,4 @@
-"""The hijack statistics and their nulls on cases whose values are known by hand (SCIENCE §5, §7)."""
+"""The hijack statistics and their nulls on cases whose values are known by hand (docs/science.md §5, §7)."""
 
 import math
 

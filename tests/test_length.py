@@ -1,4 +1,4 @@
-"""The length experiment's pieces (SCIENCE §4.4 (iv)); the full sweep runs from the CLI."""
+"""The length experiment's pieces (docs/science.md §4.4 (iv)); the full sweep runs from the CLI."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The memory-recall probes of SCIENCE §4.1 on weights whose memories are known exactly."""
+"""The memory-recall probes of docs/science.md §4.1 on weights whose memories are known exactly."""
 
 import math
 

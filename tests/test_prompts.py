@@ -1,4 +1,4 @@
-"""Designed prompt families (SCIENCE §5): structure, counts, seeds, decoding and errors."""
+"""Designed prompt families (docs/science.md §5): structure, counts, seeds, decoding and errors."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def brute_force_pairs(row: list[int], a: int) -> list[tuple[int, int]]:
 
 
 def brute_force_counts(row: list[int], a: int, n_tokens: int) -> tuple[int, list[int], list[int]]:
-    """SCIENCE §4.4 counts over the keys s = 1..T; key 1 (no predecessor) matches when z_1 = a."""
+    """docs/science.md §4.4 counts over the keys s = 1..T; key 1 (no predecessor) matches when z_1 = a."""
     n, c, u = 0, [0] * n_tokens, [0] * n_tokens
     for s, z in enumerate(row):
         if row[max(s - 1, 0)] == a:

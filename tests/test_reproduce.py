@@ -45,7 +45,7 @@ def test_results_hold_every_experiment_with_claims_and_figures(smoke):
     assert results["name"] == NAME and list(results["experiments"]) == list(EXPERIMENTS)
     for exp, res in results["experiments"].items():
         assert res["question"] and res["setting"] and res["claims"], exp
-        for c in res["claims"]:  # SCIENCE §7: a statistic, its null and the rule, side by side
+        for c in res["claims"]:  # docs/science.md §7: a statistic, its null and the rule, side by side
             assert c["verdict"] in VERDICTS and c["null_name"] and c["rule"].startswith("holds when"), (exp, c)
             assert all(c[k] is None or isinstance(c[k], float) for k in ("measured", "null")), (exp, c)
         assert res["figures"] and all((smoke / exp / f).is_file() for f in res["figures"])

@@ -1,4 +1,4 @@
-"""The bigram-with-triggers sampler (SCIENCE §2)."""
+"""The bigram-with-triggers sampler (docs/science.md §2)."""
 
 from __future__ import annotations
 

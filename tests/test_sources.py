@@ -1,4 +1,4 @@
-"""Bigram sources (SCIENCE §2): shipped Shakespeare counts and the Dirichlet source."""
+"""Bigram sources (docs/science.md §2): shipped Shakespeare counts and the Dirichlet source."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The ideal AMT (SCIENCE §4.3) and its closed-form logits (SCIENCE §4.4).
+"""The ideal AMT (docs/science.md §4.3) and its closed-form logits (docs/science.md §4.4).
 
-Positions in these tests are 0-based tensor indices; SCIENCE position ``s`` is index ``s - 1``.
+Positions in these tests are 0-based tensor indices; docs/science.md position ``s`` is index ``s - 1``.
 """
 
 import math
@@ -54,7 +54,7 @@ def last_logits(model, tokens: torch.Tensor) -> torch.Tensor:
 @pytest.mark.slow  # builds ideal models up to d = 8192
 @pytest.mark.parametrize("pos_enc", ["ape", "rpe", "bias"])
 def test_forward_converges_to_closed_form(pos_enc):
-    """SCIENCE §4.4: the ideal AMT's logits approach the closed form, error ∝ 1/√d.
+    """docs/science.md §4.4: the ideal AMT's logits approach the closed form, error ∝ 1/√d.
 
     Measured (seeds below): the largest error over 16 prompts × 20 logits is ≈ 3–5.3, 2.0, 0.8 at
     d = 256, 1024, 4096 (ape, rpe and bias alike); a wrong orientation or index gives ratios near 1.
@@ -102,7 +102,7 @@ def test_stronger_amt_forward_follows_its_own_closed_form():
 
 
 def test_ideal_memories_recall_their_associations():
-    """SCIENCE §4.3 read back at large d: each memory returns its α (stronger AMT: per-term weights)."""
+    """docs/science.md §4.3 read back at large d: each memory returns its α (stronger AMT: per-term weights)."""
     n, d, tau = 12, 4096, 10
     gen = torch.Generator().manual_seed(0)
     g = unit_scores(n, seed=4)
@@ -172,13 +172,13 @@ def test_query_without_earlier_occurrence_by_hand():
     torch.testing.assert_close(out.in_context, torch.tensor([in_context], dtype=torch.float64))
     torch.testing.assert_close(out.logits, out.in_context + g[0])
     torch.testing.assert_close(out.global_, g[0][None])
-    e = math.exp(a1)  # layer 1, SCIENCE position 3 (index 2): e^{α_1} on position 2, 1 on the others
+    e = math.exp(a1)  # layer 1, docs/science.md position 3 (index 2): e^{α_1} on position 2, 1 on the others
     torch.testing.assert_close(out.layer1_pattern[0, 2, :3], torch.tensor([1, e, 1], dtype=torch.float64) / (e + 2))
     assert out.layer1_pattern[0, 0, 0] == 1 and out.layer1_pattern[0, 2, 3:].abs().sum() == 0
 
 
 def test_query_not_a_trigger_gives_uniform_average():
-    """SCIENCE §4.4 (v): a ∉ Q → layer-2 scores 0, the in-context term is α_3 × token frequencies."""
+    """docs/science.md §4.4 (v): a ∉ Q → layer-2 scores 0, the in-context term is α_3 × token frequencies."""
     tokens = torch.tensor([[0, 3, 3, 1, 0, 2, 0], [4, 1, 2, 1, 1, 4, 4]])
     g = unit_scores(5, seed=0)
     out = closed_form_logits(tokens, ALPHAS, g, pos_enc="ape", train_len=7, triggers=torch.tensor([1, 4]))
@@ -191,7 +191,7 @@ def test_query_not_a_trigger_gives_uniform_average():
 
 
 def test_ape_beyond_training_length_drops_the_pair():
-    """SCIENCE §4.4 (iv): a pair (a, b) past τ gets uniform layer-1 attention, so b loses its in-context logit
+    """docs/science.md §4.4 (iv): a pair (a, b) past τ gets uniform layer-1 attention, so b loses its in-context logit
     under ape (closed form and ideal forward agree), but not under rpe."""
     tau, length, a, b = 16, 32, 0, 1
     filler = 2 + torch.randint(0, 8, (length,), generator=torch.Generator().manual_seed(0))
@@ -216,7 +216,7 @@ def test_previous_token_pattern_rows_sum_to_one_and_respect_tau():
     torch.testing.assert_close(beta.sum(-1), torch.ones(10, dtype=torch.float64))
     assert torch.all(beta.triu(1) == 0)
     torch.testing.assert_close(beta[7, :8], torch.full((8,), 1 / 8, dtype=torch.float64))  # index 7 ≥ τ
-    torch.testing.assert_close(beta[4, :5], torch.full((5,), 1 / 5, dtype=torch.float64))  # SCIENCE t = 5 > τ
+    torch.testing.assert_close(beta[4, :5], torch.full((5,), 1 / 5, dtype=torch.float64))  # docs/science.md t = 5 > τ
     assert beta[3, 2] == pytest.approx(math.exp(3) / (math.exp(3) + 3))  # index 3 < τ = 4
 
 

@@ -1,4 +1,4 @@
-"""Recall matrices and the three predictions of SCIENCE §4.5 on an ideal AMT with known answers."""
+"""Recall matrices and the three predictions of docs/science.md §4.5 on an ideal AMT with known answers."""
 
 import pytest
 import torch
@@ -38,7 +38,7 @@ def ideal():
 def test_recall_matrices_read_the_ideal_memories(ideal):
     model, g, _ = ideal
     rec = recall_matrices(model, T)
-    # finite d: every entry carries an error of order α/√d (SCIENCE §4.4)
+    # finite d: every entry carries an error of order α/√d (docs/science.md §4.4)
     for matrix, alpha in ((rec.R3, ALPHAS[2]), (rec.R2, ALPHAS[1])):
         assert abs(matrix.diagonal().mean().item() - alpha) < 0.4
         assert torch.all(matrix.argmax(dim=0) == torch.arange(N)) or torch.all(matrix.argmax(dim=1) == torch.arange(N))
@@ -130,3 +130,50 @@ def test_rpe_weights_only_match_equals_the_full_pattern(seq_len):
     beta1 = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
     expected = (beta1 @ key_match[..., None]).squeeze(-1)
     assert torch.allclose(_rpe_soft_match(table, tokens, key_match, max_dist), expected, atol=1e-12)
+
+
+def test_read_off_scalars_by_hand():
+    """Diagonal contrasts of hand-made recall matrices give back the planted weights exactly."""
+    from inductionlab.theory.scalar import read_off_scalars
+    from inductionlab.theory.trained import RecallMatrices
+
+    alpha3, alpha2 = torch.arange(1.0, N + 1), torch.linspace(2.0, 3.0, N)
+    g_raw = torch.randn(N, N, generator=torch.Generator().manual_seed(0))
+    table = torch.full((T, T), -0.7)
+    table[torch.arange(1, T), torch.arange(T - 1)] += torch.linspace(1.0, 4.0, T - 1)
+    rec = RecallMatrices(R3=torch.diag(alpha3) + 0.5, G=g_raw, R2=torch.diag(alpha2) - 1.0, layer1=table,
+                         pos_enc="ape", max_rel_dist=8)
+    s = read_off_scalars(rec, T)
+    assert torch.allclose(s["alpha3_j"], alpha3) and torch.allclose(s["alpha2_a"], alpha2, atol=1e-6)
+    assert torch.allclose(s["g"], g_raw - g_raw.mean(1, keepdim=True))
+    assert torch.allclose(s["alpha1_t"][1:], torch.linspace(1.0, 4.0, T - 1), atol=1e-5) and s["alpha1_t"][0] == 0
+    rel = torch.zeros(N, 9)
+    rel[:, 1] = torch.linspace(1.0, 3.0, N)
+    s = read_off_scalars(RecallMatrices(rec.R3, rec.G, rec.R2, rel, "rpe", 8), T)
+    assert float(s["alpha1"]) == pytest.approx(2.0)  # the distance-1 contrast, averaged over tokens
+    bias = torch.ones(9)
+    bias[1] = 3.0
+    assert float(read_off_scalars(RecallMatrices(rec.R3, rec.G, rec.R2, bias, "bias", 8), T)["alpha1"]) == 2.0
+
+
+def test_score_decomposition_adds_up_to_the_layer2_margin(ideal):
+    """The family-pair terms are a split of the layer-2 score: their induction margins sum to the score's
+    own margin (computed here from the model's cache), and on the ideal AMT the e_a × Φ₁e_b memory carries it."""
+    from inductionlab.theory.trained import score_decomposition
+
+    model, _, _ = ideal
+    gen = torch.Generator().manual_seed(9)
+    tokens = torch.randint(0, N, (32, T), generator=gen)
+    tokens[:, 5], tokens[:, 6], tokens[:, 12], tokens[:, 13] = 3, 7, 3, 9  # two induction keys for query 3
+    tokens[:, -1] = 3
+    out = score_decomposition(model, tokens)
+    cache = {}
+    with torch.no_grad():
+        model(tokens, cache=cache)
+    scores = cache["blocks.1.attn.hook_attn_scores"][:, 0, -1]  # (B, T): layer-2 scores of the last query
+    induction = torch.zeros_like(tokens, dtype=torch.bool)
+    induction[:, 1:] = tokens[:, :-1] == tokens[:, -1:]
+    margin = ((scores * induction).sum(1) / induction.sum(1) - (scores * ~induction).sum(1) / (~induction).sum(1))
+    assert sum(out["induction_margin"].values()) == pytest.approx(margin.mean().item(), rel=1e-4)
+    best = max(out["induction_margin"], key=out["induction_margin"].get)
+    assert best == "token×layer1_token"

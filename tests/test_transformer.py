@@ -1,4 +1,4 @@
-"""Tests for the general transformer (SCIENCE §3.2)."""
+"""Tests for the general transformer (docs/science.md §3.2)."""
 
 from __future__ import annotations
 

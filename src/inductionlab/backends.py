@@ -13,12 +13,10 @@ import signal
 import socket
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from inductionlab.errors import SweepError
-
-if TYPE_CHECKING:
-    from inductionlab.sweep import RunSpec
+from inductionlab.runs import RunSpec
 
 BACKENDS = ("local", "ray")
 

@@ -1,6 +1,6 @@
 """``inductionlab bench``: the numbers that say whether the hot paths are fast (issue "Core").
 
-- sampler throughput: sequences/s, one process, T=256, K=5 (SCIENCE §2);
+- sampler throughput: sequences/s, one process, T=256, K=5 (docs/science.md §2);
 - the median time of one paper-scale training step (sample + forward + backward + update) at
   d=256, T=256, batch 512, K=5 fixed triggers, SGD, 2 layers, ``ape``;
 - the peak memory of those steps, and the machine's fp32 matmul GFLOP/s for context.
@@ -46,7 +46,7 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> f
 
 
 def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5) -> dict[str, float]:
-    """Sequences per second of the SCIENCE §2 sampler at T=256, K=5 (median of ``repeats``)."""
+    """Sequences per second of the docs/science.md §2 sampler at T=256, K=5 (median of ``repeats``)."""
     from inductionlab.tasks.build import make_sampler
 
     cfg = validate(PAPER_SCALE)

@@ -127,16 +127,28 @@ def sweep(grid: str, out: str, backend: str, workers: int | None, address: str |
 @cli.command()
 @click.argument("experiments", nargs=-1)
 @click.option("--preset", default="quick", show_default=True,
-              help="quick (about 15 minutes on a 2-core CPU), paper, or smoke (a one-minute plumbing check).")
+              help="quick (about 17 minutes on a 2-core CPU), paper (the papers' sizes, for a GPU), or smoke (a "
+                   "one-minute plumbing check).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: results/PRESET).")
 @backend_options
 @click.option("--name", default=None, help="Title of the report.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--dry-run", is_flag=True, help="Print the planned runs and their estimated time on this machine "
+              "(from a short measurement of each kind of run); train nothing, write nothing.")
 def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backend: str, workers: int | None,
-              address: str | None, name: str | None, quiet: bool) -> None:
+              address: str | None, name: str | None, quiet: bool, dry_run: bool) -> None:
     """Reproduce EXPERIMENTS (default: birth hijack length nope3) and write report.html and results.json."""
     from inductionlab.experiments import EXPERIMENTS
     from inductionlab.reproduce import reproduce as run_reproduce
+
+    if dry_run:
+        from inductionlab.estimate import format_estimate
+        from inductionlab.reproduce import dry_run as plan_only
+        from inductionlab.train import resolve_device
+
+        click.echo(format_estimate(plan_only(preset, experiments or EXPERIMENTS, workers=workers),
+                                   str(resolve_device("auto"))))
+        return
 
     out_dir = Path(out) if out else Path("results") / preset
     try:

@@ -15,7 +15,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inductionlab.errors import ConfigError
-from inductionlab.models.positional import ABSOLUTE_ENCODINGS
+
+# docs/science.md §3.1; the models check against these lists
+POS_ENCODINGS = ("ape", "ape-sincos", "rpe", "bias", "rope", "none")
+ABSOLUTE_ENCODINGS = ("ape", "ape-sincos")
+PosEnc = Literal["ape", "ape-sincos", "rpe", "bias", "rope", "none"]
 
 PositiveInt = Field(gt=0)
 
@@ -25,7 +29,7 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """The bigram-with-triggers task (SCIENCE §2)."""
+    """The bigram-with-triggers task (docs/science.md §2)."""
 
     source: Literal["shakespeare", "dirichlet"] = "shakespeare"
     vocab_size: int = Field(65, gt=1, description="N for the dirichlet source (shakespeare is always 65)")
@@ -46,12 +50,12 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """The model (SCIENCE §3): the associative-memory transformer or the general transformer."""
+    """The model (docs/science.md §3): the associative-memory transformer or the general transformer."""
 
     arch: Literal["amt", "transformer"] = "amt"
     d_model: int = Field(256, gt=0)
     n_layers: int = Field(2, gt=0)
-    pos_enc: Literal["ape", "ape-sincos", "rpe", "bias", "rope", "none"] = "ape"
+    pos_enc: PosEnc = "ape"
     pos_all_layers: bool = False
     max_len: int = Field(2048, gt=0, description="positions with an absolute encoding")
     max_rel_dist: int = Field(64, gt=0, description="δmax, the clip of relative distances")
@@ -77,7 +81,8 @@ class TrainConfig(_Strict):
     steps: int = Field(1000, gt=0)
     loss_on: Literal["in-context", "all"] = "in-context"
     eval_every: int = Field(50, gt=0)
-    probe_every: int = Field(0, ge=0, description="also log the weight-space memory probes (SCIENCE §4.1, cheap) "
+    probe_every: int = Field(0, ge=0, description="also log the weight-space memory probes (docs/science.md "
+                             "§4.1, cheap) "
                              "every this many steps; 0: only at evaluation steps")
     eval_dense_until: int = Field(0, ge=0, description="also evaluate at every step up to this one (where "
                                   "the early transitions happen)")
@@ -125,7 +130,7 @@ class RunConfig(_Strict):
 
 
 def trainable_names(model: ModelConfig) -> tuple[str, ...]:
-    """Names of the AMT matrices that may be trained (SCIENCE §3.1)."""
+    """Names of the AMT matrices that may be trained (docs/science.md §3.1)."""
     names = [f"{m}{layer}" for layer in range(1, model.n_layers + 1) for m in ("wk", "wv", "wo")]
     if model.pos_enc == "bias":
         names += [f"bias{layer}" for layer in range(1, model.n_layers + 1)]
@@ -136,7 +141,7 @@ def trainable_names(model: ModelConfig) -> tuple[str, ...]:
 
 
 def default_trained(model: ModelConfig) -> tuple[str, ...]:
-    """SCIENCE §3.1 default: every ``W_K``, the last ``W_O``, ``W_F`` and the position biases."""
+    """docs/science.md §3.1 default: every ``W_K``, the last ``W_O``, ``W_F`` and the position biases."""
     names = [f"wk{layer}" for layer in range(1, model.n_layers + 1)] + [f"wo{model.n_layers}"]
     if model.pos_enc == "bias":
         layers = range(1, model.n_layers + 1) if model.pos_all_layers else (1,)

@@ -23,3 +23,11 @@ class CheckpointError(InductionLabError):
 
 class SweepError(InductionLabError):
     """A run of a sweep failed, or a sweep backend cannot be reached."""
+
+
+class ShapeError(InductionLabError, ValueError):
+    """Tensors handed to a library function do not fit together (shapes, lengths, alignment)."""
+
+
+class NumericalError(InductionLabError, ArithmeticError):
+    """A computation produced something unusable: a non-finite value, a table that does not reproduce its input."""

@@ -1,9 +1,9 @@
-"""Losses, accuracies by label and the probes, on a fixed evaluation batch (SCIENCE §2, §4.1, §4.2),
+"""Losses, accuracies by label and the probes, on a fixed evaluation batch (docs/science.md §2, §4.1, §4.2),
 and the evaluation of a trained model at any sequence length (the length and nope3 experiments).
 
-Labels split the targets by what can predict them (SCIENCE §2): ``0`` the global bigram,
+Labels split the targets by what can predict them (docs/science.md §2): ``0`` the global bigram,
 ``1`` a trigger's first firing (unpredictable), ``≥ 2`` the in-context targets. Accuracies are
-over the non-degenerate sequences (SCIENCE §6), with the degenerate share beside them.
+over the non-degenerate sequences (docs/science.md §6), with the degenerate share beside them.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def in_context_positions(labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def training_loss(model: nn.Module, batch: TriggerBatch, loss_on: str, buckets: int = 8) -> Tensor:
-    """Mean cross-entropy on the in-context targets (label ≥ 2) or on every target (SCIENCE §2).
+    """Mean cross-entropy on the in-context targets (label ≥ 2) or on every target (docs/science.md §2).
 
     The in-context loss reads only the positions with label ≥ 2, so the last layer computes its
     queries only there. Rows differ in how many such positions they have (a degenerate sequence
@@ -62,7 +62,7 @@ def training_loss(model: nn.Module, batch: TriggerBatch, loss_on: str, buckets: 
 
 
 def degenerate_shares(labels: Tensor, degenerate: Tensor) -> dict[str, float]:
-    """The fraction of rows that are degenerate and of in-context targets (label ≥ 2) they supply (SCIENCE §2).
+    """The fraction of rows that are degenerate and of in-context targets (label ≥ 2) they supply (docs/science.md §2).
 
     labels: (B, T); degenerate: (B,) bool. A degenerate sequence repeats a trigger cycle forever,
     so its tail is trivially predictable and it holds many in-context targets.
@@ -77,7 +77,7 @@ def degenerate_shares(labels: Tensor, degenerate: Tensor) -> dict[str, float]:
 def label_metrics(model: nn.Module, batch: TriggerBatch, bigram: Tensor, chunk: int = 64) -> dict[str, float]:
     """Loss and accuracy per label group, plus the bigram's own loss on the global targets.
 
-    Every group is measured over the **non-degenerate** sequences (SCIENCE §6); the in-context
+    Every group is measured over the **non-degenerate** sequences (docs/science.md §6); the in-context
     accuracy and loss are also given over all sequences (``*_in_context_all``), beside the share
     of rows and of in-context targets that degenerate sequences make up.
     """
@@ -171,7 +171,7 @@ def evaluate_length(model, batch: TriggerBatch, train_len: int, chunk: int = 16)
     prev_hit = torch.cat(prev_hit).float()  # (B, T-1): query position t+1 attends t
     seq_len = labels.shape[1]
     in_context_all = labels >= 2
-    in_context = in_context_all & ~batch.degenerate[:, None].to(labels.device)  # SCIENCE §6: non-degenerate
+    in_context = in_context_all & ~batch.degenerate[:, None].to(labels.device)  # docs/science.md §6: non-degenerate
     positions = torch.arange(seq_len, device=labels.device).expand_as(labels)
 
     def acc(mask: torch.Tensor) -> float | None:

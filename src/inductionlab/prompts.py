@@ -1,4 +1,4 @@
-"""Designed prompt families (SCIENCE §5), built from a seeded :class:`PromptSpec`.
+"""Designed prompt families (docs/science.md §5), built from a seeded :class:`PromptSpec`.
 
 Every prompt is ``z_1..z_T`` (0-based ``tokens[:, 0..T-1]``) and ends in the query ``a``
 (``tokens[:, -1] == a``). Apart from the query, ``a`` appears *only* where the family plants it,
@@ -45,7 +45,7 @@ _NEEDS_B = ("count", "distance", "conflict", "non-trigger")
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """One designed family (SCIENCE §5) and its parameters.
+    """One designed family (docs/science.md §5) and its parameters.
 
     family:    one of FAMILIES.
     seq_len:   T, the prompt length including the final query token ``a``; T ≥ 2.
@@ -146,7 +146,7 @@ class PromptBatch:
         return sep.join(parts)
 
     def counts(self) -> dict[str, torch.Tensor]:
-        """The in-context counts of SCIENCE §4.4, per prompt, over the keys ``s = 1..T`` (1-based).
+        """The in-context counts of docs/science.md §4.4, per prompt, over the keys ``s = 1..T`` (1-based).
 
         A key ``s`` *matches* when ``z_{s-1} = a``. Key ``s = 1`` has no previous token; in the
         ``α_1 → ∞`` limit its layer-1 attention is on itself, so it matches when ``z_1 = a`` (read
@@ -256,7 +256,7 @@ def validate_spec(spec: PromptSpec, source: BigramSource) -> None:
 
 
 def global_favourite(source: BigramSource, a: int) -> int:
-    """``j* = argmax_j π_b(j|a)``, the bigram's favourite successor of ``a`` (SCIENCE §4.4 (i)).
+    """``j* = argmax_j π_b(j|a)``, the bigram's favourite successor of ``a`` (docs/science.md §4.4 (i)).
 
     Ties go to the smallest id. ``j*`` may equal ``a`` itself (e.g. newline after newline).
     """
@@ -264,7 +264,7 @@ def global_favourite(source: BigramSource, a: int) -> int:
 
 
 def default_pair(source: BigramSource) -> tuple[int, int, int]:
-    """``(a, b, j*)`` for the designed prompts (SCIENCE §5).
+    """``(a, b, j*)`` for the designed prompts (docs/science.md §5).
 
     A character source holding ``'t'`` and ``'z'`` (tiny Shakespeare) gets the §5 prototype
     ``a = 't'``, ``b = 'z'`` (``π_b('z'|'t') ≈ 4.5e-5``). Any other source gets the most frequent
@@ -285,7 +285,7 @@ def default_pair(source: BigramSource) -> tuple[int, int, int]:
 
 
 def contending_tokens(spec: PromptSpec, source: BigramSource) -> tuple[int, ...]:
-    """The tokens whose logits SCIENCE §5 compares: ``(b, j*)``, or ``(b, c, j*)`` for ``conflict``.
+    """The tokens whose logits docs/science.md §5 compares: ``(b, j*)``, or ``(b, c, j*)`` for ``conflict``.
 
     For ``no-context`` without ``b``: ``(j*,)``. Entries can coincide (when ``j*`` is ``b`` or
     ``c``); the gaps are then zero by construction, which is worth knowing rather than hiding.
@@ -357,7 +357,7 @@ def _build_filler_tables(source: BigramSource, a: int) -> tuple[torch.Tensor, to
 
 
 def make_prompts(spec: PromptSpec, source: BigramSource, triggers: torch.Tensor | None = None) -> PromptBatch:
-    """Build ``spec.n_prompts`` prompts of one SCIENCE §5 family (see the module docstring).
+    """Build ``spec.n_prompts`` prompts of one docs/science.md §5 family (see the module docstring).
 
     triggers: the fixed triggers ``Q`` of the model the prompts are for (any shape of int ids);
     ``non-trigger`` raises ConfigError when ``a ∈ Q``. Other families ignore it.

@@ -1,4 +1,4 @@
-"""One command reproduces every experiment of SCIENCE §6 and writes the report.
+"""One command reproduces every experiment of docs/science.md §6 and writes the report.
 
 ``reproduce`` gathers the runs of every experiment into one sweep (so a process pool or a Ray
 cluster works on all of them at once), analyses each experiment from the finished runs, and
@@ -37,7 +37,7 @@ from inductionlab.experiments import (
     results_folder,
 )
 from inductionlab.runs import atomic_write
-from inductionlab.sweep import check_backend, run_sweep
+from inductionlab.sweep import check_backend, check_specs, run_sweep
 
 
 def environment() -> dict[str, Any]:
@@ -63,19 +63,36 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def planned_runs(preset: str, experiments: tuple[str, ...] = EXPERIMENTS) -> list:
+    """Every run the named experiments need at ``preset``, validated (ConfigError for a bad name)."""
+    if preset not in EXPERIMENT_PRESETS:
+        raise ConfigError(f"--preset: unknown preset {preset!r}; allowed: {', '.join(EXPERIMENT_PRESETS)}")
+    if not experiments:
+        raise ConfigError(f"experiments: name at least one of {', '.join(EXPERIMENTS)}")
+    specs = [spec for exp in experiments for spec in experiment_module(exp).plan(preset)]
+    check_specs(specs, f"--preset {preset}")
+    return specs
+
+
+def dry_run(preset: str, experiments: tuple[str, ...] = EXPERIMENTS, *, workers: int | None = None) -> dict[str, Any]:
+    """The planned runs with their sizes and their estimated time on this machine; nothing is trained."""
+    from inductionlab.backends import default_workers
+    from inductionlab.estimate import estimate
+
+    specs = planned_runs(preset, experiments)
+    workers = workers or default_workers()
+    return estimate(specs, workers, max(1, default_workers() // workers))
+
+
 def reproduce(out: str | Path, preset: str = "quick", experiments: tuple[str, ...] = EXPERIMENTS, *,
               backend: str = "local", workers: int | None = None, address: str | None = None,
               name: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train every run of ``experiments`` at ``preset`` on ``backend``, analyse them, write the report."""
-    if preset not in EXPERIMENT_PRESETS:
-        raise ConfigError(f"--preset: unknown preset {preset!r}; allowed: {', '.join(EXPERIMENT_PRESETS)}")
+    specs = planned_runs(preset, experiments)
     modules = {exp: experiment_module(exp) for exp in experiments}
-    if not modules:
-        raise ConfigError(f"experiments: name at least one of {', '.join(EXPERIMENTS)}")
     check_backend(backend, workers, None, address)
     out = results_folder(out)
     start = time.perf_counter()
-    specs = [spec for module in modules.values() for spec in module.plan(preset)]
     run_sweep(specs, out, backend=backend, workers=workers, address=address, progress=progress,
               desc=f"reproduce {preset}")
     results: dict[str, Any] = {"name": name or f"inductionlab reproduce --preset {preset}", "preset": preset,

@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from inductionlab.config import RunConfig, to_yaml, validate
+from inductionlab.config import RunConfig, load_config, to_yaml, validate
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
 
 KEEP_CHECKPOINTS = 2
@@ -181,3 +183,32 @@ class RunDir:
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{tensor_path}: corrupt checkpoint ({err})") from None
         return tensors, state
+
+
+# ---------------------------------------------------------------------------- run specifications
+
+
+def seed_overrides(seed: int) -> list[str]:
+    """The one convention for a sweep seed: ``seeds.init = s``, ``seeds.data = s + 100``."""
+    return [f"seeds.init={seed}", f"seeds.data={seed + 100}"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: ``preset`` (name or YAML path) with ``overrides``, named ``name``.
+
+    ``params`` are the values that identify the run in the results table (grid values, seed).
+    """
+
+    name: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def folder(self) -> str:
+        """The run's folder name under ``runs/``: the name with unsafe characters replaced."""
+        return re.sub(r"[^A-Za-z0-9._=+-]+", "_", self.name).strip("._") or "run"
+
+    def config(self) -> RunConfig:
+        return load_config(self.preset, [*self.overrides, f"name={yaml.safe_dump(self.name).strip()}"])

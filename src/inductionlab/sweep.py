@@ -37,37 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from inductionlab.backends import BACKENDS, LocalBackend, RayBackend, default_workers
-from inductionlab.config import RunConfig, load_config
+from inductionlab.config import RunConfig
 from inductionlab.errors import ConfigError, RunDirError, SweepError
-from inductionlab.runs import RunDir, atomic_write
+from inductionlab.runs import RunDir, RunSpec, atomic_write, seed_overrides
 
 POLL_S = 0.5
-
-
-def seed_overrides(seed: int) -> list[str]:
-    """The one convention for a sweep seed: ``seeds.init = s``, ``seeds.data = s + 100``."""
-    return [f"seeds.init={seed}", f"seeds.data={seed + 100}"]
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of a sweep: ``preset`` (name or YAML path) with ``overrides``, named ``name``.
-
-    ``params`` are the values that identify the run in the results table (grid values, seed).
-    """
-
-    name: str
-    preset: str
-    overrides: tuple[str, ...] = ()
-    params: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def folder(self) -> str:
-        """The run's folder name under ``runs/``: the name with unsafe characters replaced."""
-        return re.sub(r"[^A-Za-z0-9._=+-]+", "_", self.name).strip("._") or "run"
-
-    def config(self) -> RunConfig:
-        return load_config(self.preset, [*self.overrides, f"name={yaml.safe_dump(self.name).strip()}"])
 
 
 # ------------------------------------------------------------------------------ grid files

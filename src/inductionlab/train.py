@@ -201,7 +201,7 @@ def train(
 
 
 def milestones(rows: list[dict[str, Any]], level: float = 0.9) -> dict[str, int | None]:
-    """When things happen in a run, from its logged metrics (SCIENCE §6 "birth").
+    """When things happen in a run, from its logged metrics (docs/science.md §6 "birth").
 
     ``wo``, ``wk2``, ``wk1``, ``acc_in_context``: the first logged step at which each reaches
     ``level``. ``loss_global_fell``: the first step at which the global-bigram loss (label 0) has

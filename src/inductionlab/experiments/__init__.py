@@ -1,4 +1,4 @@
-"""Experiments of SCIENCE §6: each goes from a preset to a results folder through the sweep runner.
+"""Experiments of docs/science.md §6: each goes from a preset to a results folder through the sweep runner.
 
 An experiment module defines
 

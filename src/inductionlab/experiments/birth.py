@@ -1,4 +1,4 @@
-"""Experiment "birth" (SCIENCE §2, §3.1, §4.1, §6): watch an induction head being born, in two settings.
+"""Experiment "birth" (docs/science.md §2, §3.1, §4.1, §6): watch an induction head being born, in two settings.
 
 Bietti et al.'s two questions need two training settings, kept apart here:
 
@@ -12,7 +12,7 @@ Bietti et al.'s two questions need two training settings, kept apart here:
   step; the claim is the order in which they cross 0.8, 0.9 and 0.95: ``W_O²`` (``wo``), then
   ``W_K²`` (``wk2``), then ``W_K¹`` (``wk1``).
 
-An order is a statement over seeds (SCIENCE §7): the fraction of seeds in which it holds
+An order is a statement over seeds (docs/science.md §7): the fraction of seeds in which it holds
 strictly, against the chance that random milestones fall in that order. A seed on which a
 milestone is never reached is *undetermined*: it counts at the null's value, neither for nor
 against the order.
@@ -26,8 +26,7 @@ from typing import Any
 
 from inductionlab.experiments import experiment_preset, seed_spread, write_results
 from inductionlab.experiments.claims import Rule, claim
-from inductionlab.runs import RunDir
-from inductionlab.sweep import RunSpec, seed_overrides
+from inductionlab.runs import RunDir, RunSpec, seed_overrides
 
 PRESETS = {
     "quick": {"all": "birth-quick", "topdown": "birth-topdown-quick", "all_seeds": (0, 1, 2),
@@ -46,7 +45,7 @@ GLOBAL_NATS = 0.05  # "the global loss comes within 0.05 nats of the bigram opti
 ICL_MARGIN = 0.1  # "the in-context accuracy exceeds the one-layer model's final accuracy by 0.1"
 ORDER_RULE = Rule("higher", 1.0, 0.1)
 QUESTION = ("Does a two-layer transformer learn the in-context targets that a one-layer one cannot, is the global "
-            "bigram learnt first, and do the memories form top-down (SCIENCE §6)?")
+            "bigram learnt first, and do the memories form top-down (docs/science.md §6)?")
 
 
 def plan(preset_name: str) -> list[RunSpec]:
@@ -76,7 +75,7 @@ def first_step(rows: list[dict[str, Any]], test) -> int | None:
 
 
 def order_statistic(milestones: dict[str, dict[str, int | None]], keys: tuple[str, ...], null: float) -> dict[str, Any]:
-    """How often the milestones ``keys`` come in this strict order, over seeds (SCIENCE §7).
+    """How often the milestones ``keys`` come in this strict order, over seeds (docs/science.md §7).
 
     Each seed is *in order* (strictly increasing steps), *tied* (two equal steps), in *another
     order*, or *undetermined* (a milestone never reached). ``fraction`` counts an undetermined seed
@@ -179,7 +178,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The statements of SCIENCE §6 "birth", each a statistic against a null (SCIENCE §7)."""
+    """The statements of docs/science.md §6 "birth", each a statistic against a null (docs/science.md §7)."""
     a = results["all_targets"]
     two, one = a["final"]["two-layer"]["acc_in_context"], a["final"]["one-layer"]["acc_in_context"]
     first = a["global_first"]
@@ -207,7 +206,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     untrained = {mem: statistics.fmean(d["untrained"][mem]["mean"] for d in results["top_down"].values())
                  for mem in MEMORIES}
     weakest = min(finals, key=finals.get)
-    out.append(claim("(b) At the end every memory is recalled (SCIENCE §4.1 probes)", "each of wo, wk2, wk1 ≥ 0.9",
+    out.append(claim("(b) At the end every memory is recalled (docs/science.md §4.1 probes)",
+                     "each of wo, wk2, wk1 ≥ 0.9",
                      f"the weakest probe at the end ({weakest}), mean over seeds and inits", finals[weakest],
                      untrained[weakest], "the same probe of the untrained model (step 0)", Rule("higher", 0.9, 0.3),
                      final=finals, untrained=untrained))

@@ -94,7 +94,8 @@ def _cell(stats: dict[str, Any] | None) -> str:
 
 def write_readme(results: dict[str, Any], out: Path) -> None:
     a, b = results["all_targets"], results["top_down"]
-    lines = ["# Birth of an induction head (SCIENCE §6)", "", f"Preset `{results['preset']}`. {results['setting']}", "",
+    lines = ["# Birth of an induction head (docs/science.md §6)", "",
+             f"Preset `{results['preset']}`. {results['setting']}", "",
              "## (a) All targets, with W_F", "",
              "| depth | in-context acc. | over all sequences | degenerate share of in-context targets | global loss "
              "| bigram optimum |", "|---|---|---|---|---|---|"]

@@ -1,4 +1,4 @@
-"""Claims and their nulls (SCIENCE §7): every verdict is computed, never written by hand.
+"""Claims and their nulls (docs/science.md §7): every verdict is computed, never written by hand.
 
 A claim states three numbers and a rule:
 
@@ -82,7 +82,7 @@ def _finite(value: float | None) -> bool:
 
 def claim(text: str, predicted: str, statistic: str, measured: float | None, null: float | None, null_name: str,
           rule: Rule, **detail: Any) -> dict[str, Any]:
-    """One claim of a report (SCIENCE §7), its verdict computed by ``rule``.
+    """One claim of a report (docs/science.md §7), its verdict computed by ``rule``.
 
     text: what is claimed; predicted: what the science predicts, in words; statistic: what
     ``measured`` and ``null`` are; detail: per-seed values and notes kept beside them. A value that

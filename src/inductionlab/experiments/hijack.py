@@ -1,11 +1,11 @@
-"""Experiment "hijack" (SCIENCE §5, §6, §7): designed prompts on trained models against §4.4/§4.5.
+"""Experiment "hijack" (docs/science.md §5, §6, §7): designed prompts on trained models against §4.4/§4.5.
 
 Families 1–3 and 5 run on models trained with random triggers, all-target loss and a linear
 ``W_F``, once with relative (``rpe``) and once with absolute (``ape``) positions; family 4 on the
 same model trained with fixed triggers. Every configuration is trained with several seeds. Each
 setting's prompts come from several query pairs (:mod:`~inductionlab.experiments.hijack_prompts`),
-every prompt is evaluated on the model and on the three predictions of SCIENCE §4.5, and every
-claim compares a statistic of the theory with the same statistic of a null (SCIENCE §7):
+every prompt is evaluated on the model and on the three predictions of docs/science.md §4.5, and every
+claim compares a statistic of the theory with the same statistic of a null (docs/science.md §7):
 
 - the logit gaps: held-out within-setting R² of each prediction against the best of the
   setting-mean oracle, the bigram alone and a count regression;
@@ -36,7 +36,7 @@ from inductionlab.experiments.hijack_prompts import (
     unigram_settings,
 )
 from inductionlab.models.positional import ABSOLUTE_ENCODINGS
-from inductionlab.sweep import RunSpec, seed_overrides
+from inductionlab.runs import RunSpec, seed_overrides
 from inductionlab.tasks.build import make_sampler
 from inductionlab.theory.trained import recall_matrices, score_decomposition
 from inductionlab.train import open_trained
@@ -45,9 +45,9 @@ PRESETS = {
     "quick": {"preset": "hijack-quick", "seeds": (0, 1, 2), "n_pairs": 8, "per_pair": 8,
               "count_T": (32, 128, 512, 1024), "count_n": tuple(range(9)), "distance_T": (64, 128, 256),
               "filler_T": (64, 256), "filler_copies": (0, 2, 4, 8, 16), "non_trigger_n": (0, 1, 2, 4, 8, 16)},
-    "paper": {"preset": "hijack-quick", "seeds": (0, 1, 2, 3, 4), "n_pairs": 12, "per_pair": 16,
-              "count_T": (32, 64, 128, 256, 512, 1024, 2048), "count_n": tuple(range(13)),
-              "distance_T": (64, 128, 256, 512), "filler_T": (64, 256, 1024), "filler_copies": (0, 2, 4, 8, 16, 32),
+    "paper": {"preset": "hijack-paper", "seeds": (0, 1, 2, 3, 4), "n_pairs": 12, "per_pair": 16,
+              "count_T": (64, 256, 1024, 4096), "count_n": tuple(range(13)),
+              "distance_T": (256, 512, 1024), "filler_T": (256, 1024), "filler_copies": (0, 4, 16, 32, 64),
               "non_trigger_n": (0, 1, 2, 4, 8, 16)},
     "smoke": {"preset": "hijack-quick", "set": ("train.steps=40", "model.d_model=64", "train.eval_every=20"),
               "seeds": (0, 1), "n_pairs": 8, "per_pair": 2, "count_T": (32, 128), "count_n": tuple(range(9)),
@@ -57,7 +57,8 @@ MODELS = (("random", "rpe"), ("random", "ape"), ("fixed", "rpe"))
 ENCODINGS = ("rpe", "ape")
 PAIR_SEED = 5
 QUESTION = ("When the prompt and the stored bigram disagree, which wins, and do the closed-form logits of "
-            "SCIENCE §4.4/§4.5 predict the model's choice better than predictors that know nothing of the mechanism?")
+            "docs/science.md §4.4/§4.5 predict the model's choice better than predictors that know nothing of the "
+            "mechanism?")
 
 
 def plan(preset_name: str) -> list[RunSpec]:

@@ -1,4 +1,4 @@
-"""Across seeds: held-out fits, agreement with the model, crossovers, slopes (SCIENCE §4.5, §5, §7).
+"""Across seeds: held-out fits, agreement with the model, crossovers, slopes (docs/science.md §4.5, §5, §7).
 
 Every fitted predictor is fitted on the prompts of the *other* seeds of the same encoding and
 scored on this seed's prompts (leave one seed out); the scalar form is also fitted in sample
@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from inductionlab.errors import ConfigError, ShapeError
 from inductionlab.experiments import seed_spread
 from inductionlab.experiments.hijack_eval import FEATURES, PromptTable
 from inductionlab.experiments.hijack_prompts import Setting
@@ -55,10 +56,10 @@ def add_fitted_gaps(tables: dict[int, PromptTable], core: dict[int, Tensor]) -> 
     """
     seeds = sorted(tables)
     if len(seeds) < 2:
-        raise ValueError("hijack: held-out fits need at least two seeds")
+        raise ConfigError("hijack: held-out fits need at least two seeds (the preset's seeds)")
     keys = {s: t.setting * 100_000 + t.pair for s, t in tables.items()}
     if any(not torch.equal(keys[s], keys[seeds[0]]) for s in seeds):
-        raise ValueError("hijack: every seed must be evaluated on the same prompts in the same order")
+        raise ShapeError("hijack: every seed must be evaluated on the same prompts in the same order")
     fits: dict[str, Any] = {"held_out": {}, "in_sample": {}, "count_regression": {"features": list(FEATURES)},
                             "attention_regression": {"features": ["attention to b − to rival", "g_ab − g_a,rival",
                                                                   "intercept"]}}

@@ -1,9 +1,9 @@
 """One trained model on the designed prompts: per-prompt gaps, predictions and baseline inputs.
 
 For every prompt (query ``a``, favoured token ``b``, rival ``j*`` or ``c``), :func:`evaluate_model`
-records the model's logit gap ``ξ_b − ξ_rival``, the gaps of the predictions of SCIENCE §4.5 that
+records the model's logit gap ``ξ_b − ξ_rival``, the gaps of the predictions of docs/science.md §4.5 that
 need no fit (weights-only, readout, the scalar form read off without a fit), the terms the scalar
-fit needs at every grid point, and what the baselines of SCIENCE §7 need: the bigram-only gap
+fit needs at every grid point, and what the baselines of docs/science.md §7 need: the bigram-only gap
 ``g_ab − g_a,rival`` (the model's own read-off ``g``) and the count-regression features.
 """
 
@@ -79,7 +79,7 @@ def _pick(values: Tensor, index: Tensor) -> Tensor:
 def count_features(prompts: SettingPrompts, g: Tensor) -> Tensor:
     """The count-regression inputs (:data:`FEATURES`) of every prompt: (P, 6) float64.
 
-    Counts follow SCIENCE §4.4: key ``s`` matches when ``z_{s-1} = a``; ``c_j`` are matching keys
+    Counts follow docs/science.md §4.4: key ``s`` matches when ``z_{s-1} = a``; ``c_j`` are matching keys
     holding ``j``, ``u_j`` the others. ``g`` is the model's read-off bigram score table.
     """
     tokens, a, b, rival = prompts.tokens, prompts.a, prompts.favoured, prompts.rival

@@ -1,4 +1,4 @@
-"""The designed prompts of the hijack experiment (SCIENCE §5): settings × query pairs.
+"""The designed prompts of the hijack experiment (docs/science.md §5): settings × query pairs.
 
 A **setting** fixes what the theory varies (family, ``T``, ``n``, the pair's position, ``n_b``/``n_c``,
 planted copies); its prompts are drawn from several **query pairs** ``(a, b, c, rival)``, so that
@@ -39,7 +39,7 @@ def query_pairs(source: BigramSource, n_pairs: int, seed: int, *, exclude: Seque
     ``a`` comes from the ``pool`` most frequent tokens under ``π_u`` that are not in ``exclude`` and
     whose stored favourite ``j*`` is another token; the §5 prototype (``'t'``, ``'z'`` on tiny
     Shakespeare) is the first pair when it qualifies. ``b`` and ``c`` are *unlikely* after ``a``
-    (SCIENCE §5): drawn uniformly from the tokens other than ``a`` and ``j*`` with
+    (docs/science.md §5): drawn uniformly from the tokens other than ``a`` and ``j*`` with
     ``π_b(· | a) < max_prob``, so the bigram term varies between pairs while the context, not the
     bigram, is what can make ``b`` win. With ``allow_fewer``, fewer candidate queries than
     ``n_pairs`` give fewer pairs instead of an error.
@@ -136,7 +136,7 @@ def build_prompts(setting: Setting, pairs: Sequence[QueryPair], per_pair: int, s
 
 
 def core_settings(preset: dict) -> list[Setting]:
-    """Families 1–3: count (every ``n`` × ``T``), distance (positions × ``T``), conflict (SCIENCE §5)."""
+    """Families 1–3: count (every ``n`` × ``T``), distance (positions × ``T``), conflict (docs/science.md §5)."""
     out = [Setting("count", t, n=n) for t in preset["count_T"] for n in preset["count_n"] if 2 * n + 1 <= t]
     for t in preset["distance_T"]:
         for frac in (0.05, 0.25, 0.5, 0.75, 0.95):

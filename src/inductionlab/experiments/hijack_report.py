@@ -29,7 +29,7 @@ def claim_subset(pos_enc: str) -> str:
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every claim of the hijack experiment, each a statistic against its null (SCIENCE §7).
+    """Every claim of the hijack experiment, each a statistic against its null (docs/science.md §7).
 
     For ``ape`` only the gap and slope claims are judged: its count sweeps at T ≥ 128 put most
     pairs beyond T_train, where the crossover and its growth with T measure the loss of those
@@ -123,7 +123,7 @@ def _cell(stats: dict[str, Any]) -> str:
 
 
 def write_readme(results: dict[str, Any], out: Path) -> None:
-    lines = ["# Knowledge hijack (SCIENCE §5, §6, §7)", "", f"Preset `{results['preset']}`.", "",
+    lines = ["# Knowledge hijack (docs/science.md §5, §6, §7)", "", f"Preset `{results['preset']}`.", "",
              "Query pairs (a, b, c, rival j*): " + ", ".join(
                  f"({p['a']!r}, {p['b']!r}, {p['c']!r}, {p['rival']!r})"
                  for p in results["pairs"]["families_1_to_3_and_5"]),

@@ -1,4 +1,4 @@
-"""The statistics the hijack claims are made of (SCIENCE §5, §7); plain functions of 1-D tensors.
+"""The statistics the hijack claims are made of (docs/science.md §5, §7); plain functions of 1-D tensors.
 
 Gaps are compared prompt by prompt. A pooled R² over settings that differ in ``n``, ``T`` or the
 pair's position mostly rewards getting each setting's *mean* right, which the setting-mean oracle
@@ -36,7 +36,7 @@ def group_means(values: Tensor, groups: Tensor) -> Tensor:
 
 
 def within_r_squared(predicted: Tensor, measured: Tensor, groups: Tensor) -> float:
-    """R² after removing each group's mean from both: the within-setting R² of SCIENCE §5."""
+    """R² after removing each group's mean from both: the within-setting R² of docs/science.md §5."""
     centred_predicted = predicted.double() - group_means(predicted, groups)
     return r_squared(centred_predicted, measured.double() - group_means(measured, groups))
 

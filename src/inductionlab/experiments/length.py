@@ -1,4 +1,4 @@
-"""Experiment "length" (SCIENCE §3.1, §4.4 (iv), §6): positional encodings and length generalisation.
+"""Experiment "length" (docs/science.md §3.1, §4.4 (iv), §6): positional encodings and length generalisation.
 
 The same task is trained at ``T_train`` with each encoding and several seeds, then evaluated at
 ``T ∈ {T/2, T, 2T, 4T, 8T}``: in-context accuracy overall, for targets before and after
@@ -19,18 +19,18 @@ from inductionlab.errors import ConfigError
 from inductionlab.evaluation import batch_at_length, evaluate_length
 from inductionlab.experiments import experiment_preset, seed_spread, write_results
 from inductionlab.models.positional import POS_ENCODINGS
-from inductionlab.sweep import RunSpec, seed_overrides
+from inductionlab.runs import RunSpec, seed_overrides
 from inductionlab.tasks.build import make_sampler
 from inductionlab.train import open_trained
 
 PRESETS = {
     "quick": {"preset": "length-quick", "seeds": (0, 1, 2), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 64},
-    "paper": {"preset": "length-quick", "seeds": (0, 1, 2, 3, 4), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 256},
+    "paper": {"preset": "length-paper", "seeds": (0, 1, 2, 3, 4), "factors": (0.5, 1, 2, 4, 8), "eval_batch": 128},
     "smoke": {"preset": "length-quick", "set": ("train.steps=40", "model.d_model=32", "train.eval_every=20"),
               "seeds": (0,), "factors": (0.5, 1, 2), "eval_batch": 8},
 }
 QUESTION = ("Does an induction head trained at T_train keep working on longer prompts, and how does the answer "
-            "depend on the positional encoding (SCIENCE §3.1, §4.4 (iv))?")
+            "depend on the positional encoding (docs/science.md §3.1, §4.4 (iv))?")
 
 
 def plan(preset_name: str) -> list[RunSpec]:
@@ -74,7 +74,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
 
 
 def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_len: int) -> dict[str, Any]:
-    """Family 2 (SCIENCE §5): one pair (a, b) at position s₀, query at T, s₀ before and beyond T_train.
+    """Family 2 (docs/science.md §5): one pair (a, b) at position s₀, query at T, s₀ before and beyond T_train.
 
     For every seed of each encoding, the measured ``p(b)`` and logit gap ``ξ_b − ξ_{j*}``, and where
     the theory applies (ape, ape-sincos, rpe, bias) the §4.4 gap with the model's read-off

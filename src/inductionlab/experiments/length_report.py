@@ -89,7 +89,7 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
     lengths = results["test_lengths"]
     train_len = results["train_len"]
     lines = [
-        "# Length generalisation (SCIENCE §3.1, §4.4 (iv), §6)", "",
+        "# Length generalisation (docs/science.md §3.1, §4.4 (iv), §6)", "",
         f"Preset `{results['preset']}`: trained at T_train = {train_len}, evaluated at {lengths}. "
         "Mean ± std over seeds.", "",
         "## In-context accuracy by test length", "",
@@ -135,7 +135,7 @@ def setting(preset: dict[str, Any], base, lengths: list[int]) -> str:
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """§4.4 (iv): absolute positions do not extrapolate, relative ones do; each against a null (SCIENCE §7)."""
+    """§4.4 (iv): absolute positions do not extrapolate, relative ones do; each against a null (docs/science.md §7)."""
     from inductionlab.experiments.claims import Rule, claim
 
     lengths, train_len, enc = results["test_lengths"], results["train_len"], results["encodings"]

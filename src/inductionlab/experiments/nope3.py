@@ -1,10 +1,10 @@
-"""Experiment "nope3" (SCIENCE §3.2, §4.2, §6): a three-layer position-free model forms an induction head.
+"""Experiment "nope3" (docs/science.md §3.2, §4.2, §6): a three-layer position-free model forms an induction head.
 
 Without positional information, a causal transformer can still find the previous token: the first
 layer's uniform causal attention gives every position a different mixture of the past. The general
 transformer with three layers, two heads and no positions is trained with **random** triggers
 (so that induction on any token pays), attention-only and with MLPs; each is evaluated at the
-training length and beyond, and its heads are scored on two distributions (SCIENCE §4.2): the
+training length and beyond, and its heads are scored on two distributions (docs/science.md §4.2): the
 TransformerLens head scores on repeated random tokens, and the same attention measured on the
 task's own sequences (previous token at trigger outputs, induction keys at in-context targets).
 Every claim is measured against the untrained model of the same config.
@@ -21,17 +21,17 @@ from inductionlab.evaluation import batch_at_length, evaluate_length
 from inductionlab.experiments import experiment_preset, write_results
 from inductionlab.experiments.claims import Rule, claim
 from inductionlab.models.build import build_model
-from inductionlab.sweep import RunSpec
+from inductionlab.runs import RunSpec
 from inductionlab.train import open_trained
 
 PRESETS = {
     "quick": {"preset": "nope3-quick", "factors": (0.5, 1, 2, 4, 8), "eval_batch": 64},
-    "paper": {"preset": "nope3-quick", "factors": (0.5, 1, 2, 4, 8), "eval_batch": 256},
+    "paper": {"preset": "nope3-paper", "factors": (0.5, 1, 2, 4, 8), "eval_batch": 128},
     "smoke": {"preset": "nope3-quick", "set": ("train.steps=40", "model.d_model=32", "train.eval_every=20"),
               "factors": (0.5, 1, 2), "eval_batch": 8},
 }
 VARIANTS = {"attention-only": "model.mlp=false", "with-mlp": "model.mlp=true"}
-QUESTION = "Can a transformer with no positional encoding at all form an induction head (SCIENCE §6)?"
+QUESTION = "Can a transformer with no positional encoding at all form an induction head (docs/science.md §6)?"
 
 
 def plan(preset_name: str) -> list[RunSpec]:
@@ -89,7 +89,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
 
     cfg = variants["with-mlp"]["config"]
     results.update(question=QUESTION, claims=claims(results), setting=(
-        f"General transformer (SCIENCE §3.2): {cfg['n_layers']} layers, {cfg['n_heads']} heads, d = {cfg['d_model']},"
+        f"General transformer (docs/science.md §3.2): {cfg['n_layers']} layers, {cfg['n_heads']} heads, "
+        f"d = {cfg['d_model']},"
         f" pre-LayerNorm, no positional encoding, trained {cfg['steps']} AdamW steps at T_train = {cfg['train_len']} "
         f"with {cfg['trigger_mode']} triggers, loss on {cfg['loss_on']} targets, attention-only and with MLPs; "
         f"evaluated up to {results['test_lengths'][-1]} tokens on non-degenerate sequences; head scores on "
@@ -118,7 +119,7 @@ def _weaker_circuit(scores: dict[str, list[list[float]]]) -> tuple[float, str]:
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Does the model learn the in-context targets, keep them at longer T, and show the heads of §4.2?
 
-    Each against the untrained model of the same config on the same sequences (SCIENCE §7).
+    Each against the untrained model of the same config on the same sequences (docs/science.md §7).
     """
     mlp = results["variants"]["with-mlp"]
     attn = results["variants"]["attention-only"]

@@ -65,7 +65,7 @@ def _best(grid: list[list[float]]) -> str:
 
 def write_readme(results: dict[str, Any], out: Path) -> None:
     lengths = results["test_lengths"]
-    lines = ["# nope3: three-layer position-free general transformers (SCIENCE §6)", "",
+    lines = ["# nope3: three-layer position-free general transformers (docs/science.md §6)", "",
              f"Preset `{results['preset']}`. {results['setting']}", "",
              "| variant | first step acc ≥ 0.5 | ≥ 0.9 | " + " | ".join(f"T={t}" for t in lengths)
              + " | best previous-token head (task / random) | best induction head (task / random) |",

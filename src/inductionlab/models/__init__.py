@@ -1,1 +1,1 @@
-"""Models of SCIENCE §3: the associative-memory transformer and the general transformer."""
+"""Models of docs/science.md §3: the associative-memory transformer and the general transformer."""

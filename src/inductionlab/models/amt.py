@@ -1,4 +1,4 @@
-"""The simplified associative-memory transformer (SCIENCE §3.1, Bietti et al. §4.2).
+"""The simplified associative-memory transformer (docs/science.md §3.1, Bietti et al. §4.2).
 
 Layer ``ℓ`` (one head, no LayerNorm, residual, ``W_Q = I``)::
 
@@ -37,7 +37,7 @@ from inductionlab.models import positional as pe
 
 
 class AMTransformer(nn.Module):
-    """SCIENCE §3.1. ``tokens: (B, T) int64 → logits (B, T, N)`` (or ``(B, Tq, N)``)."""
+    """docs/science.md §3.1. ``tokens: (B, T) int64 → logits (B, T, N)`` (or ``(B, Tq, N)``)."""
 
     def __init__(
         self,
@@ -169,7 +169,7 @@ class AMTransformer(nn.Module):
     def attention_scores(self, layer: int, h: Tensor, query_pos: Tensor) -> Tensor:
         """Pre-softmax scores of layer ``layer`` from its input ``h`` (B, T, d): (B, Tq, T).
 
-        The explicit path of SCIENCE §3.1, valid for any layer and encoding.
+        The explicit path of docs/science.md §3.1, valid for any layer and encoding.
         ``query_pos``: (Tq,) or (B, Tq) int64.
         """
         seq_len = h.shape[1]

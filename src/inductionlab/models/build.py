@@ -1,4 +1,4 @@
-"""The one place that builds a model from a config (SCIENCE §3)."""
+"""The one place that builds a model from a config (docs/science.md §3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from inductionlab.models.transformer import GeneralTransformer
 
 
 def build_model(model: ModelConfig, n_tokens: int, init_seed: int) -> nn.Module:
-    """The model a config describes, initialised from ``init_seed`` (SCIENCE §3)."""
+    """The model a config describes, initialised from ``init_seed`` (docs/science.md §3)."""
     if model.arch == "transformer":
         return GeneralTransformer(
             n_tokens, model.d_model, model.n_layers, model.n_heads, model.pos_enc, model.max_len,

@@ -1,4 +1,4 @@
-"""Positional encodings shared by both model families (SCIENCE §3.1).
+"""Positional encodings shared by both model families (docs/science.md §3.1).
 
 Each encoding is a few lines of tensor algebra; the models decide where to apply them:
 
@@ -9,7 +9,7 @@ Each encoding is a few lines of tensor algebra; the models decide where to apply
 - ``rope``: rotary position embedding on queries and keys.
 - ``none``: no positional information (NoPE).
 
-Positions are 0-based in code (``t = 0..T-1``); SCIENCE writes them 1-based.
+Positions are 0-based in code (``t = 0..T-1``); docs/science.md writes them 1-based.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import math
 
 import torch
 
-POS_ENCODINGS = ("ape", "ape-sincos", "rpe", "bias", "rope", "none")
-ABSOLUTE_ENCODINGS = ("ape", "ape-sincos")
+from inductionlab.config import ABSOLUTE_ENCODINGS, POS_ENCODINGS  # noqa: F401  (the lists live in the config layer)
 
 
 def sincos_table(max_len: int, d: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The general transformer (SCIENCE §3.2): multi-head, any depth, pre-LayerNorm, optional MLPs.
+"""The general transformer (docs/science.md §3.2): multi-head, any depth, pre-LayerNorm, optional MLPs.
 
 Used for 1-layer controls, 3-layer position-free models and future tasks.  Unlike the simplified
 AMT (§3.1) everything here is learned (``W_Q`` included); only the sinusoidal position table of
@@ -145,7 +145,7 @@ class Block(nn.Module):
 
 
 class GeneralTransformer(nn.Module):
-    """Decoder-only transformer of SCIENCE §3.2 with any positional encoding of §3.1.
+    """Decoder-only transformer of docs/science.md §3.2 with any positional encoding of §3.1.
 
     pos_enc: one of ``POS_ENCODINGS``.  ``ape`` learns ``W_pos`` (max_len rows); ``ape-sincos``
     adds a frozen unit-norm sinusoidal buffer; ``rpe``/``bias``/``rope`` act inside attention,

@@ -1,9 +1,9 @@
-"""Attention probes and head scores (SCIENCE §4.2).
+"""Attention probes and head scores (docs/science.md §4.2).
 
 Two kinds of measurement, both read from the attention patterns a model records under
 ``model(tokens, cache=cache)`` (``blocks.{l}.attn.hook_pattern``, (B, H, Tq, T), 0-based ``l``):
 
-- :func:`attention_probes` — on sequences of the bigram-with-triggers task (SCIENCE §2): does
+- :func:`attention_probes` — on sequences of the bigram-with-triggers task (docs/science.md §2): does
   layer 1 attend the previous token where a trigger's output sits, does layer 2 attend the
   positions that followed earlier occurrences of the current token at in-context targets
   (label ``c ≥ 2``), and is the predicted token the one layer 2 attends?
@@ -63,7 +63,7 @@ def attention_probes(
     prev_layer: int = 0,
     induction_layer: int | None = None,
 ) -> dict[str, float]:
-    """SCIENCE §4.2 attention probes on sequences of the bigram-with-triggers task.
+    """docs/science.md §4.2 attention probes on sequences of the bigram-with-triggers task.
 
     tokens: (B, T+1) int64, ``z_1..z_{T+1}``; the model reads ``tokens[:, :-1]`` (positions
     ``t = 0..T-1``) and the target at ``t`` is ``tokens[:, t+1]``.
@@ -141,7 +141,7 @@ def attention_probes(
 
 @torch.no_grad()
 def task_head_scores(model: nn.Module, tokens: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """Per-head scores on the task's own sequences (SCIENCE §4.2), each (n_layers, n_heads) float32.
+    """Per-head scores on the task's own sequences (docs/science.md §4.2), each (n_layers, n_heads) float32.
 
     tokens: (B, T+1), labels: (B, T) as for :func:`attention_probes`. For every layer and head:
 
@@ -185,7 +185,7 @@ def ov_circuits(model: nn.Module, include_ff: bool = False) -> Tensor:
 
     - :class:`AMTransformer` (one head): ``W_U Φ_ℓ E^T`` with ``Φ_ℓ = W_O^ℓ W_V^ℓ``, i.e.
       ``u_jᵀ Φ_ℓ e_k``, positions left out.  With ``include_ff`` the final feed-forward is applied
-      to ``Φ_ℓ e_k`` too (``W_U (I + W_F) Φ_ℓ e_k``, the SCIENCE §4.5 readout ``R_3`` for the last
+      to ``Φ_ℓ e_k`` too (``W_U (I + W_F) Φ_ℓ e_k``, the docs/science.md §4.5 readout ``R_3`` for the last
       layer; for the ReLU MLP this is the MLP's response to the head output alone).
     - :class:`GeneralTransformer`: ``(W_E W_V^h W_O^h W_U)ᵀ`` (TransformerLens row convention,
       transposed), with LayerNorm handled as TransformerLens's ``fold_ln`` +
@@ -231,7 +231,7 @@ def copying_scores(circuits: Tensor) -> Tensor:
 def head_scores(
     model: nn.Module, n_tokens: int, seq_len: int, batch: int, generator: torch.Generator
 ) -> dict[str, Tensor]:
-    """SCIENCE §4.2 head scores (TransformerLens / ARENA definitions), each (n_layers, n_heads).
+    """docs/science.md §4.2 head scores (TransformerLens / ARENA definitions), each (n_layers, n_heads).
 
     Draws ``batch`` sequences of ``L = seq_len // 2`` uniform random tokens from ``[n_tokens]`` with
     ``generator`` (on the generator's device, then moved to the model's) and repeats each once,

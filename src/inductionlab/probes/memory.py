@@ -1,4 +1,4 @@
-"""Memory-recall probes: weight-space algebra, no data (SCIENCE §4.1).
+"""Memory-recall probes: weight-space algebra, no data (docs/science.md §4.1).
 
 Each probe reads one trained matrix as an associative memory ``W ≈ Σ λ_ij v_j u_iᵀ`` and asks
 whether ``argmax_j v_jᵀ W u_i`` recalls the right key. Every probe reports its accuracy, the mean
@@ -27,7 +27,7 @@ def _recall(scores: Tensor, targets: Tensor) -> tuple[float, float]:
 
 
 def wo_probe(model: AMTransformer) -> dict[str, float]:
-    """``wo``: is ``argmax_j u_jᵀ W_O^L W_V^L e_k = k`` for each token k? (SCIENCE §4.1).
+    """``wo``: is ``argmax_j u_jᵀ W_O^L W_V^L e_k = k`` for each token k? (docs/science.md §4.1).
 
     This is the memory of ``W_O^L`` itself, exactly as written (the ideal AMT of §4.3 scores 1).
     With a linear ``W_F`` the readout that reaches the logits, ``u_jᵀ (I + W_F) W_O^L W_V^L e_k``,
@@ -44,7 +44,7 @@ def wo_probe(model: AMTransformer) -> dict[str, float]:
 
 
 def wk2_probe(model: AMTransformer, triggers: Tensor | None) -> dict[str, float]:
-    """``wk2``: is ``argmax_b e_aᵀ W_K^2 Φ_1 e_b = a`` over all N tokens b, for each trigger a? (SCIENCE §4.1).
+    """``wk2``: is ``argmax_b e_aᵀ W_K^2 Φ_1 e_b = a`` over all N tokens b, for each trigger a? (docs/science.md §4.1).
 
     ``triggers``: (K,) int64, or ``None`` for random triggers (then every token is a trigger).
     Chance ``1/N``. With fixed triggers, ``wk2_triggers`` ranks among the K triggers only, as in
@@ -70,7 +70,7 @@ def layer1_position_scores(model: AMTransformer, seq_len: int) -> Tensor:
 
 
 def wk1_probe(model: AMTransformer, train_len: int, eval_len: int | None = None) -> dict[str, float]:
-    """``wk1``: does layer 1 score the previous position highest? (SCIENCE §4.1).
+    """``wk1``: does layer 1 score the previous position highest? (docs/science.md §4.1).
 
     Absolute encodings: for each position t ≥ 1, the argmax over earlier positions ``s < t``
     (``wk1``, causal) and over all positions ``s < eval_len`` (``wk1_all``), reported also for
@@ -114,7 +114,7 @@ def wk1_probe(model: AMTransformer, train_len: int, eval_len: int | None = None)
 
 
 def ff_probe(model: AMTransformer, bigram: Tensor, triggers: Tensor | None) -> dict[str, float]:
-    """``ff``: mean ``KL(π_b(·|i) ‖ softmax(W_U W_F e_i))`` over non-trigger tokens i (SCIENCE §4.1).
+    """``ff``: mean ``KL(π_b(·|i) ‖ softmax(W_U W_F e_i))`` over non-trigger tokens i (docs/science.md §4.1).
 
     Chance: the same KL for a uniform prediction.  Lower is better; 0 means ``W_F`` stores the
     bigram exactly.  Needs a linear ``W_F``.

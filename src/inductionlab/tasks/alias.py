@@ -1,13 +1,13 @@
 """Alias tables (Walker 1977, Vose's construction): O(1) categorical draws from fixed rows.
 
-Shared by the sampler (SCIENCE §2) and the designed prompts (SCIENCE §5).
+Shared by the sampler (docs/science.md §2) and the designed prompts (docs/science.md §5).
 """
 
 from __future__ import annotations
 
 import torch
 
-from inductionlab.errors import ConfigError
+from inductionlab.errors import ConfigError, NumericalError
 
 
 def alias_tables(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,5 +64,5 @@ def alias_tables(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rebuilt = prob / n
     rebuilt.scatter_add_(1, alias, (1.0 - prob) / n)
     if not torch.allclose(rebuilt, target, rtol=0.0, atol=1e-12):
-        raise ConfigError("alias_tables: tables do not reproduce the distribution (numerical failure)")
+        raise NumericalError("alias_tables: tables do not reproduce the distribution (numerical failure)")
     return prob, alias

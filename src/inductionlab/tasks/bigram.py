@@ -1,4 +1,4 @@
-"""The bigram-with-triggers sampler (SCIENCE §2), vectorised over the batch.
+"""The bigram-with-triggers sampler (docs/science.md §2), vectorised over the batch.
 
 One sequence ``z_1..z_{T+1}`` (the model reads ``z_1..z_T``, targets are ``z_2..z_{T+1}``):
 
@@ -40,7 +40,7 @@ CHUNK_ROWS = 8192  # rows generated together; bigger chunks fall out of the CPU 
 
 
 def ood_split_cut(n_tokens: int) -> int:
-    """First token id of the out-of-distribution *test* outputs: ``⌈3N/4⌉`` (SCIENCE §2, step 2).
+    """First token id of the out-of-distribution *test* outputs: ``⌈3N/4⌉`` (docs/science.md §2, step 2).
 
     "train" outputs are the ids ``< cut`` (the first 75% of ids, rounded up), "test" outputs the
     ids ``≥ cut``. For Shakespeare (N = 65) the cut is 49: train outputs are newline, punctuation,
@@ -54,7 +54,7 @@ _BATCH_FIELDS = ("tokens", "labels", "triggers", "outputs", "degenerate")
 
 @dataclass
 class TriggerBatch:
-    """One batch of SCIENCE §2 sequences.
+    """One batch of docs/science.md §2 sequences.
 
     tokens:     (B, T+1) int64, ``z_1..z_{T+1}``; the model reads ``tokens[:, :-1]``.
     labels:     (B, T) int64 per target position t (target ``z_{t+1}``, input ``z_t``): 0 = a
@@ -103,7 +103,7 @@ def trigger_slots(inputs: torch.Tensor, triggers: torch.Tensor, n_tokens: int) -
 
 
 def trigger_labels(slots: torch.Tensor, n_triggers: int) -> torch.Tensor:
-    """Labels (B, T) int64 from ``trigger_slots`` (SCIENCE §2, step 4): at a position whose input
+    """Labels (B, T) int64 from ``trigger_slots`` (docs/science.md §2, step 4): at a position whose input
     is trigger k, how many times k has fired up to and including it; 0 where the input is not a
     trigger.
 
@@ -129,7 +129,7 @@ def find_degenerate(slots: torch.Tensor, triggers: torch.Tensor, outputs: torch.
 
     Following ``q_k → o_k`` while ``o_k`` is again a trigger either leaves the trigger set or
     enters a cycle (a self-loop ``q→q``, or ``q→q'→q``, …); in the second case the rest of the
-    sequence repeats forever (SCIENCE §2, step 5). A sequence is flagged only when one of its
+    sequence repeats forever (docs/science.md §2, step 5). A sequence is flagged only when one of its
     inputs ``z_1..z_T`` is such a trigger (on the cycle or on a path into it), i.e. the
     repetition actually started; a cycle that the sequence never reaches is not flagged.
 
@@ -150,7 +150,7 @@ def find_degenerate(slots: torch.Tensor, triggers: torch.Tensor, outputs: torch.
 
 
 class BigramTriggerSampler:
-    """Batches of SCIENCE §2 sequences from a bigram source, on CPU or CUDA.
+    """Batches of docs/science.md §2 sequences from a bigram source, on CPU or CUDA.
 
     Args:
         source: the distributions ``π_u``, ``π_b``.
@@ -260,7 +260,7 @@ class BigramTriggerSampler:
         return None if self._fixed is None else self._fixed.clone()
 
     def sample(self, batch_size: int, generator: torch.Generator) -> TriggerBatch:
-        """A batch of ``batch_size`` sequences (SCIENCE §2); see :class:`TriggerBatch` for shapes.
+        """A batch of ``batch_size`` sequences (docs/science.md §2); see :class:`TriggerBatch` for shapes.
 
         Deterministic given the generator's state; ``generator`` must be on the sampler's device.
         With ``exclude_degenerate``, flagged rows are replaced by fresh non-degenerate rows.
@@ -367,7 +367,7 @@ class BigramTriggerSampler:
 def degenerate_rate(
     sampler: BigramTriggerSampler, n: int, generator: torch.Generator, batch_size: int = 4096
 ) -> float:
-    """Fraction of ``n`` raw sequences (before any exclusion) that are degenerate (SCIENCE §2, step 5)."""
+    """Fraction of ``n`` raw sequences (before any exclusion) that are degenerate (docs/science.md §2, step 5)."""
     _check_int("n", n, 1)
     flagged = 0
     for start in range(0, n, batch_size):

@@ -1,4 +1,4 @@
-"""The one place that builds a task's sampler from a config (SCIENCE §2)."""
+"""The one place that builds a task's sampler from a config (docs/science.md §2)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from inductionlab.tasks.sources import BigramSource, make_source
 
 
 def make_sampler(cfg: RunConfig, device: torch.device) -> tuple[BigramSource, BigramTriggerSampler]:
-    """The source and sampler a config describes (SCIENCE §2)."""
+    """The source and sampler a config describes (docs/science.md §2)."""
     d = cfg.data
     source = make_source(d.source, d.vocab_size, d.concentration, d.source_seed)
     sampler = BigramTriggerSampler(

@@ -1,4 +1,4 @@
-"""Bigram sources: the fixed distributions ``π_u`` and ``π_b(·|i)`` of SCIENCE §2.
+"""Bigram sources: the fixed distributions ``π_u`` and ``π_b(·|i)`` of docs/science.md §2.
 
 Two sources:
 
@@ -31,7 +31,7 @@ SHAKESPEARE_COUNTS_FILE = "shakespeare_counts.json"
 
 @dataclass(frozen=True, eq=False)
 class BigramSource:
-    """The two distributions of SCIENCE §2 over the vocabulary ``[N]``.
+    """The two distributions of docs/science.md §2 over the vocabulary ``[N]``.
 
     name:    "shakespeare", or "dirichlet(N=…, concentration=…, seed=…)".
     unigram: (N,) float64, ``π_u``; sums to 1.
@@ -103,7 +103,7 @@ class BigramSource:
 
 
 def derive_counts(text: str) -> dict:
-    """Character counts of ``text`` as shipped in ``shakespeare_counts.json`` (SCIENCE §2).
+    """Character counts of ``text`` as shipped in ``shakespeare_counts.json`` (docs/science.md §2).
 
     Returns a JSON-ready dict of plain ints and strings:
       vocab:          the sorted distinct characters, one string of length N (code-point order);
@@ -150,7 +150,7 @@ def source_from_counts(name: str, counts: dict) -> BigramSource:
 
 @functools.lru_cache(maxsize=1)
 def shakespeare_source() -> BigramSource:
-    """Character-level tiny Shakespeare, ``N = 65`` (SCIENCE §2, default source). Cached."""
+    """Character-level tiny Shakespeare, ``N = 65`` (docs/science.md §2, default source). Cached."""
     return source_from_counts("shakespeare", load_shakespeare_counts())
 
 
@@ -189,7 +189,7 @@ def stationary_distribution(bigram: torch.Tensor) -> torch.Tensor:
 def dirichlet_source(n_tokens: int, concentration: float, seed: int) -> BigramSource:
     """A synthetic source: rows ``π_b(·|i) ~ Dirichlet(concentration · 1_N)``, ``π_u`` stationary.
 
-    SCIENCE §2, synthetic source. Rows are drawn as normalised Gamma(concentration) variables from
+    docs/science.md §2, synthetic source. Rows are drawn as normalised Gamma(concentration) variables from
     ``torch.Generator().manual_seed(seed)`` on the CPU in float64, so the source is identical on
     every machine. Very small concentrations make sparse rows (entries can underflow to 0).
     """

@@ -1,1 +1,1 @@
-"""Theory of SCIENCE §4.3–§4.5: the ideal associative-memory transformer, closed-form logits, fits."""
+"""Theory of docs/science.md §4.3–§4.5: the ideal associative-memory transformer, closed-form logits, fits."""

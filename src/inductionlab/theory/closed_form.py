@@ -1,6 +1,6 @@
-"""Closed-form logits of the ideal associative-memory transformer (SCIENCE §4.4).
+"""Closed-form logits of the ideal associative-memory transformer (docs/science.md §4.4).
 
-In the ``d → ∞`` limit (unit-norm, orthogonal embeddings) the ideal AMT of SCIENCE §4.3
+In the ``d → ∞`` limit (unit-norm, orthogonal embeddings) the ideal AMT of docs/science.md §4.3
 (:func:`inductionlab.theory.ideal.ideal_amt`) computes, for a prompt ``z_1..z_T`` with query
 ``a = z_T``:
 
@@ -11,12 +11,12 @@ In the ``d → ∞`` limit (unit-norm, orthogonal embeddings) the ideal AMT of S
 - layer 2: ``S²_{T,s} = α_2 1{a∈Q} m_s``, ``β²_{T,s} = softmax_s(S²_{T,s})``;
 - logits ``ξ_j = α_3 Σ_{s≤T} β²_{T,s} 1{z_s = j} + g_{a j}``.
 
-Positions: SCIENCE writes them 1-based (``s = 1..T``); tensors here are 0-based, so SCIENCE
-position ``s`` is index ``s - 1``. ``τ = train_len`` keeps its SCIENCE meaning: 0-based query
-indices ``1..τ-1`` (SCIENCE ``2..τ``) have a previous-token score, index ``t ≥ τ`` (SCIENCE
-``t > τ``) does not.
+Positions: docs/science.md writes them 1-based (``s = 1..T``); tensors here are 0-based, so
+position ``s`` there is index ``s - 1`` here. ``τ = train_len`` keeps its meaning: 0-based query
+indices ``1..τ-1`` (``2..τ`` there) have a previous-token score, index ``t ≥ τ`` (``t > τ`` there)
+does not.
 
-The **stronger** AMT (SCIENCE §4.3) replaces the scalars by per-term weights: ``α_1(t)`` per query
+The **stronger** AMT (docs/science.md §4.3) replaces the scalars by per-term weights: ``α_1(t)`` per query
 position, ``α_2(a)`` per trigger token, ``α_3(j)`` per output token.
 
 Everything is vectorised over the batch; nothing loops over tokens or positions.
@@ -39,7 +39,7 @@ THEORY_POS_ENCODINGS = ("ape", "rpe", "bias")
 
 @dataclass
 class ClosedFormLogits:
-    """SCIENCE §4.4 for a batch of prompts; shapes with ``B`` prompts of length ``T``, ``N`` tokens."""
+    """docs/science.md §4.4 for a batch of prompts; shapes with ``B`` prompts of length ``T``, ``N`` tokens."""
 
     logits: Tensor  # (B, N)  ξ_j = α_3 Σ_s β²_{T,s} 1{z_s = j} + g_{a j}
     in_context: Tensor  # (B, N)  α_3 Σ_s β²_{T,s} 1{z_s = j}
@@ -141,10 +141,10 @@ def previous_token_pattern(
     seq_len: int, alpha1: float, *, pos_enc: str = "ape", train_len: int | None = None,
     alpha1_t: Tensor | None = None, dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """Layer-1 attention ``β¹`` of the ideal AMT (SCIENCE §4.4): (T, T), rows = queries, causal.
+    """Layer-1 attention ``β¹`` of the ideal AMT (docs/science.md §4.4): (T, T), rows = queries, causal.
 
     Query index ``t ≥ 1`` (0-based) puts score ``α_1`` (or ``alpha1_t[t]``) on key ``t - 1`` and 0 on
-    every other key ``r ≤ t``; for ``ape`` only while ``t < τ`` (SCIENCE ``t ≤ τ``), beyond that the
+    every other key ``r ≤ t``; for ``ape`` only while ``t < τ`` (docs/science.md ``t ≤ τ``), beyond that the
     row is uniform. Index 0 has one key, itself. Computed as a softmax, so ``α_1 → ∞`` stays finite.
     """
     pos = torch.arange(seq_len)
@@ -166,7 +166,7 @@ def previous_token_pattern(
 
 def soft_match(tokens: Tensor, alpha1: float, *, pos_enc: str = "ape", train_len: int | None = None,
                alpha1_t: Tensor | None = None, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
-    """Layer 1 of the closed form (SCIENCE §4.4): ``β¹`` (T, T) and the soft match ``m_s`` (B, T).
+    """Layer 1 of the closed form (docs/science.md §4.4): ``β¹`` (T, T) and the soft match ``m_s`` (B, T).
 
     ``m_s = Σ_{r≤s} β¹_{s,r} 1{z_r = a}`` with the query ``a = z_T``; arguments as in
     :func:`closed_form_logits` (already validated there).
@@ -191,14 +191,14 @@ def closed_form_logits(
     alpha2_a: Tensor | None = None,
     alpha3_j: Tensor | None = None,
 ) -> ClosedFormLogits:
-    """SCIENCE §4.4: the ideal AMT's logits at the last position, in closed form.
+    """docs/science.md §4.4: the ideal AMT's logits at the last position, in closed form.
 
     tokens: (B, T) int64 ``z_1..z_T``; the query is ``a = z_T`` (``tokens[:, -1]``).
     alphas: ``(α_1, α_2, α_3)``, each > 0; g: (N, N) bigram scores ``g[i, j]``.
     pos_enc: ``ape`` (query positions beyond ``τ = train_len`` get no previous-token score;
     ``train_len=None`` means no limit), ``rpe`` or ``bias`` (no limit; ``train_len`` ignored).
     triggers: (K,) int64, ``Q``; ``None`` = every token (random triggers).
-    Stronger AMT (SCIENCE §4.3): ``alpha1_t`` (τ,) per 0-based query index ``t`` (entry 0 unused: the
+    Stronger AMT (docs/science.md §4.3): ``alpha1_t`` (τ,) per 0-based query index ``t`` (entry 0 unused: the
     first position has no previous token; ``ape`` only), ``alpha2_a`` (N,) per query token,
     ``alpha3_j`` (N,) per output token; each replaces the corresponding scalar.
 
@@ -240,16 +240,16 @@ def closed_form_logits(
 def perfect_previous_token_logits(
     tokens: Tensor, alpha2: float | Tensor, alpha3: float | Tensor, g: Tensor, triggers: Tensor | None = None
 ) -> Tensor:
-    """SCIENCE §4.4, the ``α_1 → ∞`` limit (a perfect previous-token head): (B, N) logits.
+    """docs/science.md §4.4, the ``α_1 → ∞`` limit (a perfect previous-token head): (B, N) logits.
 
     ``ξ_j = α_3 (c_j e^{α_2} + u_j) / (n e^{α_2} + T - n) + g_{a j}`` with query ``a = z_T`` and, over
-    the ``T`` keys ``s = 1..T`` (SCIENCE 1-based):
+    the ``T`` keys ``s = 1..T`` (1-based, as in docs/science.md):
 
     - a key ``s ≥ 2`` *matches* when ``z_{s-1} = a`` (the previous-token head reads ``z_{s-1}``),
       including ``s = T`` when ``z_{T-1} = a``;
     - key ``s = 1`` has no previous token: its layer-1 attention is on itself, so it matches when
-      ``z_1 = a``. SCIENCE leaves this case implicit; counting it is what makes this the exact limit
-      of :func:`closed_form_logits` (equivalently: read ``z_0 := z_1``);
+      ``z_1 = a`` (docs/science.md §4.4); counting it is what makes this the exact limit of
+      :func:`closed_form_logits` (equivalently: read ``z_0 := z_1``);
     - ``n`` = number of matching keys, ``c_j`` = matching keys with ``z_s = j``, ``u_j`` = the other
       keys with ``z_s = j``; ``T - n`` = non-matching keys.
 

@@ -1,4 +1,4 @@
-"""The ideal associative-memory transformer (AMT) of SCIENCE §4.3.
+"""The ideal associative-memory transformer (AMT) of docs/science.md §4.3.
 
 A 2-layer :class:`~inductionlab.models.amt.AMTransformer` (``init="theory"``, linear ``W_F``) whose
 trained matrices are written as sums of outer products between its own frozen random embeddings,
@@ -14,7 +14,7 @@ so that each one is an associative memory ``v_jᵀ W u_i ≈ λ_ij``:
 Orientation follows the model: scores are ``h_tᵀ W_K h_s`` (query on the left), so in
 ``Σ x yᵀ`` the query vector is ``x`` and the key vector ``y``; values/outputs map right to left.
 
-Positions: SCIENCE's ``t = 2..τ`` (1-based) are the 0-based query rows ``1..τ-1`` of ``pos``,
+Positions: docs/science.md's ``t = 2..τ`` (1-based) are the 0-based query rows ``1..τ-1`` of ``pos``,
 each paired with key row ``t - 1``; so ``W_K^1 = α_1 P[1:τ]ᵀ P[0:τ-1]`` (one matmul).
 
 The closed form these weights reach as ``d → ∞`` is :mod:`inductionlab.theory.closed_form`.
@@ -44,7 +44,7 @@ MIN_BIGRAM_PROB = 1e-6
 
 
 def bigram_scores(bigram: Tensor, min_prob: float = MIN_BIGRAM_PROB) -> Tensor:
-    """SCIENCE §4.3's default ``g_ij = log π_b(j|i)``, centred per row: (N, N) → (N, N) float32.
+    """docs/science.md §4.3's default ``g_ij = log π_b(j|i)``, centred per row: (N, N) → (N, N) float32.
 
     ``bigram[i, j] = π_b(j|i)``. Zero (or tiny) probabilities are clamped to ``min_prob`` (default
     1e-6, i.e. a floor of ``log 1e-6 ≈ -13.8``) so that ``g`` stays finite; the mean over ``j`` of
@@ -80,11 +80,11 @@ def ideal_amt(
     alpha2_a: Tensor | None = None,
     alpha3_j: Tensor | None = None,
 ) -> AMTransformer:
-    """SCIENCE §4.3: a 2-layer ``AMTransformer`` with the ideal memories written into its weights.
+    """docs/science.md §4.3: a 2-layer ``AMTransformer`` with the ideal memories written into its weights.
 
     alphas: ``(α_1, α_2, α_3)``, each > 0. g: (N, N) scores ``g[i, j]`` (e.g. :func:`bigram_scores`).
     pos_enc: ``ape``, ``rpe`` or ``bias``. train_len: ``τ`` (``ape`` stores previous-token pairs for
-    SCIENCE positions ``2..τ`` only; must be ≤ ``max_len``; unused by ``rpe``/``bias``).
+    docs/science.md positions ``2..τ`` only; must be ≤ ``max_len``; unused by ``rpe``/``bias``).
     triggers: (K,) int64 token ids ``Q``; ``None`` = every token (random triggers).
     Stronger AMT: ``alpha1_t`` (τ,) weights the pair (query index ``t``, key ``t-1``), 0-based, entry 0
     unused (``ape`` only); ``alpha2_a`` (N,) per trigger token; ``alpha3_j`` (N,) per output token.

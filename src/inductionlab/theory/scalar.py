@@ -1,4 +1,4 @@
-"""Prediction 3 of SCIENCE §4.5: the scalar (stronger-AMT) form, read off and fitted to logit gaps.
+"""Prediction 3 of docs/science.md §4.5: the scalar (stronger-AMT) form, read off and fitted to logit gaps.
 
 The §4.4 closed form with per-term weights read off the diagonals of a trained model's recall
 matrices (:func:`read_off_scalars`) splits each logit into an in-context term and a global
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from inductionlab.errors import ConfigError
+from inductionlab.errors import ShapeError
 from inductionlab.models.positional import ABSOLUTE_ENCODINGS
 from inductionlab.theory.closed_form import ClosedFormLogits, closed_form_logits, soft_match, trigger_mask
 from inductionlab.theory.trained import RecallMatrices
@@ -31,7 +31,7 @@ SCALE_GRID = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 def read_off_scalars(rec: RecallMatrices, train_len: int) -> dict[str, Tensor]:
-    """The stronger AMT's weights from the diagonals (SCIENCE §4.3, §4.5).
+    """The stronger AMT's weights from the diagonals (docs/science.md §4.3, §4.5).
 
     ``α_3(j) = R3[j, j] − mean_{k≠j} R3[j, k]``, ``α_2(a) = R2[a, a] − mean_{b≠a} R2[a, b]``,
     ``α_1(t)`` = the score of the previous position minus the mean of the others (``ape``; one
@@ -146,18 +146,18 @@ def fit_scalar(in_context_gap: Tensor, global_gap: Tensor, measured_gap: Tensor)
 
 def fit_scalar_form(terms: Sequence[Tensor], measured: Sequence[Tensor],
                     grid: Sequence[float] = SCALE_GRID) -> ScalarFit:
-    """Fit the scalar gap form on the prompts of one or several models (SCIENCE §4.5, "scalar").
+    """Fit the scalar gap form on the prompts of one or several models (docs/science.md §4.5, "scalar").
 
     terms: per model, its :func:`scalar_gap_terms` (G², 2, B_m); measured: per model, the model's
     gaps (B_m,) in the same order. Each model keeps its own read-off memories; the grid scales and
     ``θ`` are shared. Returns the grid point with the smallest residual sum of squares.
     """
     if not terms or len(terms) != len(measured):
-        raise ConfigError("fit_scalar_form: needs one measured gap vector per model's terms, and at least one model")
+        raise ShapeError("fit_scalar_form: needs one measured gap vector per model's terms, and at least one model")
     stacked = torch.cat([t.double() for t in terms], dim=2)  # (G², 2, B)
     target = torch.cat([m.double().reshape(-1) for m in measured])
     if stacked.shape[0] != len(grid) ** 2 or stacked.shape[2] != target.shape[0]:
-        raise ConfigError(f"fit_scalar_form: terms {tuple(stacked.shape)} do not match the grid ({len(grid)}²) "
+        raise ShapeError(f"fit_scalar_form: terms {tuple(stacked.shape)} do not match the grid ({len(grid)}²) "
                           f"and {target.shape[0]} measured gaps")
     best: ScalarFit | None = None
     for index in range(stacked.shape[0]):

@@ -1,4 +1,4 @@
-"""Theory for trained models (SCIENCE §4.5): recall matrices, three predictions, score decomposition.
+"""Theory for trained models (docs/science.md §4.5): recall matrices, three predictions, score decomposition.
 
 A trained 2-layer associative-memory transformer is read through its recall matrices
 (everything downstream of a layer counts):
@@ -33,7 +33,7 @@ from inductionlab.models.positional import ABSOLUTE_ENCODINGS, clipped_distances
 
 @dataclass
 class RecallMatrices:
-    """SCIENCE §4.5; all float32 on the CPU."""
+    """docs/science.md §4.5; all float32 on the CPU."""
 
     R3: Tensor  # (N, N) [j, k]
     G: Tensor  # (N, N) [i, j]
@@ -54,7 +54,7 @@ def _check(model: AMTransformer) -> None:
 
 @torch.no_grad()
 def recall_matrices(model: AMTransformer, seq_len: int) -> RecallMatrices:
-    """Read ``R3``, ``G``, ``R2`` and the layer-1 table off a trained model (SCIENCE §4.5)."""
+    """Read ``R3``, ``G``, ``R2`` and the layer-1 table off a trained model (docs/science.md §4.5)."""
     _check(model)
     readout = model.readout()  # (N, d): rows u_jᵀ (I + W_F)
     emb, c = model.emb, model.score_scale
@@ -149,7 +149,7 @@ def measured_layer2_pattern(model: AMTransformer, tokens: Tensor) -> tuple[Tenso
 
 @torch.no_grad()
 def score_decomposition(model: AMTransformer, tokens: Tensor) -> dict[str, dict[str, float]]:
-    """Which pairs of embedding families carry the layer-2 scores of the last position (SCIENCE §4.5).
+    """Which pairs of embedding families carry the layer-2 scores of the last position (docs/science.md §4.5).
 
     The residual after layer 1 is a sum of four families: token ``e_{z_t}``, position ``p_t``
     (absolute encodings), and the layer-1 output split into its token part ``Φ_1 Σ β¹ e`` and
