@@ -47,8 +47,8 @@ def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, de
 
 
 def format_summary(summary: dict, out_dir: Path) -> str:
-    keys = ("step", "acc_in_context", "acc_global", "loss_global", "loss_global_bigram_optimum",
-            "wo", "wk2", "wk1", "elapsed_s")
+    keys = ("step", "acc_in_context", "acc_in_context_all", "degenerate_in_context_share", "acc_global", "loss_global",
+            "loss_global_bigram_optimum", "wo", "wo_ff", "wk2", "wk2_triggers", "wk1", "elapsed_s")
     lines = [f"run directory: {out_dir}"]
     lines += [f"  {k:28s} {summary[k]:.4f}" if isinstance(summary.get(k), float) else f"  {k:28s} {summary.get(k)}"
               for k in keys if k in summary]

@@ -195,13 +195,15 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               "no preferred order (½)", ORDER_RULE, per_seed=a["milestones"]),
     ]
     for init, data in results["top_down"].items():
-        at = data["by_threshold"]["0.9"]
+        pooled = order_statistic({f"{t}/{seed}": ms for t, row in data["by_threshold"].items()
+                                  for seed, ms in row["milestones"].items()}, MEMORIES, 1 / 6)
         out.append(claim(
-            f"(b, {init} init) The memories form top-down: W_O² (wo), then W_K² (wk2), then W_K¹ (wk1), first step "
-            "with probe ≥ 0.9", "wo < wk2 < wk1 on every seed", _order_text(at["order"]), at["order"]["fraction"],
-            1 / 6, "chance that three milestones fall in one given order (1/6)", ORDER_RULE,
+            f"(b, {init} init) The memories form top-down: W_O² (wo), then W_K² (wk2), then W_K¹ (wk1), first steps "
+            f"with probe ≥ {', '.join(str(t) for t in THRESHOLDS)}", "wo < wk2 < wk1 on every seed, at every threshold",
+            _order_text(pooled, "(seed, threshold) cells"), pooled["fraction"], 1 / 6,
+            "chance that three milestones fall in one given order (1/6)", ORDER_RULE,
             by_threshold={t: v["order"] for t, v in data["by_threshold"].items()},
-            median_step=at["median_step"], range=at["range"]))
+            median_step={t: v["median_step"] for t, v in data["by_threshold"].items()}))
     finals = {mem: statistics.fmean(d["final"][mem]["mean"] for d in results["top_down"].values()) for mem in MEMORIES}
     untrained = {mem: statistics.fmean(d["untrained"][mem]["mean"] for d in results["top_down"].values())
                  for mem in MEMORIES}
@@ -214,7 +216,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _order_text(order: dict[str, Any]) -> str:
-    return (f"fraction of seeds in that order, an undetermined seed counting at the null ({order['in_order']} in "
+def _order_text(order: dict[str, Any], cells: str = "seeds") -> str:
+    return (f"fraction of {cells} in that order, an undetermined one counting at the null ({order['in_order']} in "
             f"order, {order['tied']} tied, {order['other_order']} in another order, {order['undetermined']} "
             f"undetermined, of {order['seeds']})")
