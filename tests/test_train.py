@@ -100,3 +100,36 @@ def test_dense_evaluation_early_then_every_eval_every(tmp_path, tiny):
     cfg = tiny(train={"eval_every": 3, "eval_dense_until": 2, "steps": 7})
     train(cfg, tmp_path / "run", progress=False)
     assert [r["step"] for r in RunDir(tmp_path / "run").metrics()] == [0, 1, 2, 3, 6, 7]
+
+
+def test_resume_inside_a_probe_schedule_is_exact(tmp_path, tiny):
+    """Probe rows at every step and the checkpointed training-batch counters survive an interruption."""
+    cfg = tiny(train={"steps": 9, "eval_every": 4, "probe_every": 1, "checkpoint_every": 3})
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(cfg, whole, progress=False)
+    train(cfg, parts, stop_after=5, progress=False)
+    train(cfg, parts, progress=False)
+    assert _metrics(whole) == _metrics(parts)
+    rows = RunDir(whole).metrics()
+    assert [r["step"] for r in rows] == list(range(10))
+    assert [r["step"] for r in rows if "loss_all" in r] == [0, 4, 8, 9]  # evaluations; the rest probe rows
+    assert all("wo" in r and r["metrics_version"] == 2 for r in rows)
+    assert 0 <= rows[-1]["train_degenerate_rows"] <= 1
+
+
+def test_metrics_of_another_version_are_refused_in_one_line(tmp_path, tiny, capsys):
+    from inductionlab.cli import main
+
+    cfg = tiny()
+    train(cfg, tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "metrics_version"}) + "\n" for r in rows))
+    with pytest.raises(RunDirError, match="metrics of version 1"):
+        RunDir.create(tmp_path / "run", cfg)
+    (tmp_path / "tiny.yaml").write_text(__import__("inductionlab.config", fromlist=["to_yaml"]).to_yaml(cfg))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "run"), "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics of version 1" in err[0]
