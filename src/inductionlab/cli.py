@@ -62,8 +62,10 @@ def presets() -> None:
     """List the presets with a one-line description."""
     from inductionlab.config import preset_descriptions
 
-    for name, description in preset_descriptions().items():
-        click.echo(f"{name:16s} {description}")
+    descriptions = preset_descriptions()
+    width = max(map(len, descriptions), default=0)
+    for name, description in descriptions.items():
+        click.echo(f"{name:{width}s}  {description}")
 
 
 @cli.command()
