@@ -2,7 +2,15 @@
 
 import pytest
 
-from inductionlab.experiments.birth import claims, order_statistic, summarise_all_targets, summarise_top_down
+from inductionlab.errors import RunDirError
+from inductionlab.experiments.birth import (
+    claims,
+    classify,
+    first_step,
+    order_statistic,
+    summarise_all_targets,
+    summarise_top_down,
+)
 from inductionlab.experiments.length_report import claims as length_claims
 from inductionlab.experiments.nope3 import claims as nope3_claims
 
@@ -33,14 +41,36 @@ def _probe_rows(wo, wk2, wk1, steps=100):
         {**_eval_row(steps, 0.99, 2.0), "wo": level(wo, steps), "wk2": level(wk2, steps), "wk1": level(wk1, steps)}]
 
 
+@pytest.mark.parametrize("ms, kind", [
+    ({"a": 1, "b": 2, "c": 3}, "in_order"),
+    ({"a": 2, "b": 1, "c": 3}, "other_order"),
+    ({"a": 1, "b": 1, "c": 3}, "tied"),
+    ({"a": 1, "b": 2, "c": None}, "undetermined"),  # c may still come last
+    ({"a": 1, "b": None, "c": None}, "undetermined"),
+    ({"a": 2, "b": 1, "c": None}, "other_order"),  # already broken, whenever c comes
+    ({"a": None, "b": 1, "c": 2}, "other_order"),  # b and c reached, a not: a cannot come first
+    ({"a": 1, "b": None, "c": 3}, "other_order"),
+])
+def test_classify_a_seed(ms, kind):
+    assert classify(ms, ("a", "b", "c")) == kind
+
+
 def test_order_statistic_counts_undetermined_seeds_at_the_null():
     ms = {"0": {"a": 1, "b": 2, "c": 3}, "1": {"a": 2, "b": 1, "c": 3}, "2": {"a": 1, "b": 1, "c": 3},
           "3": {"a": 1, "b": 2, "c": None}}
     stat = order_statistic(ms, ("a", "b", "c"), 1 / 6)
     assert (stat["in_order"], stat["other_order"], stat["tied"], stat["undetermined"]) == (1, 1, 1, 1)
     assert stat["fraction"] == pytest.approx((1 + 1 / 6) / 4)
-    only_undetermined = order_statistic({"0": {"a": None, "b": 1, "c": 2}}, ("a", "b", "c"), 1 / 6)
+    only_undetermined = order_statistic({"0": {"a": 1, "b": None, "c": None}}, ("a", "b", "c"), 1 / 6)
     assert only_undetermined["fraction"] == pytest.approx(1 / 6)  # no evidence: exactly the null, so it fails
+
+
+def test_first_step_refuses_a_metric_no_row_has():
+    rows = [{"step": 0, "wo": 0.1}, {"step": 1, "wo": 0.95}]
+    assert first_step(rows, "wo", lambda r: r["wo"] >= 0.9) == 1
+    assert first_step(rows, "wo", lambda r: r["wo"] >= 0.99) is None  # never reached
+    with pytest.raises(RunDirError, match="wk9"):
+        first_step(rows, "wk9", lambda r: r["wk9"] >= 0.9)
 
 
 def test_birth_claims_from_handmade_runs():
@@ -49,6 +79,7 @@ def test_birth_claims_from_handmade_runs():
         two[seed], one[seed] = _all_targets(g, a)
     all_targets = summarise_all_targets({"two-layer": two, "one-layer": one})
     assert all_targets["milestones"]["0"] == {"global_within_optimum": 30, "in_context_above_one_layer": 60}
+    assert set(all_targets["global_first_by_distance"]) == {"0.05", "0.1", "0.15", "0.25"}
     top_down = summarise_top_down({
         "zero": {0: _probe_rows(10, 20, 30), 1: _probe_rows(5, 20, 60), 2: _probe_rows(10, 20, None)},
         "random": {0: _probe_rows(20, 10, 30), 1: _probe_rows(10, 10, 30)},
@@ -56,13 +87,15 @@ def test_birth_claims_from_handmade_runs():
     assert top_down["zero"]["by_threshold"]["0.9"]["median_step"] == {"wo": 10, "wk2": 20, "wk1": 45}
     assert top_down["zero"]["by_threshold"]["0.9"]["range"]["wk1"] == [30, 60]
     out = claims({"all_targets": all_targets, "top_down": top_down})
-    learns, first, zero, random, recalled = out
+    learns, first, *orders, recalled = out
+    assert len(orders) == 6  # two inits × three thresholds, the seed as the unit
     assert (learns["measured"], learns["null"], learns["verdict"]) == (0.85, 0.3, "partly")  # level 0.9 missed
     assert first["measured"] == pytest.approx(2 / 3) and first["verdict"] == "partly"
-    # pooled over the three thresholds (the step functions cross them all at once): 6 in order, 3 undetermined
-    assert zero["measured"] == pytest.approx((6 + 3 / 6) / 9) and zero["null"] == pytest.approx(1 / 6)
-    assert zero["verdict"] == "partly"
-    assert random["measured"] == 0.0 and random["verdict"] == "fails"  # one other order, one tie, per threshold
+    zero_09 = next(c for c in orders if "zero init" in c["claim"] and c["claim"].endswith("0.9"))
+    assert zero_09["measured"] == pytest.approx((2 + 1 / 6) / 3) and zero_09["null"] == pytest.approx(1 / 6)
+    assert zero_09["verdict"] == "partly"
+    random_09 = next(c for c in orders if "random init" in c["claim"] and c["claim"].endswith("0.9"))
+    assert random_09["measured"] == 0.0 and random_09["verdict"] == "fails"  # one other order, one tie
     assert recalled["null"] == pytest.approx(0.5)  # step 0 of the probe rows
 
 

@@ -127,6 +127,11 @@ def test_metrics_of_another_version_are_refused_in_one_line(tmp_path, tiny, caps
     path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "metrics_version"}) + "\n" for r in rows))
     with pytest.raises(RunDirError, match="metrics of version 1"):
         RunDir.create(tmp_path / "run", cfg)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    del summary["metrics_version"]
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(RunDirError, match="summary of metrics version 1"):  # what a sweep reads of finished runs
+        RunDir(tmp_path / "run").summary()
     (tmp_path / "tiny.yaml").write_text(__import__("inductionlab.config", fromlist=["to_yaml"]).to_yaml(cfg))
     with pytest.raises(SystemExit) as exit_info:
         main(["train", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "run"), "--quiet"])

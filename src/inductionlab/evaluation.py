@@ -168,7 +168,7 @@ def evaluate_length(model, batch: TriggerBatch, train_len: int, chunk: int = 16)
         distance.append(previous_occurrence_distance(inputs, batch.triggers[start : start + chunk]))
         prev_hit.append(previous_token_hits(cache, inputs.shape[1]))
     correct, labels, distance = torch.cat(correct), torch.cat(labels), torch.cat(distance)
-    prev_hit = torch.cat(prev_hit).float()  # (B, T-1): query position t+1 attends t
+    prev_hit = torch.cat(prev_hit).float()[~batch.degenerate.to(prev_hit[0].device)]  # (B', T-1), non-degenerate
     seq_len = labels.shape[1]
     in_context_all = labels >= 2
     in_context = in_context_all & ~batch.degenerate[:, None].to(labels.device)  # docs/science.md §6: non-degenerate

@@ -128,9 +128,18 @@ class RunDir:
         atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def summary(self) -> dict[str, Any] | None:
+        """The final summary, or None before the run finished; refused when written with other metrics."""
         if not self.summary_path.exists():
             return None
-        return json.loads(self.summary_path.read_text())
+        try:
+            summary = json.loads(self.summary_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise RunDirError(f"{self.summary_path}: unreadable ({err})") from None
+        if summary.get("finished") and summary.get("metrics_version", 1) != METRICS_VERSION:
+            raise RunDirError(f"{self.path}: summary of metrics version {summary.get('metrics_version', 1)} (this "
+                              f"inductionlab writes version {METRICS_VERSION}); delete the run directory and train "
+                              "it again")
+        return summary
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write(self.summary_path, json.dumps(summary, indent=2) + "\n")

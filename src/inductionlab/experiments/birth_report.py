@@ -103,6 +103,15 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         lines.append(f"| {depth} | {_cell(final.get('acc_in_context'))} | {_cell(final.get('acc_in_context_all'))} | "
                      f"{_cell(final.get('degenerate_in_context_share'))} | {_cell(final.get('loss_global'))} | "
                      f"{_cell(final.get('loss_global_bigram_optimum'))} |")
+    lines += ["", "Global knowledge first, by how close to the bigram optimum the global loss must come (the claim "
+              "uses 0.05 nats; in-context milestone: accuracy above the one-layer model's final + 0.1):", "",
+              "| within (nats) | global first / tied / in-context first / undetermined | steps per seed (global, "
+              "in-context) |", "|---|---|---|"]
+    for nats, row in a["global_first_by_distance"].items():
+        o = row["order"]
+        steps = "; ".join(f"{m['global_within_optimum']}, {m['in_context_above_one_layer']}"
+                          for m in row["milestones"].values())
+        lines.append(f"| {nats} | {o['in_order']} / {o['tied']} / {o['other_order']} / {o['undetermined']} | {steps} |")
     lines += ["", "## (b) Top-down, in-context loss, no W_F", "",
               "| init | threshold | in order / tied / other / undetermined | median step wo, wk2, wk1 | range |",
               "|---|---|---|---|---|"]

@@ -108,12 +108,18 @@ def _best(scores: dict[str, list[list[float]]], kind: str, layers: slice = slice
 
 
 def _weaker_circuit(scores: dict[str, list[list[float]]]) -> tuple[float, str]:
-    """The weaker of the best previous-token head (any layer but the last) and the best induction head
-    (any layer but the first): a circuit needs both."""
-    best = {"previous_token": _best(scores, "previous_token", slice(0, -1)),
-            "induction": _best(scores, "induction", slice(1, None))}
-    kind = min(best, key=lambda k: best[k] if best[k] == best[k] else float("-inf"))
-    return best[kind], kind
+    """The best circuit: a previous-token head in some layer and an induction head in a *later* one;
+    its strength is the weaker of the two scores, maximised over the pairs of layers."""
+    best_value, best_kind = float("nan"), "previous_token"
+    layers = len(scores["previous_token"])
+    for early in range(layers):
+        for late in range(early + 1, layers):
+            prev = _best(scores, "previous_token", slice(early, early + 1))
+            ind = _best(scores, "induction", slice(late, late + 1))
+            value, kind = (prev, "previous_token") if prev <= ind else (ind, "induction")
+            if not best_value >= value:  # also replaces the initial NaN
+                best_value, best_kind = value, kind
+    return best_value, best_kind
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
