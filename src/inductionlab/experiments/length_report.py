@@ -98,6 +98,11 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
     ]
     for pos_enc, by_len in results["encodings"].items():
         lines.append(f"| {pos_enc} | " + " | ".join(_fmt(by_len[str(t)]["acc_in_context"]) for t in lengths) + " |")
+    shares = next(iter(results["encodings"].values()))
+    lines += ["", "Accuracies are over non-degenerate sequences; the degenerate ones (the same sequences for every "
+              "encoding) supply " + ", ".join(f"{shares[str(t)]['degenerate_in_context_share']['mean']:.2f}"
+                                              for t in lengths)
+              + f" of the in-context targets at T = {', '.join(str(t) for t in lengths)}."]
     longest = str(lengths[-1])
     lines += ["", f"## At T = {longest}: targets before vs beyond T_train", "",
               "| encoding | before | beyond | layer-1 previous-token, beyond |", "|---|---|---|---|"]
