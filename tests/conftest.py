@@ -25,7 +25,10 @@ def tiny_config(**sections) -> RunConfig:
                   "device": "cpu"},
     }
     for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
     return validate(raw)
 
 

@@ -3,6 +3,9 @@
 - sampler throughput: sequences/s, one process, T=256, K=5 (docs/science.md §2);
 - the median time of one paper-scale training step (sample + forward + backward + update) at
   d=256, T=256, batch 512, K=5 fixed triggers, SGD, 2 layers, ``ape``;
+- the same step with interventions (docs/science.md §8): none, one whose window has not opened (the
+  fast path, which must cost what no intervention costs), and a layer-1 pattern clamped (the
+  hooked path);
 - the peak memory of those steps, and the machine's fp32 matmul GFLOP/s for context.
 """
 
@@ -14,8 +17,10 @@ import statistics
 import time
 
 import torch
+import yaml
 
 from inductionlab.config import RunConfig, validate
+from inductionlab.interventions import Interventions
 
 PAPER_SCALE = {
     "name": "bench-paper-scale",
@@ -72,6 +77,7 @@ def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict
 
     source, sampler = make_sampler(cfg, device)
     model = build_model(cfg.model, source.n_tokens, cfg.seeds.init).to(device)
+    interventions = Interventions(cfg.interventions, model)
     optimizer = make_optimizer(cfg, model)
     gen = torch.Generator(device=device).manual_seed(cfg.seeds.data)
     if device.type == "cuda":
@@ -81,9 +87,11 @@ def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict
         _sync(device)
         start = time.perf_counter()
         batch = sampler.sample(cfg.train.batch_size, gen)
-        loss = training_loss(model, batch, cfg.train.loss_on)
+        interventions.hold(model, i)  # the trainer's step (train.py), interventions included
+        loss = training_loss(interventions.forward(model, i, "train"), batch, cfg.train.loss_on)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        interventions.drop_gradients(model, i)
         optimizer.step()
         _sync(device)
         if i:
@@ -100,6 +108,11 @@ def run_benchmarks(device: str = "auto", steps: int = 5) -> dict:
     dev = resolve_device(device)
     cfg = validate(PAPER_SCALE)
     step = training_step_time(cfg, dev, steps)
+    clamp = "{target: blocks.0.attn.hook_pattern, op: clamp, pattern: previous-token"
+    variants = {"none": step["median_s"]}
+    for name, spec in (("window_not_open", clamp + ", start: 1000000}"), ("clamp_layer1", clamp + "}")):
+        raw = {**PAPER_SCALE, "interventions": [yaml.safe_load(spec)]}
+        variants[name] = training_step_time(validate(raw), dev, steps)["median_s"]
     return {
         "machine": {
             "device": str(dev),
@@ -114,6 +127,9 @@ def run_benchmarks(device: str = "auto", steps: int = 5) -> dict:
             "d_model": 256, "seq_len": 256, "batch_size": 512, "n_triggers": 5, "optimizer": "sgd",
             "n_layers": 2, "pos_enc": "ape", **step,
         },
+        "train_step_interventions_median_s": {
+            **variants, "ratio_window_not_open_to_none": variants["window_not_open"] / variants["none"],
+            "ratio_clamp_layer1_to_none": variants["clamp_layer1"] / variants["none"]},
         # ru_maxrss is KiB on Linux: the peak resident memory of this process so far
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

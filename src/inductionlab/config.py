@@ -88,6 +88,8 @@ class TrainConfig(_Strict):
                                   "the early transitions happen)")
     eval_batch_size: int = Field(256, gt=0)
     checkpoint_every: int = Field(100, gt=0)
+    keep_checkpoints: int = Field(2, ge=0, description="keep the newest this many checkpoints; 0 keeps every one "
+                                  "(for `inductionlab trajectory`'s attention animation)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -99,6 +101,103 @@ class Seeds(_Strict):
     eval: int = Field(2, ge=0)
 
 
+INTERVENTION_OPS = ("clamp", "zero-ablate", "mean-ablate", "freeze", "scale", "stop-gradient")
+IDEAL_PATTERNS = ("previous-token", "induction", "uniform")
+
+
+class InterventionConfig(_Strict):
+    """One intervention (docs/science.md §8): an operation on a target during the steps ``[start, stop)``.
+
+    ``target``: a hook name (``blocks.0.attn.hook_pattern``, ``blocks.1.hook_attn_out``, …; see
+    :func:`hook_names`) or a weight matrix (``wk2`` in the AMT, ``blocks.0.attn.W_K`` in the general
+    transformer; see :func:`weight_names`). ``clamp`` needs a ``hook_pattern`` target and a ``pattern``;
+    ``freeze`` a weight and acts in training only; ``zero-ablate``/``mean-ablate`` an activation.
+    """
+
+    target: str
+    op: Literal["clamp", "zero-ablate", "mean-ablate", "freeze", "scale", "stop-gradient"]
+    head: int | None = Field(None, ge=0, description="one head of a hook_pattern/hook_attn_scores target; "
+                             "default: every head")
+    pattern: Literal["previous-token", "induction", "uniform"] | None = Field(
+        None, description="clamp: the ideal pattern mixed in")
+    strength: float = Field(1.0, ge=0, le=1, description="clamp: λ in λ·ideal + (1 − λ)·model")
+    factor: float = Field(1.0, description="scale: the factor")
+    value: Literal["init", "zero", "checkpoint"] = Field("init", description="freeze: the value held")
+    checkpoint: str | None = Field(None, description="freeze with value=checkpoint: a run directory or "
+                                   "a checkpoint .safetensors file")
+    start: int = Field(0, ge=0, description="first step (0-based) of the window")
+    stop: int | None = Field(None, gt=0, description="the window ends before this step; null: never")
+    phase: Literal["train", "eval", "both"] = "both"
+
+    def active(self, step: int, phase: str) -> bool:
+        """Whether this intervention acts at ``step`` in ``phase`` (``train`` or ``eval``)."""
+        return (self.phase in (phase, "both") and self.start <= step
+                and (self.stop is None or step < self.stop))
+
+
+def hook_names(model: ModelConfig) -> tuple[str, ...]:
+    """Every hook point of the model a config describes (models/amt.py, models/transformer.py)."""
+    names = ["hook_embed"] + (["hook_pos_embed"] if model.pos_enc in ABSOLUTE_ENCODINGS else [])
+    per_layer = ["hook_resid_pre", "attn.hook_attn_scores", "attn.hook_pattern", "hook_attn_out"]
+    if model.arch == "transformer":
+        per_layer += ["hook_resid_mid"] + (["hook_mlp_out"] if model.mlp else [])
+    per_layer.append("hook_resid_post")
+    names += [f"blocks.{layer}.{point}" for layer in range(model.n_layers) for point in per_layer]
+    names.append("hook_logits" if model.arch == "amt" else "ln_final.hook_normalized")
+    return tuple(names)
+
+
+def weight_names(model: ModelConfig) -> tuple[str, ...]:
+    """The weight matrices an intervention may target."""
+    if model.arch == "amt":
+        names = list(trainable_names(model))
+        if model.ff == "mlp":
+            names[names.index("wf")] = "wf_in"
+            names.append("wf_out")
+        if model.pos_enc == "rpe":
+            names[names.index("pos")] = "rel"
+        elif model.pos_enc not in ABSOLUTE_ENCODINGS:
+            names.remove("pos")
+        return tuple(names)
+    names = ["W_E", "W_U"] + (["W_pos"] if model.pos_enc == "ape" else [])
+    for layer in range(model.n_layers):
+        names += [f"blocks.{layer}.attn.W_{m}" for m in "QKVO"]
+        names += [f"blocks.{layer}.mlp.W_in", f"blocks.{layer}.mlp.W_out"] if model.mlp else []
+    return tuple(names)
+
+
+def check_intervention(iv: InterventionConfig, model: ModelConfig, where: str) -> None:
+    """Raise ValueError naming the field when ``iv`` does not fit ``model``."""
+    hooks, weights = hook_names(model), weight_names(model)
+    if iv.target not in hooks and iv.target not in weights:
+        raise ValueError(f"{where}.target: unknown target {iv.target!r}; allowed: a hook ({', '.join(hooks)}) "
+                         f"or a weight ({', '.join(weights)})")
+    is_weight = iv.target in weights
+    if iv.op == "clamp" and not iv.target.endswith("attn.hook_pattern"):
+        raise ValueError(f"{where}.target: clamp acts on an attention pattern (blocks.L.attn.hook_pattern), "
+                         f"not {iv.target!r}")
+    if iv.op == "clamp" and iv.pattern is None:
+        raise ValueError(f"{where}.pattern: clamp needs a pattern; allowed: {', '.join(IDEAL_PATTERNS)}")
+    if iv.op != "clamp" and iv.pattern is not None:
+        raise ValueError(f"{where}.pattern: only clamp takes a pattern (op is {iv.op!r})")
+    if iv.op == "freeze" and not is_weight:
+        raise ValueError(f"{where}.target: freeze acts on a weight matrix ({', '.join(weights)}), not {iv.target!r}")
+    if iv.op == "freeze" and iv.phase == "eval":
+        raise ValueError(f"{where}.phase: freeze acts in training; allowed: train, both")
+    if iv.op in ("zero-ablate", "mean-ablate") and is_weight:
+        raise ValueError(f"{where}.target: {iv.op} acts on an activation (a hook), not the weight {iv.target!r}; "
+                         "to zero a weight, freeze it with value=zero")
+    if (iv.value == "checkpoint") != (iv.checkpoint is not None) and iv.op == "freeze":
+        raise ValueError(f"{where}.checkpoint: give a checkpoint exactly when value=checkpoint")
+    if iv.head is not None:
+        if not iv.target.endswith(("attn.hook_pattern", "attn.hook_attn_scores")):
+            raise ValueError(f"{where}.head: a head is chosen only on hook_pattern or hook_attn_scores targets")
+        if iv.head >= model.n_heads:
+            raise ValueError(f"{where}.head: head {iv.head} does not exist; allowed: 0..{model.n_heads - 1}")
+    if iv.stop is not None and iv.stop <= iv.start:
+        raise ValueError(f"{where}.stop: the window [{iv.start}, {iv.stop}) is empty; stop must exceed start")
+
+
 class RunConfig(_Strict):
     name: str = "run"
     description: str = ""
@@ -106,6 +205,8 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     seeds: Seeds = Seeds()
+    interventions: tuple[InterventionConfig, ...] = Field(
+        (), description="docs/science.md §8: operations on hooks and weights during training and/or evaluation")
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -126,6 +227,8 @@ class RunConfig(_Strict):
             bad = [m for m in self.model.trained if m not in allowed]
             if bad:
                 raise ValueError(f"model.trained: unknown matrices {bad}; allowed: {', '.join(allowed)}")
+        for i, iv in enumerate(self.interventions):
+            check_intervention(iv, self.model, f"interventions.{i}")
         return self
 
 

@@ -9,6 +9,7 @@ over the non-degenerate sequences (docs/science.md §6), with the degenerate sha
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,11 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inductionlab.models.amt import AMTransformer
-from inductionlab.probes.attention import attention_probes
+from inductionlab.probes.attention import attention_probes, run_with_cache
 from inductionlab.probes.memory import memory_probes
+from inductionlab.probes.progress import progress_measures
 from inductionlab.tasks.bigram import TriggerBatch
 from inductionlab.tasks.build import make_sampler
 
+Forward = Callable[..., Tensor]  # a model, or a callable with its signature (interventions.py)
 LABEL_GROUPS = {"global": lambda lab: lab == 0, "first": lambda lab: lab == 1, "in_context": lambda lab: lab >= 2}
 
 
@@ -38,13 +41,14 @@ def in_context_positions(labels: Tensor) -> tuple[Tensor, Tensor]:
     return order, valid
 
 
-def training_loss(model: nn.Module, batch: TriggerBatch, loss_on: str, buckets: int = 8) -> Tensor:
+def training_loss(model: Forward, batch: TriggerBatch, loss_on: str, buckets: int = 8) -> Tensor:
     """Mean cross-entropy on the in-context targets (label ≥ 2) or on every target (docs/science.md §2).
 
     The in-context loss reads only the positions with label ≥ 2, so the last layer computes its
     queries only there. Rows differ in how many such positions they have (a degenerate sequence
     has nearly all), so rows are sorted by that count and cut into ``buckets`` groups, each padded
     only to its own longest row. The loss is the same as on the full logits; only the work shrinks.
+    ``model``: the model, or a callable with its signature running interventions (docs/science.md §8).
     """
     if loss_on == "all":
         logits = model(batch.inputs)
@@ -74,7 +78,7 @@ def degenerate_shares(labels: Tensor, degenerate: Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def label_metrics(model: nn.Module, batch: TriggerBatch, bigram: Tensor, chunk: int = 64) -> dict[str, float]:
+def label_metrics(model: Forward, batch: TriggerBatch, bigram: Tensor, chunk: int = 64) -> dict[str, float]:
     """Loss and accuracy per label group, plus the bigram's own loss on the global targets.
 
     Every group is measured over the **non-degenerate** sequences (docs/science.md §6); the in-context
@@ -118,13 +122,22 @@ def evaluate(
     train_len: int,
     fixed_triggers: Tensor | None,
     probe_batch: int = 32,
+    forward: Forward | None = None,
 ) -> dict[str, float]:
-    """Every metric logged at an evaluation step: label metrics, §4.1 and §4.2 probes."""
-    out = label_metrics(model, batch, bigram)
+    """Every metric logged at an evaluation step: label metrics, §4.1 and §4.2 probes, §9 progress measures.
+
+    ``forward`` runs the model with the interventions active at this step (docs/science.md §8);
+    the weight-space memory probes read the stored matrices.
+    """
+    forward = forward or model
+    out = label_metrics(forward, batch, bigram)
     if isinstance(model, AMTransformer):
         out.update(memory_probes(model, train_len, fixed_triggers, bigram, eval_len=batch.labels.shape[1]))
     rows = (~batch.degenerate).nonzero().squeeze(1)[:probe_batch]  # attention probes on non-degenerate rows
-    out.update(attention_probes(model, batch.tokens[rows], batch.labels[rows]))
+    tokens, labels = batch.tokens[rows], batch.labels[rows]
+    ran = run_with_cache(forward, tokens[:, :-1])  # one forward for the §4.2 and §9 measures
+    out.update(attention_probes(model, tokens, labels, ran=ran))
+    out.update(progress_measures(model, tokens, labels, ran=ran))
     return out
 
 

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from inductionlab.config import RunConfig, load_config, to_yaml, validate
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
 
-KEEP_CHECKPOINTS = 2
+KEEP_CHECKPOINTS = 2  # the default of train.keep_checkpoints
 # What the logged metrics mean. 2: ``wo`` is the literal W_O² W_V² memory (``wo_ff`` reads through
 # W_F), ``wk2_triggers`` ranks among the triggers, label metrics exclude degenerate sequences.
 # Rows of another version are refused, never read with the wrong meaning.
@@ -158,8 +158,9 @@ class RunDir:
         steps = self.checkpoint_steps()
         return steps[-1] if steps else None
 
-    def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        """Write the tensors, then the JSON naming their checksum; prune old checkpoints."""
+    def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any],
+                        keep: int = KEEP_CHECKPOINTS) -> None:
+        """Write the tensors, then the JSON naming their checksum; keep the newest ``keep`` (0: all)."""
         stem = self._stem(step)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = stem.with_suffix(".safetensors.tmp")
@@ -167,7 +168,7 @@ class RunDir:
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, stem.with_suffix(".safetensors"))
         atomic_write(stem.with_suffix(".json"), json.dumps({**state, "step": step, "sha256": digest}, indent=1))
-        for old in self.checkpoint_steps()[:-KEEP_CHECKPOINTS]:
+        for old in (self.checkpoint_steps()[:-keep] if keep else []):
             self._stem(old).with_suffix(".json").unlink(missing_ok=True)
             self._stem(old).with_suffix(".safetensors").unlink(missing_ok=True)
 

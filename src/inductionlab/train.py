@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from inductionlab.config import RunConfig
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
 from inductionlab.evaluation import evaluate, training_loss
+from inductionlab.interventions import Interventions
 from inductionlab.models.amt import AMTransformer
 from inductionlab.models.build import build_model
 from inductionlab.probes.memory import memory_probes
@@ -60,6 +61,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     data_rng: torch.Generator
     eval_batch: Any
+    interventions: Interventions
     step: int = 0
     # rows, degenerate rows, in-context targets, in-context targets in degenerate rows, over all
     # training batches so far (checkpointed, so a resumed run reports the same shares)
@@ -77,7 +79,8 @@ class Trainer:
 
     def save(self) -> None:
         groups = self.optimizer.state_dict()["param_groups"]
-        self.run.save_checkpoint(self.step, self.checkpoint_tensors(), {"param_groups": groups})
+        self.run.save_checkpoint(self.step, self.checkpoint_tensors(), {"param_groups": groups},
+                                 keep=self.cfg.train.keep_checkpoints)
 
     def restore(self) -> None:
         """Load the latest checkpoint and drop metrics logged after it."""
@@ -104,9 +107,11 @@ class Trainer:
         degenerate = batch.degenerate.to(in_context.device)
         self.train_counts += torch.stack((torch.tensor(len(in_context)), degenerate.sum().cpu(),
                                           in_context.sum().cpu(), in_context[degenerate].sum().cpu()))
-        loss = training_loss(self.model, batch, self.cfg.train.loss_on)
+        self.interventions.hold(self.model, self.step)
+        loss = training_loss(self.interventions.forward(self.model, self.step, "train"), batch, self.cfg.train.loss_on)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.interventions.drop_gradients(self.model, self.step)
         self.optimizer.step()
         self.step += 1
         return loss.item()
@@ -121,8 +126,9 @@ class Trainer:
 
     def log_eval(self, train_loss: float | None, elapsed: float) -> dict[str, Any]:
         self.model.eval()
+        forward = self.interventions.forward(self.model, self.step, "eval")
         metrics = evaluate(self.model, self.eval_batch, self.source.bigram, self.cfg.data.seq_len,
-                           self.sampler.fixed_triggers)
+                           self.sampler.fixed_triggers, forward=forward)
         self.model.train()
         rows, degenerate, in_context, degenerate_in_context = self.train_counts.tolist()
         row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics,
@@ -138,15 +144,17 @@ def prepare(cfg: RunConfig, out: str | Path, device: str | None = None) -> Train
     dev = resolve_device(device or cfg.train.device)
     source, sampler = make_sampler(cfg, dev)
     model = build_model(cfg.model, source.n_tokens, cfg.seeds.init).to(dev)
+    interventions = Interventions(cfg.interventions, model)  # before a checkpoint loads: `init` is the init
     optimizer = make_optimizer(cfg, model)
     data_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.data)
     eval_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.eval)
     eval_batch = sampler.sample(cfg.train.eval_batch_size, eval_rng)
-    trainer = Trainer(cfg, run, dev, source, sampler, model, optimizer, data_rng, eval_batch)
+    trainer = Trainer(cfg, run, dev, source, sampler, model, optimizer, data_rng, eval_batch, interventions)
     if run.latest_step() is not None:
         trainer.restore()
     elif run.metrics():  # stopped before its first checkpoint: start over
         run.truncate_metrics(-1)
+    interventions.hold(model, trainer.step)  # a matrix frozen from this step holds its value from now on
     return trainer
 
 

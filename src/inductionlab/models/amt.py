@@ -21,7 +21,8 @@ Speed comes from algebra the model allows, not from approximations:
   ``W_U (I + W_F) W_O^L W_V^L``, an ``N × d`` matrix;
 - the last layer computes queries only at ``query_positions`` (the positions the loss reads).
 
-``forward(..., cache={})`` takes the explicit path and records TransformerLens-style hooks.
+``forward(..., cache={}, hooks={...})`` takes the explicit path through TransformerLens-style hook
+points (models/hooks.py), which record activations and let interventions replace them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
 from inductionlab.models import positional as pe
+from inductionlab.models.hooks import HookPoints, Hooks
 
 
 class AMTransformer(nn.Module):
@@ -221,20 +223,23 @@ class AMTransformer(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None,
+                hooks: Hooks | None = None) -> Tensor:
         """tokens: (B, T) int64 → logits (B, T, N), or (B, Tq, N) at ``query_positions`` (B, Tq).
 
-        With ``cache`` (a dict) the explicit path runs and fills ``hook_embed``,
-        ``hook_pos_embed``, ``blocks.{l}.hook_resid_pre``, ``blocks.{l}.attn.hook_attn_scores``,
-        ``blocks.{l}.attn.hook_pattern`` (B, 1, Tq, T), ``blocks.{l}.hook_resid_post`` and
-        ``hook_logits``; layer indices are 0-based as in TransformerLens.
+        With ``cache`` (a dict) or ``hooks`` (``{name: fn}``, models/hooks.py) the explicit path runs
+        through the TransformerLens-style hook points ``hook_embed``, ``hook_pos_embed``,
+        ``blocks.{l}.hook_resid_pre`` (B, T, d), ``blocks.{l}.attn.hook_attn_scores`` and
+        ``blocks.{l}.attn.hook_pattern`` (B, 1, Tq, T), ``blocks.{l}.hook_attn_out`` (B, Tq, d),
+        ``blocks.{l}.hook_resid_post`` (B, Tq, d) and ``hook_logits``; layer indices are 0-based as in
+        TransformerLens. A hook replaces the activation it names (docs/science.md §8).
         """
         seq_len = tokens.shape[1]
         self.check_length(seq_len)
         all_pos = torch.arange(seq_len, device=tokens.device)
         last_q = all_pos if query_positions is None else query_positions
-        if cache is not None:
-            return self._forward_explicit(tokens, all_pos, last_q, cache)
+        if cache is not None or hooks:
+            return self._forward_explicit(tokens, all_pos, last_q, HookPoints(tokens, cache, hooks))
 
         h = None  # residual stream (B, T, d); layer 1 never needs it materialised
         for layer in range(1, self.n_layers + 1):
@@ -279,27 +284,27 @@ class AMTransformer(nn.Module):
             out = out + table[self.n_tokens : self.n_tokens + tokens.shape[1]]
         return out
 
-    def _forward_explicit(self, tokens: Tensor, all_pos: Tensor, last_q: Tensor, cache: dict) -> Tensor:
-        h = self.embed(tokens)
-        cache["hook_embed"] = self.emb[tokens]
+    def _forward_explicit(self, tokens: Tensor, all_pos: Tensor, last_q: Tensor, hook: HookPoints) -> Tensor:
+        h = hook("hook_embed", self.emb[tokens])
         if self.pos_enc in pe.ABSOLUTE_ENCODINGS:
-            cache["hook_pos_embed"] = self.pos[: tokens.shape[1]]
+            h = h + hook("hook_pos_embed", self.pos[: tokens.shape[1]])
+        replaced = hook.hooked("hook_embed") or hook.hooked("hook_pos_embed")
         for layer in range(1, self.n_layers + 1):
+            name = f"blocks.{layer - 1}"
             query_pos = last_q if layer == self.n_layers else all_pos
-            cache[f"blocks.{layer - 1}.hook_resid_pre"] = h
-            from_tables = layer == 1 and self.pos_enc != "rope"  # h is still h^0: its scores are lookups
+            h = hook(f"{name}.hook_resid_pre", h)
+            # while h is still h^0 (nothing replaced it), layer-1 scores and values are table lookups
+            from_tables = (layer == 1 and self.pos_enc != "rope" and not replaced
+                           and not hook.hooked(f"{name}.hook_resid_pre"))
             scores = (self.layer1_scores_from_tables(tokens, query_pos) if from_tables
                       else self.attention_scores(layer, h, query_pos))
-            beta = self.pattern(scores, query_pos)
-            cache[f"blocks.{layer - 1}.attn.hook_attn_scores"] = scores.unsqueeze(1)
-            cache[f"blocks.{layer - 1}.attn.hook_pattern"] = beta.unsqueeze(1)
+            scores = hook(f"{name}.attn.hook_attn_scores", scores.unsqueeze(1), query_pos)[:, 0]
+            beta = hook(f"{name}.attn.hook_pattern", self.pattern(scores, query_pos).unsqueeze(1), query_pos)[:, 0]
             values = (self._residual_map(None, tokens, lambda x: self.apply_phi(x, 1)) if from_tables
                       else self.apply_phi(h, layer))
-            h = _take(h, query_pos) + beta @ values
-            cache[f"blocks.{layer - 1}.hook_resid_post"] = h
-        logits = self.final_logits(h)
-        cache["hook_logits"] = logits
-        return logits
+            attn_out = hook(f"{name}.hook_attn_out", beta @ values, query_pos)
+            h = hook(f"{name}.hook_resid_post", _take(h, query_pos) + attn_out, query_pos)
+        return hook("hook_logits", self.final_logits(h), last_q)
 
 
 def _take(x: Tensor, positions: Tensor) -> Tensor:

@@ -8,7 +8,8 @@ Conventions follow TransformerLens so probes read the same on both codebases:
 
 - weights per head: ``W_Q, W_K, W_V`` (n_heads, d_model, d_head), ``W_O`` (n_heads, d_head, d_model);
   ``W_E`` (n_tokens, d_model), ``W_pos`` (max_len, d_model), ``W_U`` (d_model, n_tokens);
-- activations go into an optional ``cache`` dict passed to ``forward`` (no global hook state)::
+- activations go into an optional ``cache`` dict passed to ``forward``, and optional ``hooks``
+  (``{name: fn}``, models/hooks.py) replace them (no global hook state)::
 
     hook_embed                   (B, T, d)       token embeddings
     hook_pos_embed               (B, T, d)       ape / ape-sincos only
@@ -34,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
+from inductionlab.models.hooks import HookPoints, Hooks
 from inductionlab.models.positional import (
     ABSOLUTE_ENCODINGS,
     POS_ENCODINGS,
@@ -47,9 +49,8 @@ from inductionlab.models.positional import (
 INIT_STD = 0.02  # GPT-2 / nanoGPT initialisation scale
 
 
-def _record(cache: dict | None, name: str, value: Tensor) -> None:
-    if cache is not None:
-        cache[name] = value
+def _hook(hook: HookPoints | None, name: str, value: Tensor, query_pos: Tensor | None = None) -> Tensor:
+    return value if hook is None else hook(name, value, query_pos)
 
 
 class Attention(nn.Module):
@@ -74,7 +75,7 @@ class Attention(nn.Module):
         # starts at zero (= NoPE at init).
         self.rel_bias = nn.Parameter(torch.empty(n_heads, n_dist)) if relative == "bias" else None
 
-    def forward(self, h: Tensor, query_pos: Tensor | None, cache: dict | None, name: str) -> Tensor:
+    def forward(self, h: Tensor, query_pos: Tensor | None, hook: HookPoints | None, name: str) -> Tensor:
         """h: (B, T, d) normalised residual; query_pos: (B, Tq) int64, or None for every position.
 
         Returns (B, Tq, d): the heads' summed output at the query positions.
@@ -98,9 +99,8 @@ class Attention(nn.Module):
         if self.rel_bias is not None:
             scores = scores + self.rel_bias[:, dist[:, 0]].transpose(0, 1).float()  # (b, H, Tq, T)
         scores = scores.masked_fill(~causal_mask(query_pos, T)[:, None], float("-inf"))
-        pattern = scores.softmax(dim=-1)
-        _record(cache, f"{name}.hook_attn_scores", scores)
-        _record(cache, f"{name}.hook_pattern", pattern)
+        scores = _hook(hook, f"{name}.hook_attn_scores", scores, query_pos)
+        pattern = _hook(hook, f"{name}.hook_pattern", scores.softmax(dim=-1), query_pos)
         z = torch.einsum("bhts,bhse->bhte", pattern.to(v.dtype), v)                # (B, H, Tq, dh)
         return torch.einsum("bhte,hed->btd", z, self.W_O)
 
@@ -127,21 +127,17 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(d_model) if d_mlp else None
         self.mlp = MLP(d_model, d_mlp) if d_mlp else None
 
-    def forward(self, x: Tensor, query_pos: Tensor | None, cache: dict | None, name: str) -> Tensor:
+    def forward(self, x: Tensor, query_pos: Tensor | None, hook: HookPoints | None, name: str) -> Tensor:
         """x: (B, T, d); query_pos: (B, Tq) or None for all.  Returns the residual (B, Tq, d)."""
-        _record(cache, f"{name}.hook_resid_pre", x)
-        attn_out = self.attn(self.ln1(x), query_pos, cache, f"{name}.attn")
-        _record(cache, f"{name}.hook_attn_out", attn_out)
+        x = _hook(hook, f"{name}.hook_resid_pre", x)
+        attn_out = _hook(hook, f"{name}.hook_attn_out", self.attn(self.ln1(x), query_pos, hook, f"{name}.attn"),
+                         query_pos)
         if query_pos is not None:
             x = x.gather(1, query_pos[..., None].expand(-1, -1, x.shape[-1]))
-        x = x + attn_out
-        _record(cache, f"{name}.hook_resid_mid", x)
+        x = _hook(hook, f"{name}.hook_resid_mid", x + attn_out, query_pos)
         if self.mlp is not None:
-            mlp_out = self.mlp(self.ln2(x))
-            _record(cache, f"{name}.hook_mlp_out", mlp_out)
-            x = x + mlp_out
-        _record(cache, f"{name}.hook_resid_post", x)
-        return x
+            x = x + _hook(hook, f"{name}.hook_mlp_out", self.mlp(self.ln2(x)), query_pos)
+        return _hook(hook, f"{name}.hook_resid_post", x, query_pos)
 
 
 class GeneralTransformer(nn.Module):
@@ -194,14 +190,16 @@ class GeneralTransformer(nn.Module):
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
 
     def forward(
-        self, tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None
+        self, tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None,
+        hooks: Hooks | None = None,
     ) -> Tensor:
         """tokens: (B, T) int64.  query_positions: optional (B, Tq) int64 (may repeat).
 
         Returns logits (B, T, n_tokens) float32, or (B, Tq, n_tokens) at ``query_positions`` only:
         every layer but the last runs all positions; the last layer's queries and the unembedding
         run at the requested positions only.  ``cache``, if a dict, receives the hooks listed in the
-        module docstring.
+        module docstring; ``hooks`` (``{name: fn}``, models/hooks.py) replace the activations they
+        name (docs/science.md §8).
         """
         B, T = tokens.shape
         if self.pos_enc in ABSOLUTE_ENCODINGS and T > self.max_len:
@@ -209,17 +207,14 @@ class GeneralTransformer(nn.Module):
                 f"sequence length {T} exceeds max_len={self.max_len} of pos_enc={self.pos_enc!r}; "
                 "build the model with a larger max_len or use a relative encoding"
             )
-        x = self.W_E[tokens]                                                      # (B, T, d)
-        _record(cache, "hook_embed", x)
+        hook = HookPoints(tokens, cache, hooks) if cache is not None or hooks else None
+        x = _hook(hook, "hook_embed", self.W_E[tokens])                           # (B, T, d)
         pos_table = self.W_pos if self.W_pos is not None else self.sincos_pos
         if pos_table is not None:
-            pos = pos_table[:T].expand(B, T, self.d_model)
-            _record(cache, "hook_pos_embed", pos)
-            x = x + pos
+            x = x + _hook(hook, "hook_pos_embed", pos_table[:T].expand(B, T, self.d_model))
         for l, block in enumerate(self.blocks):
-            x = block(x, query_positions if l == self.n_layers - 1 else None, cache, f"blocks.{l}")
-        x = self.ln_final(x)
-        _record(cache, "ln_final.hook_normalized", x)
+            x = block(x, query_positions if l == self.n_layers - 1 else None, hook, f"blocks.{l}")
+        x = _hook(hook, "ln_final.hook_normalized", self.ln_final(x), query_positions)
         return (x @ self.W_U).float()
 
     def head_count(self) -> int:

@@ -54,6 +54,12 @@ def _best_head(per_head: Tensor) -> float:
 # --------------------------------------------------------------------------- probes on task data
 
 
+def run_with_cache(forward, inputs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """``(logits, cache)`` of one forward of ``inputs`` (B, T) through every hook point."""
+    cache: dict[str, Tensor] = {}
+    return forward(inputs, cache=cache), cache
+
+
 @torch.no_grad()
 def attention_probes(
     model: nn.Module,
@@ -62,6 +68,8 @@ def attention_probes(
     *,
     prev_layer: int = 0,
     induction_layer: int | None = None,
+    forward=None,
+    ran: tuple[Tensor, dict[str, Tensor]] | None = None,
 ) -> dict[str, float]:
     """docs/science.md §4.2 attention probes on sequences of the bigram-with-triggers task.
 
@@ -87,7 +95,9 @@ def attention_probes(
     ``prev_layer`` defaults to the first layer (0) and ``induction_layer`` to the last
     (``n_layers - 1``); negative indices count from the end.  Multi-head models: each probe takes
     its best head in the layer (the maximum over heads of that probe's batch mean).  A probe with
-    no qualifying position in the batch is NaN (its chance too).
+    no qualifying position in the batch is NaN (its chance too). ``forward`` runs the model with the
+    interventions of the current step (docs/science.md §8); default ``model``. ``ran``: the
+    ``(logits, cache)`` of a forward already run on ``tokens[:, :-1]``, to read instead of running one.
     """
     if tokens.dim() != 2 or tokens.shape[1] < 2:
         raise ConfigError(f"tokens must be (batch, T+1) with T ≥ 1; got shape {tuple(tokens.shape)}")
@@ -99,8 +109,7 @@ def attention_probes(
     prev_layer = _layer_index(model, prev_layer, "prev_layer")
     induction_layer = _layer_index(model, model.n_layers - 1 if induction_layer is None else induction_layer,
                                    "induction_layer")
-    cache: dict[str, Tensor] = {}
-    logits = model(inputs, cache=cache)  # (B, T, N)
+    logits, cache = ran if ran is not None else run_with_cache(forward or model, inputs)  # (B, T, N)
     n_tokens = logits.shape[-1]
     out: dict[str, float] = {}
 
@@ -155,9 +164,13 @@ def task_head_scores(model: nn.Module, tokens: Tensor, labels: Tensor) -> dict[s
     on arbitrary tokens. NaN where the batch has no such position.
     """
     inputs = tokens[:, :-1]
-    labels = labels.to(inputs.device)
     cache: dict[str, Tensor] = {}
     model(inputs, cache=cache)
+    return head_scores_on_cache(cache, inputs, labels.to(inputs.device), model.n_layers)
+
+
+def head_scores_on_cache(cache: dict[str, Tensor], inputs: Tensor, labels: Tensor, n_layers: int) -> dict[str, Tensor]:
+    """:func:`task_head_scores` from the patterns of a forward already run on ``inputs`` (B, T)."""
     b1, t1 = (labels[:, :-1] >= 1).nonzero(as_tuple=True)
     t1 = t1 + 1  # the query right after a trigger
     b2, t2 = (labels >= 2).nonzero(as_tuple=True)
@@ -165,7 +178,7 @@ def task_head_scores(model: nn.Module, tokens: Tensor, labels: Tensor) -> dict[s
     keys = torch.arange(inputs.shape[1], device=inputs.device)
     match = ((before[b2] == inputs[b2, t2][:, None]) & (keys <= t2[:, None])).float()  # (n, T)
     previous, induction = [], []
-    for layer in range(model.n_layers):
+    for layer in range(n_layers):
         pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()  # (B, H, T, T)
         previous.append(pattern[b1, :, t1, t1 - 1].mean(0) if t1.numel() else torch.full(pattern.shape[1:2], math.nan))
         induction.append((pattern[b2, :, t2] * match[:, None]).sum(-1).mean(0) if t2.numel()

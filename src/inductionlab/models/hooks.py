@@ -1,0 +1,53 @@
+"""Hook points shared by both model families (docs/science.md §3, §8).
+
+A forward pass takes two optional, explicit arguments (no hook state lives on the module):
+
+- ``cache``: a dict that receives every activation under its TransformerLens-style name;
+- ``hooks``: ``{name: fn}``; at the hook point ``name`` the activation is replaced by
+  ``fn(value, site)`` before the rest of the forward reads it, and the gradient flows through the
+  replacement (docs/science.md §8). ``site`` says where the hook fires: its name, the input tokens
+  and the query positions of that layer.
+
+Without either the models take their fast paths, untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class HookSite:
+    """Where a hook fires. ``tokens``: (B, T) int64 model inputs; ``query_pos``: (Tq,) or (B, Tq) int64,
+    the query positions of the layer (every position except in a last layer read at chosen positions)."""
+
+    name: str
+    tokens: Tensor
+    query_pos: Tensor
+
+
+HookFn = Callable[[Tensor, HookSite], Tensor]
+Hooks = Mapping[str, HookFn]
+
+
+class HookPoints:
+    """The hook points of one forward call: records into ``cache`` and applies ``hooks``."""
+
+    def __init__(self, tokens: Tensor, cache: dict | None, hooks: Hooks | None):
+        self.tokens, self.cache, self.hooks = tokens, cache, hooks or {}
+        self.all_pos = torch.arange(tokens.shape[1], device=tokens.device)
+
+    def __call__(self, name: str, value: Tensor, query_pos: Tensor | None = None) -> Tensor:
+        fn = self.hooks.get(name)
+        if fn is not None:
+            value = fn(value, HookSite(name, self.tokens, self.all_pos if query_pos is None else query_pos))
+        if self.cache is not None:
+            self.cache[name] = value
+        return value
+
+    def hooked(self, name: str) -> bool:
+        return name in self.hooks
