@@ -1,4 +1,4 @@
-"""Command line: ``inductionlab train | presets | probe | experiment | sweep | reproduce | bench``.
+"""Command line: ``inductionlab train | presets | probe | trajectory | patch | experiment | sweep | reproduce | bench``.
 
 The CLI only parses and calls. Library errors become one line on stderr and exit code 2.
 """
@@ -86,6 +86,52 @@ def probe(run_dir: str, device: str) -> None:
     click.echo(json.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
 
 
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the figures (default: the run directory, or trajectory/ for several runs).")
+@click.option("--label", "labels", multiple=True, help="A legend label per run, in order (default: folder names).")
+def trajectory(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...]) -> None:
+    """Draw RUN_DIRS' progress measures on one time axis (PNG, SVG) and animate their attention (GIF)."""
+    from inductionlab.trajectory import trajectory as draw
+
+    out_dir = Path(out) if out else Path(run_dirs[0]) if len(run_dirs) == 1 else Path("trajectory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InductionLabError(f"--out {out_dir}: cannot write there ({err.strerror})") from None
+    written = draw([Path(p) for p in run_dirs], out_dir, labels=list(labels) or None)
+    for paths in written.values():
+        for path in paths:
+            click.echo(path)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for patching.json and the heatmaps (default: RUN_DIR/patching).")
+@click.option("--seq-len", type=int, default=None, help="Prompt length T (default: the run's training length).")
+@click.option("--pairs", type=int, default=4, show_default=True, help="In-context pairs (a, b) per prompt.")
+@click.option("--prompts", type=int, default=64, show_default=True, help="Clean/corrupted prompt pairs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompts and the corruption.")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Keep prompts whose clean − corrupted logit gap exceeds this.")
+def patch(run_dir: str, out: str | None, seq_len: int | None, pairs: int, prompts: int, seed: int,
+          threshold: float) -> None:
+    """Activation patching on RUN_DIR's trained model: which layer carries the in-context pairs (docs/science.md §8)."""
+    from inductionlab.patching import patch_run
+
+    out_dir = Path(out) if out else Path(run_dir) / "patching"
+    result = patch_run(Path(run_dir), out_dir, seq_len=seq_len, n_pairs_in_context=pairs, n_prompts=prompts,
+                       seed=seed, threshold=threshold)
+    kept = result["prompts"]
+    carrier = result.get("carrier")
+    click.echo(f"prompts kept: {kept['kept']} of {kept['total']} (clean − corrupted gap > {threshold})")
+    if carrier:
+        click.echo(f"carrier: {carrier['hook']} restores {carrier['fraction_restored']:.3f} at the last position")
+    click.echo(f"written: {out_dir / 'patching.json'}")
+
+
 def backend_options(func):
     """--backend, --workers, --address: where the runs of a sweep go."""
     func = click.option("--address", default=None, metavar="HOST:PORT",
@@ -104,7 +150,8 @@ def backend_options(func):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def experiment(name: str, preset: str, out: str | None, backend: str, workers: int | None, address: str | None,
                quiet: bool) -> None:
-    """Run experiment NAME (birth, hijack, length, nope3): train or reuse its runs, write results and figures."""
+    """Run experiment NAME (birth, hijack, length, nope3, interventions): train or reuse its runs, write results
+    and figures."""
     from inductionlab.experiments import run_experiment
 
     out_dir = Path(out) if out else Path("results") / name
@@ -139,7 +186,7 @@ def sweep(grid: str, out: str, backend: str, workers: int | None, address: str |
               "(from a short measurement of each kind of run); train nothing, write nothing.")
 def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backend: str, workers: int | None,
               address: str | None, name: str | None, quiet: bool, dry_run: bool) -> None:
-    """Reproduce EXPERIMENTS (default: birth hijack length nope3) and write report.html and results.json."""
+    """Reproduce EXPERIMENTS (default: all of them) and write report.html and results.json."""
     from inductionlab.experiments import EXPERIMENTS
     from inductionlab.reproduce import reproduce as run_reproduce
 
@@ -161,7 +208,7 @@ def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backen
         sys.exit(130)
     for exp, res in results["experiments"].items():
         verdicts = [c["verdict"] for c in res.get("claims", [])]
-        click.echo(f"{exp:8s} " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "partly", "fails")))
+        click.echo(f"{exp:13s} " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "partly", "fails")))
     click.echo(f"report: {out_dir / 'report.html'}")
 
 
