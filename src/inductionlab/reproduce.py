@@ -18,6 +18,7 @@ again finishes only what is missing (delete ``OUT/EXPERIMENT`` to redo one analy
 from __future__ import annotations
 
 import json
+import multiprocessing
 import platform
 import sys
 import time
@@ -74,6 +75,40 @@ def planned_runs(preset: str, experiments: tuple[str, ...] = EXPERIMENTS) -> lis
     return specs
 
 
+ANALYSIS_ORDER = ("hijack", "length", "nope3", "interventions", "birth")  # longest analysis first
+
+
+def _analyse(exp: str, out: Path, preset: str, threads: int) -> dict[str, Any]:
+    """One experiment's analysis (in a pool worker): ``out/exp/results.json`` and its figures."""
+    torch.set_num_threads(threads)
+    exp_dir = out / exp
+    exp_dir.mkdir(exist_ok=True)
+    return finite_or_none(json.loads(json.dumps(experiment_module(exp).analyse(out / "runs", exp_dir, preset))))
+
+
+def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: int | None,
+                progress: bool) -> dict[str, Any]:
+    """Every experiment's results: read when its ``results.json`` exists, else analysed, several at once
+    (a process per core, the longest analysis first)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from inductionlab.backends import default_workers
+
+    pending = sorted((e for e in experiments if not (out / e / "results.json").exists()),
+                     key=lambda e: ANALYSIS_ORDER.index(e) if e in ANALYSIS_ORDER else len(ANALYSIS_ORDER))
+    done: dict[str, Any] = {}
+    if pending:
+        cores = default_workers()
+        processes = max(1, min(workers or cores, cores, len(pending)))
+        if progress:
+            print(f"analysing {', '.join(pending)} ({processes} at once) …", file=sys.stderr, flush=True)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            futures = {e: pool.submit(_analyse, e, out, preset, max(1, cores // processes)) for e in pending}
+            done = {e: future.result() for e, future in futures.items()}
+    return {e: done[e] if e in done else json.loads((out / e / "results.json").read_text()) for e in experiments}
+
+
 def dry_run(preset: str, experiments: tuple[str, ...] = EXPERIMENTS, *, workers: int | None = None) -> dict[str, Any]:
     """The planned runs with their sizes and their estimated time on this machine; nothing is trained."""
     from inductionlab.backends import default_workers
@@ -96,18 +131,8 @@ def reproduce(out: str | Path, preset: str = "quick", experiments: tuple[str, ..
     run_sweep(specs, out, backend=backend, workers=workers, address=address, progress=progress,
               desc=f"reproduce {preset}")
     results: dict[str, Any] = {"name": name or f"inductionlab reproduce --preset {preset}", "preset": preset,
-                               "experiments": {}, "environment": environment()}
-    for exp, module in modules.items():
-        exp_dir = out / exp
-        done = exp_dir / "results.json"
-        if done.exists():
-            results["experiments"][exp] = json.loads(done.read_text())
-        else:
-            if progress:
-                print(f"analysing {exp} …", file=sys.stderr, flush=True)
-            exp_dir.mkdir(exist_ok=True)
-            results["experiments"][exp] = finite_or_none(json.loads(json.dumps(
-                module.analyse(out / "runs", exp_dir, preset))))
+                               "experiments": analyse_all(out, preset, tuple(modules), workers, progress),
+                               "environment": environment()}
     atomic_write(out / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n")
     from inductionlab.report.html import write_report
 

@@ -26,7 +26,7 @@ from typing import Any
 from inductionlab.errors import ConfigError
 from inductionlab.runs import atomic_write
 
-EXPERIMENTS = ("birth", "hijack", "length", "nope3")
+EXPERIMENTS = ("birth", "hijack", "length", "nope3", "interventions")
 EXPERIMENT_PRESETS = ("quick", "paper", "smoke")
 
 

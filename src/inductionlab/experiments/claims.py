@@ -81,19 +81,27 @@ def _finite(value: float | None) -> bool:
 
 
 def claim(text: str, predicted: str, statistic: str, measured: float | None, null: float | None, null_name: str,
-          rule: Rule, **detail: Any) -> dict[str, Any]:
+          rule: Rule, also: tuple[str, bool] | None = None, **detail: Any) -> dict[str, Any]:
     """One claim of a report (docs/science.md §7), its verdict computed by ``rule``.
 
     text: what is claimed; predicted: what the science predicts, in words; statistic: what
-    ``measured`` and ``null`` are; detail: per-seed values and notes kept beside them. A value that
-    could not be measured is ``None`` (strict JSON) and the verdict is ``fails``.
+    ``measured`` and ``null`` are; also: a further condition ``(words, met)`` a claim needs to hold
+    (unmet, a ``holds`` becomes ``partly``); detail: per-seed values and notes kept beside them. A
+    value that could not be measured is ``None`` (strict JSON) and the verdict is ``fails``.
     """
+    verdict, rule_text = rule.verdict(measured, null), rule.text()
+    if also is not None:
+        rule_text = rule_text.replace("holds when", f"holds when {also[0]} and", 1)
+        if verdict == "holds" and not also[1]:
+            verdict = "partly"
     out = {
         "claim": text, "predicted": predicted, "statistic": statistic,
         "measured": float(measured) if _finite(measured) else None,
         "null": float(null) if _finite(null) else None, "null_name": null_name,
-        "rule": rule.text(), "verdict": rule.verdict(measured, null),
+        "rule": rule_text, "verdict": verdict,
     }
+    if also is not None:
+        out["condition"], out["condition_met"] = also[0], bool(also[1])
     out.update(finite_or_none(detail))
     return out
 
