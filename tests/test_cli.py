@@ -82,3 +82,23 @@ def test_real_entry_point_has_no_traceback(tmp_path):
 def test_experiment_bad_input(capsys, tmp_path, args, needle):
     code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "x"))
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_trajectory_and_patch_commands(capsys, tmp_path, tiny):
+    cfg = tiny(data={"trigger_mode": "random"}, model={"pos_enc": "rpe", "max_rel_dist": 16},
+               train={"steps": 8, "loss_on": "all", "eval_every": 4, "checkpoint_every": 4, "keep_checkpoints": 0},
+               interventions=[{"target": "blocks.0.attn.hook_pattern", "op": "clamp", "pattern": "previous-token",
+                               "strength": 0.5, "stop": 4}])
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(cfg))
+    main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"])
+    capsys.readouterr()
+    main(["trajectory", str(tmp_path / "run"), "--out", str(tmp_path / "fig")])
+    written = capsys.readouterr().out.split()
+    assert {p.rsplit("/", 1)[-1] for p in written} == {"trajectory.png", "trajectory.svg", "attention.gif"}
+    main(["patch", str(tmp_path / "run"), "--prompts", "6", "--pairs", "2", "--threshold", "0"])
+    out = capsys.readouterr().out
+    assert "prompts kept" in out and (tmp_path / "run" / "patching" / "patching.json").is_file()
+    for args in (["trajectory", str(tmp_path / "missing")], ["patch", str(tmp_path / "missing")]):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "missing" in err

@@ -76,13 +76,15 @@ def probe(run_dir: str, device: str) -> None:
     import torch
 
     from inductionlab.evaluation import evaluate
+    from inductionlab.interventions import Interventions
     from inductionlab.tasks.build import make_sampler
     from inductionlab.train import open_trained
 
     cfg, model, step = open_trained(run_dir, device)
     source, sampler = make_sampler(cfg, torch.device(device))
     batch = sampler.sample(cfg.train.eval_batch_size, torch.Generator(device=device).manual_seed(cfg.seeds.eval))
-    metrics = evaluate(model, batch, source.bigram, cfg.data.seq_len, sampler.fixed_triggers)
+    forward = Interventions(cfg.interventions, model).forward(model, step, "eval")  # as the run evaluated
+    metrics = evaluate(model, batch, source.bigram, cfg.data.seq_len, sampler.fixed_triggers, forward=forward)
     click.echo(json.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
 
 

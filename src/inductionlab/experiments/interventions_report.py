@@ -40,8 +40,9 @@ def write_figures(curves: dict[str, dict[int, list[dict[str, Any]]]], results: d
         for arm, runs in curves.items():
             _band(ax, runs, key, color=ARM_COLORS.get(arm), label=arm)
         ax.axhline(0.9, color="grey", lw=0.6, ls=":")
-        ax.set(xlabel="step", title=f"{title}, mean and min–max over seeds", ylim=(0, 1.02))
+        ax.set(xlabel="step", title=title, ylim=(0, 1.02))
     axes[0].legend(fontsize=7)
+    fig.suptitle("each arm: mean over seeds, band min–max; dotted: 0.9", fontsize=9)
     names = [save_figure(fig, out, "interventions_trajectories", dpi=110)]
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
