@@ -205,3 +205,20 @@ def test_bad_intervention_is_one_line(tmp_path, capsys, spec, field):
     assert exit_info.value.code == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in err
+
+
+def test_a_window_opening_late_clears_the_momentum(tmp_path, tiny):
+    cfg = tiny(model={"zero_init": False}, train={"lr": 0.1, "momentum": 0.9, "steps": 6},
+               interventions=[{"target": "wk2", "op": "freeze", "start": 2, "stop": 4}])
+    trainer = prepare(cfg, tmp_path / "run")
+    wk2 = trainer.model.wk2
+    held = wk2.detach().clone()  # value: init
+    trainer.train_step()
+    trainer.train_step()
+    assert "momentum_buffer" in trainer.optimizer.state[wk2] and not torch.equal(wk2, held)
+    trainer.train_step()  # step 2: back at its init, frozen, its momentum dropped
+    assert wk2 not in trainer.optimizer.state and torch.equal(wk2, held)
+    trainer.train_step()
+    trainer.train_step()  # step 4: trains again from fresh momentum (= its gradient)
+    assert not torch.equal(wk2, held)
+    assert torch.equal(trainer.optimizer.state[wk2]["momentum_buffer"], wk2.grad)

@@ -91,7 +91,7 @@ def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict
         loss = training_loss(interventions.forward(model, i, "train"), batch, cfg.train.loss_on)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        interventions.drop_gradients(model, i)
+        interventions.drop_gradients(model, i, optimizer)
         optimizer.step()
         _sync(device)
         if i:

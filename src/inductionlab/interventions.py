@@ -172,13 +172,17 @@ class Interventions:
             if i in self.held:
                 tensors[iv.target].copy_(self.held[i])
 
-    def drop_gradients(self, model: nn.Module, step: int) -> None:
-        """Remove the gradients of the matrices frozen at ``step``: the optimiser then skips them
-        (no update, no momentum, no weight decay)."""
+    def drop_gradients(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Remove the gradients of the matrices frozen at ``step``: the optimiser then skips them (no
+        update, no momentum, no weight decay). Their optimiser state (momentum, moment estimates) is
+        cleared too, so a matrix released at the end of its window starts afresh, not with the
+        momentum it had before the window."""
         params = dict(model.named_parameters())
         for i, iv in self.active(step, "train"):
             if i in self.held and iv.target in params:
                 params[iv.target].grad = None
+                if optimizer is not None:
+                    optimizer.state.pop(params[iv.target], None)
 
 
 def _from_checkpoint(source: str | None, name: str, like: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import platform
+import signal
 import sys
 import time
 from importlib import metadata
@@ -90,8 +91,6 @@ def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: i
                 progress: bool) -> dict[str, Any]:
     """Every experiment's results: read when its ``results.json`` exists, else analysed, several at once
     (a process per core, the longest analysis first)."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from inductionlab.backends import default_workers
 
     pending = sorted((e for e in experiments if not (out / e / "results.json").exists()),
@@ -102,10 +101,21 @@ def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: i
         processes = max(1, min(workers or cores, cores, len(pending)))
         if progress:
             print(f"analysing {', '.join(pending)} ({processes} at once) …", file=sys.stderr, flush=True)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            futures = {e: pool.submit(_analyse, e, out, preset, max(1, cores // processes)) for e in pending}
-            done = {e: future.result() for e, future in futures.items()}
+        # as in the sweep's pool: workers ignore Ctrl-C, this process stops them and says so in one line
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            pool = multiprocessing.get_context("spawn").Pool(processes)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        try:
+            handles = {e: pool.apply_async(_analyse, (e, out, preset, max(1, cores // processes))) for e in pending}
+            done = {e: handle.get() for e, handle in handles.items()}
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.close()
+            pool.join()
     return {e: done[e] if e in done else json.loads((out / e / "results.json").read_text()) for e in experiments}
 
 

@@ -111,7 +111,7 @@ class Trainer:
         loss = training_loss(self.interventions.forward(self.model, self.step, "train"), batch, self.cfg.train.loss_on)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.interventions.drop_gradients(self.model, self.step)
+        self.interventions.drop_gradients(self.model, self.step, self.optimizer)
         self.optimizer.step()
         self.step += 1
         return loss.item()

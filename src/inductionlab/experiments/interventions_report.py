@@ -71,16 +71,24 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
              "|---|---|---|---|---|---|"]
     for arm, data in results["arms"].items():
         ms = data["milestones"].values()
-        acc = ", ".join(str(m["acc_in_context"]) if m["acc_in_context"] is not None else "never" for m in ms)
-        wo = ", ".join(str(m["wo"]) if m.get("wo") is not None else ("never" if "wo" in m else "–") for m in ms)
+        acc = ", ".join(_step(m["acc_in_context"]) for m in ms)
+        wo = ", ".join(_step(m["wo"]) if "wo" in m else "–" for m in ms)
         med = data["median"]
         final = data["final"]["acc_in_context"]
-        lines.append(f"| {arm} | {acc} | {_num(med['acc_in_context'])} | {wo} | {_num(med['wo'])} | "
+        lines.append(f"| {arm} | {acc} | {_step(med['acc_in_context'])} | {wo} | {_step(med['wo'])} | "
                      f"{_num(final['mean'])} ± {_num(final['std'])} |")
-    lines += ["", "A milestone never reached counts as later than every step; a median that falls on one is "
-              "undefined (–).", "", "## Claims", "", claims_table(results["claims"]), "",
+    removed = results["none_ablated_at_evaluation"]
+    lines += ["", "Milestones are interpolated between the last logged value below 0.9 and the first at or above "
+              "it. A milestone never reached counts as later than every step; a median that falls on one is "
+              "undefined (–).", "", f"The trained `none` arm with layer 1's attention output zeroed at evaluation "
+              f"only: in-context accuracy {_num(removed['mean'])} ± {_num(removed['std'])}.", "", "## Claims", "",
+              claims_table(results["claims"]), "",
               "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def _step(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f}"
 
 
 def _num(value: float | None) -> str:
