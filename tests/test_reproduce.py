@@ -84,7 +84,10 @@ def _finished(out: Path) -> list[Path]:
 
 def test_interrupted_reproduce_finishes_only_what_is_missing(smoke, tmp_path):
     out = tmp_path / "interrupted"
+    # a shell starts background jobs with Ctrl-C ignored, and an ignored signal stays ignored across exec:
+    # give the command the terminal's default, as when a user runs it
     proc = subprocess.Popen(reproduce_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             start_new_session=True)
     deadline = time.monotonic() + 300
     while len(_finished(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
