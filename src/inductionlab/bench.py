@@ -1,6 +1,7 @@
 """``inductionlab bench``: the numbers that say whether the hot paths are fast (issue "Core").
 
-- sampler throughput: sequences/s, one process, T=256, K=5 (docs/science.md §2);
+- sampler throughput: sequences/s, one process, T=256, K=5 (docs/science.md §2), and of the
+  in-context Markov-chain sampler at k=3, T=100, batch 1024 (§10);
 - the median time of one paper-scale training step (sample + forward + backward + update) at
   d=256, T=256, batch 512, K=5 fixed triggers, SGD, 2 layers, ``ape``;
 - the same step with interventions (docs/science.md §8): none, one whose window has not opened (the
@@ -68,6 +69,23 @@ def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5
     return {"sequences_per_s": batch / statistics.median(times), "batch": batch, "seq_len": 256, "n_triggers": 5}
 
 
+def icl_mc_sampler_throughput(device: torch.device, batch: int = 1024, repeats: int = 7) -> float:
+    """Sequences/s of the in-context Markov-chain sampler at k = 3, T = 100, order 2 (docs/science.md §10)."""
+    from inductionlab.tasks.markov import ICLMarkovSampler
+
+    sampler = ICLMarkovSampler(3, seq_len=100, device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sampler.sample(batch, gen)  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        sampler.sample(batch, gen)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
 def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict[str, float]:
     """Median seconds of one full training step (after one warm-up step), and peak memory."""
     from inductionlab.evaluation import training_loss
@@ -123,6 +141,7 @@ def run_benchmarks(device: str = "auto", steps: int = 5) -> dict:
         },
         "matmul_fp32_gflops": matmul_gflops(dev),
         "sampler": sampler_throughput(dev),
+        "icl_mc_sampler_seq_per_s": icl_mc_sampler_throughput(dev),
         "train_step_paper_scale": {
             "d_model": 256, "seq_len": 256, "batch_size": 512, "n_triggers": 5, "optimizer": "sgd",
             "n_layers": 2, "pos_enc": "ape", **step,

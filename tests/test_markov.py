@@ -1,0 +1,115 @@
+"""In-context Markov chains (docs/science.md §10): the sampler and the closed-form reference predictors."""
+
+import math
+
+import pytest
+import torch
+
+from inductionlab.errors import ConfigError
+from inductionlab.tasks.markov import (
+    ICLMarkovSampler,
+    MarkovBatch,
+    context_transitions,
+    dirichlet,
+    reference_losses,
+    reference_probs,
+    stationary,
+)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_dirichlet_rows_and_moments():
+    for alpha in (0.3, 1.0, 2.5):
+        rows = dirichlet((20000,), 3, alpha, _gen(1))
+        assert torch.allclose(rows.sum(-1), torch.ones(20000, dtype=torch.float64)) and (rows >= 0).all()
+        mean, var = rows[:, 0].mean().item(), rows[:, 0].var().item()
+        assert mean == pytest.approx(1 / 3, abs=0.01)
+        assert var == pytest.approx((1 / 3) * (2 / 3) / (3 * alpha + 1), rel=0.08)  # Dirichlet variance
+
+
+def test_stationary_solves_pi_p_equals_pi():
+    p = dirichlet((50, 4), 4, 1.0, _gen(2))
+    pi = stationary(p)
+    assert torch.allclose(pi.sum(-1), torch.ones(50, dtype=torch.float64))
+    assert torch.allclose(torch.einsum("bi,bij->bj", pi, p), pi, atol=1e-10)
+    q = context_transitions(dirichlet((5, 9), 3, 1.0, _gen(3)), 3)  # order 3: contexts are pairs
+    assert torch.allclose(q.sum(-1), torch.ones(5, 9, dtype=torch.float64))
+    assert q[0, 4].nonzero().squeeze(1).tolist() == [3, 4, 5]  # (1, 1) → (1, j)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_sampler_follows_its_own_chain(order):
+    sampler = ICLMarkovSampler(3, seq_len=4000, order=order, alpha=1.0)
+    batch = sampler.sample(4, _gen(4))
+    assert batch.tokens.shape == (4, 4001) and batch.tokens.min() >= 0 and batch.tokens.max() <= 2
+    probs = reference_probs(batch, 3, 1.0)
+    # on a long sequence the empirical transition frequencies (Bayes at the end) approach P
+    last_bayes, last_true = probs["bayes"][:, -1], probs["true"][:, -1]
+    assert (last_bayes - last_true).abs().max() < 0.06
+    same = sampler.sample(4, _gen(4))
+    assert torch.equal(same.tokens, batch.tokens)  # reproducible from the generator alone
+
+
+def test_stationary_start_matches_pi():
+    sampler = ICLMarkovSampler(3, seq_len=2, alpha=1.0)
+    batch = sampler.sample(40000, _gen(5))
+    pi = stationary(batch.transitions)
+    # z_1 ~ π of its own chain: E[1{z_1 = j} − π_j] = 0
+    hit = torch.nn.functional.one_hot(batch.tokens[:, 0], 3).double()
+    assert (hit - pi).mean(0).abs().max() < 0.01
+
+
+def _brute_force(tokens, k, order, alpha):
+    """Counts by hand, one position at a time."""
+    out = []
+    for t in range(len(tokens)):
+        if t < order - 2:
+            out.append([1 / k] * k)
+            continue
+        context = tuple(tokens[t - order + 2 : t + 1])
+        counts = [0] * k
+        for s in range(order - 2, t):
+            if tuple(tokens[s - order + 2 : s + 1]) == context:
+                counts[tokens[s + 1]] += 1
+        out.append([(c + alpha) / (sum(counts) + k * alpha) for c in counts])
+    return out
+
+
+@pytest.mark.parametrize("order,k", [(2, 3), (3, 3), (2, 5), (4, 2)])
+def test_bayes_predictor_equals_brute_force_counts(order, k):
+    batch = ICLMarkovSampler(k, seq_len=30, order=order, alpha=0.7).sample(3, _gen(6))
+    probs = reference_probs(batch, k, 0.7)
+    for b in range(3):
+        expected = torch.tensor(_brute_force(batch.inputs[b].tolist(), k, order, 0.7), dtype=torch.float64)
+        assert torch.allclose(probs["bayes"][b], expected, atol=1e-12)
+    tokens = batch.inputs[0].tolist()
+    t = 20
+    unigram = [(tokens[: t + 1].count(j) + 0.7) / (t + 1 + k * 0.7) for j in range(k)]
+    assert torch.allclose(probs["unigram"][0, t], torch.tensor(unigram, dtype=torch.float64))
+
+
+def test_bayes_loss_approaches_the_true_chain_on_long_sequences():
+    batch = ICLMarkovSampler(3, seq_len=3000, alpha=1.0).sample(64, _gen(7))
+    per = {name: torch.tensor(v["per_position"]) for name, v in reference_losses(batch, 3, 1.0).items()}
+    late = {name: v[-1000:].mean().item() for name, v in per.items()}
+    early = {name: v[5:50].mean().item() for name, v in per.items()}
+    assert late["bayes"] - late["true"] < 0.01 < early["bayes"] - early["true"]
+    assert late["true"] < late["bayes"] < late["unigram"] < late["uniform"] == pytest.approx(math.log(3))
+
+
+def test_losses_skip_incomplete_contexts():
+    batch = MarkovBatch(torch.tensor([[0, 1, 2, 0, 1]]), torch.full((1, 9, 3), 1 / 3, dtype=torch.float64), 3)
+    losses = reference_losses(batch, 3, 1.0)
+    assert losses["true"]["first_position"] == 1 and len(losses["true"]["per_position"]) == 3
+    assert losses["true"]["loss"] == pytest.approx(math.log(3))
+
+
+@pytest.mark.parametrize("kwargs,field", [({"n_states": 1}, "data.k"), ({"order": 1}, "data.order"),
+                                          ({"alpha": 0}, "data.alpha"), ({"start": "first"}, "data.start"),
+                                          ({"seq_len": 2, "order": 3}, "data.seq_len")])
+def test_bad_values_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        ICLMarkovSampler(**kwargs)
