@@ -113,3 +113,9 @@ def test_losses_skip_incomplete_contexts():
 def test_bad_values_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         ICLMarkovSampler(**kwargs)
+
+
+def test_bench_reports_the_sampler_throughput():
+    from inductionlab.bench import icl_mc_sampler_throughput
+
+    assert icl_mc_sampler_throughput(torch.device("cpu"), batch=64, repeats=2) > 0

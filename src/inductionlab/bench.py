@@ -51,12 +51,8 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> f
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5) -> dict[str, float]:
-    """Sequences per second of the docs/science.md §2 sampler at T=256, K=5 (median of ``repeats``)."""
-    from inductionlab.tasks.build import make_sampler
-
-    cfg = validate(PAPER_SCALE)
-    _, sampler = make_sampler(cfg, device)
+def _sequences_per_s(sampler, batch: int, device: torch.device, repeats: int) -> float:
+    """``batch`` over the median seconds of ``repeats`` draws (after one warm-up draw)."""
     gen = torch.Generator(device=device).manual_seed(0)
     sampler.sample(batch, gen)
     times = []
@@ -66,24 +62,23 @@ def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5
         sampler.sample(batch, gen)
         _sync(device)
         times.append(time.perf_counter() - start)
-    return {"sequences_per_s": batch / statistics.median(times), "batch": batch, "seq_len": 256, "n_triggers": 5}
+    return batch / statistics.median(times)
+
+
+def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5) -> dict[str, float]:
+    """Sequences per second of the docs/science.md §2 sampler at T=256, K=5 (median of ``repeats``)."""
+    from inductionlab.tasks.build import make_sampler
+
+    _, sampler = make_sampler(validate(PAPER_SCALE), device)
+    return {"sequences_per_s": _sequences_per_s(sampler, batch, device, repeats), "batch": batch, "seq_len": 256,
+            "n_triggers": 5}
 
 
 def icl_mc_sampler_throughput(device: torch.device, batch: int = 1024, repeats: int = 7) -> float:
     """Sequences/s of the in-context Markov-chain sampler at k = 3, T = 100, order 2 (docs/science.md §10)."""
     from inductionlab.tasks.markov import ICLMarkovSampler
 
-    sampler = ICLMarkovSampler(3, seq_len=100, device=device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    sampler.sample(batch, gen)  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        sampler.sample(batch, gen)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return _sequences_per_s(ICLMarkovSampler(3, seq_len=100, device=device), batch, device, repeats)
 
 
 def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict[str, float]:
