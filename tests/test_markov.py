@@ -119,3 +119,63 @@ def test_bench_reports_the_sampler_throughput():
     from inductionlab.bench import icl_mc_sampler_throughput
 
     assert icl_mc_sampler_throughput(torch.device("cpu"), batch=64, repeats=2) > 0
+
+
+def _mc_config(tiny, **train):
+    return tiny(data={"task": "icl-mc", "k": 3, "alpha": 1.0, "order": 2, "seq_len": 24},
+                model={"arch": "transformer", "pos_enc": "rpe", "max_rel_dist": 8, "n_heads": 1},
+                train={"loss_on": "all", "optimizer": "adamw", "lr": 0.01, **train})
+
+
+def test_icl_mc_trains_logs_the_references_and_resumes_exactly(tmp_path, tiny):
+    from inductionlab.runs import RunDir
+    from inductionlab.train import train
+
+    cfg = _mc_config(tiny, steps=8, checkpoint_every=3)
+    train(cfg, tmp_path / "whole", progress=False)
+    train(cfg, tmp_path / "parts", stop_after=4, progress=False)
+    train(cfg, tmp_path / "parts", progress=False)
+    rows = RunDir(tmp_path / "whole").metrics()
+    last = rows[-1]
+    for key in ("loss_in_context", "loss_uniform", "loss_unigram", "loss_bayes", "loss_true", "kl_bayes",
+                "kl_unigram", "kl_true", "attn_entropy_L0H0", "norm_blocks.0.attn.W_Q"):
+        assert key in last, key
+    assert last["loss_uniform"] == pytest.approx(math.log(3)) and last["loss_true"] < last["loss_bayes"]
+    assert all(last[f"kl_{s}"] >= 0 for s in ("uniform", "unigram", "bayes", "true"))
+
+    def strip(p):
+        return [{k: v for k, v in r.items() if k != "elapsed_s" and not (isinstance(v, float) and math.isnan(v))}
+                for r in RunDir(p).metrics()]
+    assert strip(tmp_path / "whole") == strip(tmp_path / "parts")
+
+
+def test_kl_to_a_strategy_is_zero_for_a_model_that_is_that_strategy(tiny):
+    from inductionlab.evaluation import markov_metrics
+    from inductionlab.models.build import build_model
+
+    cfg = _mc_config(tiny)
+    model = build_model(cfg.model, 3, 0)
+    batch = ICLMarkovSampler(3, seq_len=24).sample(16, _gen(9))
+
+    def bayes_model(inputs, query_positions=None, cache=None):
+        model(inputs, cache=cache)  # the patterns for the progress measures
+        own = MarkovBatch(torch.cat((inputs, inputs[:, -1:]), 1), batch.transitions[: len(inputs)], 2)
+        return torch.log(reference_probs(own, 3, 1.0)["bayes"]).float()
+
+    metrics = markov_metrics(model, batch, 3, 1.0, forward=bayes_model)
+    assert metrics["kl_bayes"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["loss_in_context"] == pytest.approx(metrics["loss_bayes"], abs=1e-6)
+    assert metrics["kl_uniform"] > 0.01
+
+
+@pytest.mark.parametrize("override,field", [("data.k=1", "data.k"), ("data.alpha=0", "data.alpha"),
+                                            ("data.order=1", "data.order"), ("data.start=first", "data.start"),
+                                            ("data.task=markov", "data.task"), ("data.seq_len=2", "data.seq_len")])
+def test_train_rejects_bad_icl_mc_values_in_one_line(tmp_path, capsys, override, field):
+    from inductionlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "birth-quick", "--set", "data.task=icl-mc", "--set", "data.order=3", "--set", override,
+              "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and field in err

@@ -138,3 +138,18 @@ def test_metrics_of_another_version_are_refused_in_one_line(tmp_path, tiny, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "metrics of version 1" in err[0]
+
+
+@pytest.mark.parametrize("kind,sections,expected", [
+    ("amt", {}, {"train_loss": 2.938952684402466, "loss_all": 2.861388433547247, "loss_in_context": 3.274418354034424}),
+    ("transformer", {"model": {"arch": "transformer", "n_heads": 2, "pos_enc": "rpe", "max_rel_dist": 16},
+                     "train": {"loss_on": "all", "optimizer": "adamw", "lr": 0.01}},
+     {"train_loss": 2.121290922164917, "loss_all": 1.9500528971354167, "loss_in_context": 2.6828644275665283}),
+])
+def test_bigram_task_numbers_are_pinned(tmp_path, tiny, kind, sections, expected):
+    """The same seeds give the same numbers as before the task interface (measured on the 2-core CPU)."""
+    train(tiny(**sections), tmp_path / kind, progress=False)
+    last = RunDir(tmp_path / kind).metrics()[-1]
+    assert last["step"] == 6
+    for key, value in expected.items():
+        assert last[key] == pytest.approx(value, rel=1e-6), key

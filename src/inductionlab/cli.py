@@ -48,7 +48,11 @@ def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, de
 
 def format_summary(summary: dict, out_dir: Path) -> str:
     keys = ("step", "acc_in_context", "acc_in_context_all", "degenerate_in_context_share", "acc_global", "loss_global",
-            "loss_global_bigram_optimum", "wo", "wo_ff", "wk2", "wk2_triggers", "wk1", "elapsed_s")
+            "loss_global_bigram_optimum", "wo", "wo_ff", "wk2", "wk2_triggers", "wk1",  # bigram with triggers
+            "loss_in_context", "loss_uniform", "loss_unigram", "loss_bayes", "loss_true", "kl_unigram", "kl_bayes",
+            "elapsed_s")
+    if "loss_bayes" in summary:  # icl-mc: no accuracy or memory milestones to show
+        summary = {k: v for k, v in summary.items() if k != "milestones"}
     lines = [f"run directory: {out_dir}"]
     lines += [f"  {k:28s} {summary[k]:.4f}" if isinstance(summary.get(k), float) else f"  {k:28s} {summary.get(k)}"
               for k in keys if k in summary]
@@ -75,16 +79,16 @@ def probe(run_dir: str, device: str) -> None:
     """Recompute the memory and attention probes of RUN_DIR's latest checkpoint (JSON)."""
     import torch
 
-    from inductionlab.evaluation import evaluate
+    from inductionlab.evaluation import evaluate_task
     from inductionlab.interventions import Interventions
-    from inductionlab.tasks.build import make_sampler
+    from inductionlab.tasks.build import make_task
     from inductionlab.train import open_trained
 
     cfg, model, step = open_trained(run_dir, device)
-    source, sampler = make_sampler(cfg, torch.device(device))
-    batch = sampler.sample(cfg.train.eval_batch_size, torch.Generator(device=device).manual_seed(cfg.seeds.eval))
+    task = make_task(cfg, torch.device(device))
+    batch = task.sampler.sample(cfg.train.eval_batch_size, torch.Generator(device=device).manual_seed(cfg.seeds.eval))
     forward = Interventions(cfg.interventions, model).forward(model, step, "eval")  # as the run evaluated
-    metrics = evaluate(model, batch, source.bigram, cfg.data.seq_len, sampler.fixed_triggers, forward=forward)
+    metrics = evaluate_task(task, model, batch, cfg.data.seq_len, forward=forward)
     click.echo(json.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
 
 

@@ -28,9 +28,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class DataConfig(_Strict):
-    """The bigram-with-triggers task (docs/science.md §2)."""
+TASKS = ("bigram-triggers", "icl-mc")
 
+
+class DataConfig(_Strict):
+    """The task: bigrams with triggers (docs/science.md §2) or in-context Markov chains (§10)."""
+
+    task: Literal["bigram-triggers", "icl-mc"] = "bigram-triggers"
+    k: int = Field(3, ge=2, description="icl-mc: number of states")
+    alpha: float = Field(1.0, gt=0, description="icl-mc: Dirichlet concentration of each transition row")
+    order: int = Field(2, ge=2, description="icl-mc: order n of the chain (2: bigram; n conditions on n − 1 tokens)")
+    start: Literal["stationary", "uniform"] = Field("stationary", description="icl-mc: law of the first n − 1 "
+                                                    "tokens")
     source: Literal["shakespeare", "dirichlet"] = "shakespeare"
     vocab_size: int = Field(65, gt=1, description="N for the dirichlet source (shakespeare is always 65)")
     concentration: float = Field(0.1, gt=0, description="Dirichlet concentration of the bigram rows")
@@ -46,6 +55,8 @@ class DataConfig(_Strict):
 
     @property
     def n_tokens(self) -> int:
+        if self.task == "icl-mc":
+            return self.k
         return 65 if self.source == "shakespeare" else self.vocab_size
 
 
@@ -211,9 +222,12 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
         n, k = self.data.n_tokens, self.data.n_triggers
-        if k > n:
+        if self.data.task == "icl-mc":
+            if self.data.seq_len < self.data.order:
+                raise ValueError(f"data.seq_len: T={self.data.seq_len} must be at least the order n={self.data.order}")
+        elif k > n:
             raise ValueError(f"data.n_triggers: K={k} exceeds the vocabulary size N={n}")
-        if self.data.trigger_mode == "fixed" and k + self.data.trigger_offset > n:
+        elif self.data.trigger_mode == "fixed" and k + self.data.trigger_offset > n:
             raise ValueError(f"data.trigger_offset: offset {self.data.trigger_offset} + K={k} exceeds N={n}")
         if self.model.pos_enc in ABSOLUTE_ENCODINGS and self.data.seq_len > self.model.max_len:
             raise ValueError(

@@ -21,7 +21,8 @@ from inductionlab.probes.attention import attention_probes, run_with_cache
 from inductionlab.probes.memory import memory_probes
 from inductionlab.probes.progress import progress_measures
 from inductionlab.tasks.bigram import TriggerBatch
-from inductionlab.tasks.build import make_sampler
+from inductionlab.tasks.build import Task, make_sampler
+from inductionlab.tasks.markov import MarkovBatch, reference_probs
 
 Forward = Callable[..., Tensor]  # a model, or a callable with its signature (interventions.py)
 LABEL_GROUPS = {"global": lambda lab: lab == 0, "first": lambda lab: lab == 1, "in_context": lambda lab: lab >= 2}
@@ -139,6 +140,38 @@ def evaluate(
     out.update(attention_probes(model, tokens, labels, ran=ran))
     out.update(progress_measures(model, tokens, labels, ran=ran))
     return out
+
+
+@torch.no_grad()
+def markov_metrics(model: nn.Module, batch: MarkovBatch, k: int, alpha: float, forward: Forward | None = None,
+                   probe_batch: int = 32) -> dict[str, float]:
+    """An evaluation step of the in-context Markov-chain task (docs/science.md §10, §9).
+
+    ``loss_in_context``: the model's cross-entropy over the targets with a complete context;
+    ``loss_<strategy>``: each reference predictor's on the same targets; ``kl_<strategy>``:
+    ``KL(p_strategy ‖ p_model)`` averaged over those positions; then the §9 progress measures.
+    """
+    forward = forward or model
+    start = batch.order - 2
+    log_model = F.log_softmax(forward(batch.inputs).double(), -1)[:, start:]  # (B, T', k)
+    targets = batch.targets[:, start:, None]
+    out = {"loss_in_context": -log_model.gather(2, targets).mean().item()}
+    for name, probs in reference_probs(batch, k, alpha).items():
+        p = probs[:, start:]
+        out[f"loss_{name}"] = -torch.log(p.gather(2, targets).clamp_min(1e-300)).mean().item()
+        out[f"kl_{name}"] = (p * (torch.log(p.clamp_min(1e-300)) - log_model)).sum(-1).mean().item()
+    rows = slice(0, probe_batch)
+    out.update(progress_measures(model, batch.tokens[rows], batch.labels[rows], forward=forward))
+    return out
+
+
+def evaluate_task(task: Task, model: nn.Module, batch, train_len: int, forward: Forward | None = None
+                  ) -> dict[str, float]:
+    """Every metric an evaluation step logs for ``task``: :func:`evaluate` (bigram with triggers) or
+    :func:`markov_metrics` (in-context Markov chains)."""
+    if task.name == "icl-mc":
+        return markov_metrics(model, batch, task.sampler.k, task.sampler.alpha, forward)
+    return evaluate(model, batch, task.source.bigram, train_len, task.fixed_triggers, forward=forward)
 
 
 # --------------------------------------------------------------------------- at any length (length, nope3)

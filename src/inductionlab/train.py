@@ -18,15 +18,13 @@ from tqdm.auto import tqdm
 
 from inductionlab.config import RunConfig
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
-from inductionlab.evaluation import evaluate, training_loss
+from inductionlab.evaluation import evaluate_task, training_loss
 from inductionlab.interventions import Interventions
 from inductionlab.models.amt import AMTransformer
 from inductionlab.models.build import build_model
 from inductionlab.probes.memory import memory_probes
 from inductionlab.runs import RunDir
-from inductionlab.tasks.bigram import BigramTriggerSampler
-from inductionlab.tasks.build import make_sampler
-from inductionlab.tasks.sources import BigramSource
+from inductionlab.tasks.build import Task, make_task
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,8 +53,7 @@ class Trainer:
     cfg: RunConfig
     run: RunDir
     device: torch.device
-    source: BigramSource
-    sampler: BigramTriggerSampler
+    task: Task
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     data_rng: torch.Generator
@@ -102,7 +99,7 @@ class Trainer:
         self.run.truncate_metrics(self.step)  # also rewrites a last line cut short by a kill
 
     def train_step(self) -> float:
-        batch = self.sampler.sample(self.cfg.train.batch_size, self.data_rng)
+        batch = self.task.sampler.sample(self.cfg.train.batch_size, self.data_rng)
         in_context = (batch.labels >= 2).sum(1)
         degenerate = batch.degenerate.to(in_context.device)
         self.train_counts += torch.stack((torch.tensor(len(in_context)), degenerate.sum().cpu(),
@@ -118,17 +115,16 @@ class Trainer:
 
     def log_probes(self, train_loss: float, elapsed: float) -> None:
         """A metrics row with the weight-space memory probes only (``train.probe_every``): no data needed."""
-        if isinstance(self.model, AMTransformer):
-            probes = memory_probes(self.model, self.cfg.data.seq_len, self.sampler.fixed_triggers,
-                                   self.source.bigram, eval_len=self.eval_batch.labels.shape[1])
+        if isinstance(self.model, AMTransformer) and self.task.source is not None:
+            probes = memory_probes(self.model, self.cfg.data.seq_len, self.task.fixed_triggers,
+                                   self.task.source.bigram, eval_len=self.eval_batch.labels.shape[1])
             self.run.append_metrics({"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3),
                                      **probes})
 
     def log_eval(self, train_loss: float | None, elapsed: float) -> dict[str, Any]:
         self.model.eval()
         forward = self.interventions.forward(self.model, self.step, "eval")
-        metrics = evaluate(self.model, self.eval_batch, self.source.bigram, self.cfg.data.seq_len,
-                           self.sampler.fixed_triggers, forward=forward)
+        metrics = evaluate_task(self.task, self.model, self.eval_batch, self.cfg.data.seq_len, forward=forward)
         self.model.train()
         rows, degenerate, in_context, degenerate_in_context = self.train_counts.tolist()
         row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics,
@@ -142,14 +138,14 @@ def prepare(cfg: RunConfig, out: str | Path, device: str | None = None) -> Train
     """Open (or resume) the run directory ``out`` for ``cfg`` and build the model and data."""
     run = RunDir.create(out, cfg)
     dev = resolve_device(device or cfg.train.device)
-    source, sampler = make_sampler(cfg, dev)
-    model = build_model(cfg.model, source.n_tokens, cfg.seeds.init).to(dev)
+    task = make_task(cfg, dev)
+    model = build_model(cfg.model, task.n_tokens, cfg.seeds.init).to(dev)
     interventions = Interventions(cfg.interventions, model)  # before a checkpoint loads: `init` is the init
     optimizer = make_optimizer(cfg, model)
     data_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.data)
     eval_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.eval)
-    eval_batch = sampler.sample(cfg.train.eval_batch_size, eval_rng)
-    trainer = Trainer(cfg, run, dev, source, sampler, model, optimizer, data_rng, eval_batch, interventions)
+    eval_batch = task.sampler.sample(cfg.train.eval_batch_size, eval_rng)
+    trainer = Trainer(cfg, run, dev, task, model, optimizer, data_rng, eval_batch, interventions)
     if run.latest_step() is not None:
         trainer.restore()
     elif run.metrics():  # stopped before its first checkpoint: start over
@@ -190,7 +186,8 @@ def train(
             bar.update(1)
             if trainer.step % t.eval_every == 0 or trainer.step <= t.eval_dense_until or trainer.step == t.steps:
                 row = trainer.log_eval(loss, elapsed_before + time.perf_counter() - start)
-                bar.set_postfix(loss=f"{loss:.3f}", icl=f"{row['acc_in_context']:.3f}")
+                shown = {"icl": row["acc_in_context"]} if "acc_in_context" in row else {"kl_bayes": row.get("kl_bayes")}
+                bar.set_postfix(loss=f"{loss:.3f}", **{k: f"{v:.3f}" for k, v in shown.items() if v is not None})
             elif t.probe_every and trainer.step % t.probe_every == 0:
                 trainer.log_probes(loss, elapsed_before + time.perf_counter() - start)
             if trainer.step % t.checkpoint_every == 0 or trainer.step == last:

@@ -37,7 +37,7 @@ from inductionlab.errors import CheckpointError, ConfigError, RunDirError  # noq
 from inductionlab.interventions import Interventions  # noqa: E402
 from inductionlab.models.build import build_model  # noqa: E402
 from inductionlab.runs import RunDir  # noqa: E402
-from inductionlab.tasks.build import make_sampler  # noqa: E402
+from inductionlab.tasks.build import make_task  # noqa: E402
 
 Rows = list[dict[str, Any]]
 
@@ -229,9 +229,8 @@ def probe_inputs(cfg: RunConfig, n_sequences: int = 1, max_len: int = 32, seed: 
     """(n_sequences, min(T, max_len)) int64: the first non-degenerate rows the run's sampler draws from ``seed``."""
     if n_sequences < 1 or max_len < 2:
         raise ConfigError(f"n_sequences={n_sequences}, max_len={max_len}: need at least 1 sequence of 2 positions")
-    _, sampler = make_sampler(cfg, torch.device("cpu"))
     n_draw = max(64, 4 * n_sequences)
-    batch = sampler.sample(n_draw, torch.Generator().manual_seed(seed))
+    batch = make_task(cfg, torch.device("cpu")).sampler.sample(n_draw, torch.Generator().manual_seed(seed))
     keep = (~batch.degenerate).nonzero().squeeze(1)[:n_sequences]
     if keep.numel() < n_sequences:
         raise ConfigError(f"n_sequences={n_sequences}: only {keep.numel()} of {n_draw} sequences drawn are "

@@ -53,6 +53,19 @@ class MarkovBatch:
     def targets(self) -> Tensor:
         return self.tokens[:, 1:]
 
+    @property
+    def labels(self) -> Tensor:
+        """(B, T) int64 in the bigram task's convention (docs/science.md §2): every target with a complete
+        context is in-context (2); the first ``n − 2``, with none, are unpredictable (1)."""
+        labels = torch.full_like(self.inputs, 2)
+        labels[:, : self.order - 2] = 1
+        return labels
+
+    @property
+    def degenerate(self) -> Tensor:
+        """(B,) bool: no sequence of this task is degenerate."""
+        return torch.zeros(self.tokens.shape[0], dtype=torch.bool, device=self.tokens.device)
+
 
 def dirichlet(shape: tuple[int, ...], k: int, alpha: float, generator: torch.Generator,
               device: torch.device | str = "cpu") -> Tensor:
