@@ -149,17 +149,21 @@ def markov_metrics(model: nn.Module, batch: MarkovBatch, k: int, alpha: float, f
 
     ``loss_in_context``: the model's cross-entropy over the targets with a complete context;
     ``loss_<strategy>``: each reference predictor's on the same targets; ``kl_<strategy>``:
-    ``KL(p_strategy ‖ p_model)`` averaged over those positions; then the §9 progress measures.
+    ``KL(p_strategy ‖ p_model)`` averaged over those positions; ``kl_unigram_to_bayes``, the distance
+    between the two in-context strategies (the scale of the stages); then the §9 progress measures.
     """
     forward = forward or model
     start = batch.order - 2
     log_model = F.log_softmax(forward(batch.inputs).double(), -1)[:, start:]  # (B, T', k)
     targets = batch.targets[:, start:, None]
     out = {"loss_in_context": -log_model.gather(2, targets).mean().item()}
-    for name, probs in reference_probs(batch, k, alpha).items():
+    refs = reference_probs(batch, k, alpha)
+    for name, probs in refs.items():
         p = probs[:, start:]
         out[f"loss_{name}"] = -torch.log(p.gather(2, targets).clamp_min(1e-300)).mean().item()
         out[f"kl_{name}"] = (p * (torch.log(p.clamp_min(1e-300)) - log_model)).sum(-1).mean().item()
+    unigram, bayes = refs["unigram"][:, start:], refs["bayes"][:, start:]
+    out["kl_unigram_to_bayes"] = (unigram * (unigram.log() - bayes.log())).sum(-1).mean().item()  # the stages' scale
     rows = slice(0, probe_batch)
     out.update(progress_measures(model, batch.tokens[rows], batch.labels[rows], forward=forward))
     return out

@@ -76,7 +76,7 @@ def planned_runs(preset: str, experiments: tuple[str, ...] = EXPERIMENTS) -> lis
     return specs
 
 
-ANALYSIS_ORDER = ("hijack", "length", "nope3", "interventions", "birth")  # longest analysis first
+ANALYSIS_ORDER = ("hijack", "length", "nope3", "interventions", "icl-mc", "birth")  # longest analysis first
 
 
 def _analyse(exp: str, out: Path, preset: str, threads: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 from inductionlab.errors import ConfigError
 from inductionlab.runs import atomic_write
 
-EXPERIMENTS = ("birth", "hijack", "length", "nope3", "interventions")
+EXPERIMENTS = ("birth", "hijack", "length", "nope3", "interventions", "icl-mc")
 EXPERIMENT_PRESETS = ("quick", "paper", "smoke")
 
 
@@ -34,7 +34,7 @@ def experiment_module(name: str) -> ModuleType:
     """The module of experiment ``name`` (ConfigError for an unknown name)."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment: unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(f"inductionlab.experiments.{name}")
+    return importlib.import_module(f"inductionlab.experiments.{name.replace('-', '_')}")
 
 
 def experiment_preset(presets: dict[str, dict[str, Any]], preset_name: str) -> dict[str, Any]:

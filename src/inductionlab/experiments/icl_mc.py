@@ -1,0 +1,198 @@
+"""Experiment "icl-mc" (docs/science.md §10, §7): statistical induction heads on in-context Markov chains.
+
+Every sequence draws its own chain over ``k = 3`` states; a two-layer **attention-only** transformer
+with relative positions (as in Edelman et al. 2024) and a one-layer attention-only control of the
+same width train on it over seeds. With ``Δ = L_unigram − L_Bayes`` (the reference losses on the
+evaluation batch), the claims:
+
+- the two-layer model ends within ``0.2 Δ`` of the Bayes loss (null: the unigram strategy, ``Δ``);
+- the one-layer model stays above ``L_Bayes + 0.5 Δ`` (null: the two-layer model);
+- a **unigram plateau**: the share of training during which ``KL(unigram ‖ model) < 0.25 κ`` while
+  ``KL(Bayes ‖ model) > 0.5 κ`` (``κ = KL(unigram ‖ Bayes)``) is at least 5 % in at least two thirds
+  of the seeds (null: no plateau, 0 seeds);
+- the trained two-layer model has a previous-token head in layer 1 and an induction-style head in
+  layer 2 by the head scores of §4.2 on held-out sequences of its own task (null: the same heads at
+  step 0).
+
+At ``paper`` an order-3 chain (two heads per layer) asks whether the model reaches the trigram
+Bayes loss or stops at the bigram one.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inductionlab.experiments import experiment_preset, seed_spread, write_results
+from inductionlab.experiments.claims import Rule, claim
+from inductionlab.runs import RunDir, RunSpec, seed_overrides
+
+PRESETS = {
+    "quick": {"base": "icl-mc-quick", "seeds": (0, 1, 2), "orders": (2,)},
+    "paper": {"base": "icl-mc-paper", "seeds": (0, 1, 2, 3, 4), "orders": (2, 3)},
+    "smoke": {"base": "icl-mc-quick", "seeds": (0,), "orders": (2,),
+              "set": ("train.steps=30", "model.d_model=16", "data.seq_len=40")},
+}
+DEPTHS = {"two-layer": 2, "one-layer": 1}
+PLATEAU_SHARE = 0.05
+QUESTION = ("On in-context Markov chains, does a two-layer attention-only transformer reach the Bayes predictor "
+            "through a unigram plateau while a one-layer one cannot, and does it do so with a previous-token head "
+            "and an induction head (docs/science.md §10)?")
+
+
+def plan(preset_name: str) -> list[RunSpec]:
+    """Two and one layers × seeds (order 2); at ``paper`` also order 3, two layers."""
+    preset = experiment_preset(PRESETS, preset_name)
+    extra = preset.get("set", ())
+    runs = []
+    for order in preset["orders"]:
+        depths = DEPTHS if order == 2 else {"two-layer": 2}
+        runs += [RunSpec(f"icl-mc-{preset_name}-n{order}-{depth}-s{seed}", preset["base"],
+                         (*extra, f"data.order={order}", f"model.n_layers={layers}", *seed_overrides(seed)),
+                         (("order", order), ("depth", depth), ("seed", seed)))
+                 for depth, layers in depths.items() for seed in preset["seeds"]]
+    return runs
+
+
+def plateau_share(rows: list[dict[str, Any]], steps: int) -> float:
+    """Share of training spent on the unigram plateau: evaluation intervals whose row has
+    ``KL(unigram ‖ model) < 0.25 κ`` and ``KL(Bayes ‖ model) > 0.5 κ``, ``κ = KL(unigram ‖ Bayes)``."""
+    evals = [r for r in rows if "kl_bayes" in r]
+    on = 0
+    for previous, row in zip(evals, evals[1:], strict=False):
+        kappa = row["kl_unigram_to_bayes"]
+        if row["kl_unigram"] < 0.25 * kappa and row["kl_bayes"] > 0.5 * kappa:
+            on += row["step"] - previous["step"]
+    return on / steps
+
+
+@torch.no_grad()
+def head_scores_held_out(run_dir: Path, n: int = 64) -> dict[str, dict[str, float]]:
+    """The best previous-token score in layer 1 and induction score in layer 2 (docs/science.md §4.2, on
+    held-out sequences of the run's task), for the trained model and the same model at step 0."""
+    from inductionlab.models.build import build_model
+    from inductionlab.probes.attention import task_head_scores
+    from inductionlab.tasks.build import make_task
+    from inductionlab.train import open_trained
+
+    cfg, trained, _ = open_trained(run_dir)
+    batch = make_task(cfg, torch.device("cpu")).sampler.sample(n, torch.Generator().manual_seed(10_000))
+    out = {}
+    for name, model in (("trained", trained), ("untrained", build_model(cfg.model, cfg.data.n_tokens, cfg.seeds.init))):
+        model.eval()
+        scores = task_head_scores(model, batch.tokens, batch.labels)
+        out[name] = {"previous_token_layer1": scores["previous_token"][0].max().item(),
+                     "induction_layer2": scores["induction"][-1].max().item(),
+                     "previous_token": scores["previous_token"].tolist(), "induction": scores["induction"].tolist()}
+    return out
+
+
+def _last_eval(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(r for r in reversed(rows) if "kl_bayes" in r)
+
+
+def summarise(curves: dict[tuple[int, str], dict[int, list[dict[str, Any]]]], runs_dir: Path,
+              specs: list[RunSpec]) -> dict[str, Any]:
+    """Per (order, depth): final losses and KLs over seeds, plateau shares, and (two layers) head scores."""
+    keys = ("loss_in_context", "loss_uniform", "loss_unigram", "loss_bayes", "loss_true", "kl_unigram", "kl_bayes",
+            "kl_unigram_to_bayes")
+    folders = {(dict(s.params)["order"], dict(s.params)["depth"], dict(s.params)["seed"]): s.folder for s in specs}
+    out: dict[str, Any] = {}
+    for (order, depth), runs in curves.items():
+        steps = RunDir(runs_dir / folders[(order, depth, next(iter(runs)))]).config().train.steps
+        last = {seed: _last_eval(rows) for seed, rows in runs.items()}
+        entry: dict[str, Any] = {
+            "final": {k: seed_spread([row.get(k) for row in last.values()]) for k in keys},
+            "plateau_share": {str(seed): plateau_share(rows, steps) for seed, rows in runs.items()},
+        }
+        if depth == "two-layer":
+            entry["heads"] = {str(seed): head_scores_held_out(runs_dir / folders[(order, depth, seed)])
+                              for seed in runs}
+        out[f"n{order}-{depth}"] = entry
+    return out
+
+
+def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
+    """Final losses against the references, the stages, head scores; claims, figures, README."""
+    specs = plan(preset_name)
+    curves: dict[tuple[int, str], dict[int, list[dict[str, Any]]]] = {}
+    for spec in specs:
+        p = dict(spec.params)
+        curves.setdefault((p["order"], p["depth"]), {})[p["seed"]] = RunDir(runs_dir / spec.folder).metrics()
+    from inductionlab.experiments.icl_mc_report import setting, write_figures, write_readme
+
+    results: dict[str, Any] = {"experiment": "icl-mc", "preset": preset_name, "runs": [s.folder for s in specs],
+                               "question": QUESTION, "setting": setting(runs_dir, specs),
+                               "models": summarise(curves, runs_dir, specs)}
+    if 3 in experiment_preset(PRESETS, preset_name)["orders"]:
+        results["order3_bigram_bayes_loss"] = bigram_bayes_on_order3(runs_dir / next(
+            s.folder for s in specs if dict(s.params)["order"] == 3))
+    results["claims"] = claims(results)
+    results["figures"] = write_figures(curves, results, out)
+    write_readme(results, out)
+    write_results(results, out)
+    return results
+
+
+def bigram_bayes_on_order3(run_dir: Path) -> float:
+    """The order-2 (bigram) Bayes predictor's loss on the run's order-3 evaluation sequences: where a model
+    stops that never learnt to use the second previous token."""
+    from inductionlab.tasks.build import make_task
+    from inductionlab.tasks.markov import MarkovBatch, reference_probs
+
+    cfg = RunDir(run_dir).config()
+    batch = make_task(cfg, torch.device("cpu")).sampler.sample(cfg.train.eval_batch_size,
+                                                               torch.Generator().manual_seed(cfg.seeds.eval))
+    k, start = cfg.data.k, cfg.data.order - 2  # the same targets as the model's loss
+    uniform_rows = torch.full((len(batch.tokens), k, k), 1.0 / k, dtype=torch.float64)  # only its shape is read
+    bayes = reference_probs(MarkovBatch(batch.tokens, uniform_rows, 2), k, cfg.data.alpha)["bayes"][:, start:]
+    return -torch.log(bayes.gather(2, batch.targets[:, start:, None])).mean().item()
+
+
+def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """docs/science.md §10's statements, each against a null (docs/science.md §7)."""
+    two, one = results["models"]["n2-two-layer"], results["models"]["n2-one-layer"]
+    bayes, unigram = two["final"]["loss_bayes"]["mean"], two["final"]["loss_unigram"]["mean"]
+    delta = unigram - bayes
+
+    def excess(model: dict[str, Any]) -> float:
+        return (model["final"]["loss_in_context"]["mean"] - bayes) / delta
+
+    shares = two["plateau_share"]
+    with_plateau = sum(v >= PLATEAU_SHARE for v in shares.values()) / len(shares)
+    heads = two["heads"].values()
+    trained = statistics.fmean(min(h["trained"]["previous_token_layer1"], h["trained"]["induction_layer2"])
+                               for h in heads)
+    untrained = statistics.fmean(min(h["untrained"]["previous_token_layer1"], h["untrained"]["induction_layer2"])
+                                 for h in heads)
+    out = [
+        claim("The two-layer attention-only model reaches the in-context Bayes loss", "within 0.2 Δ of L_Bayes",
+              "(final loss − L_Bayes) / Δ, Δ = L_unigram − L_Bayes, mean over seeds", excess(two), 1.0,
+              "the in-context unigram strategy (excess Δ, i.e. 1)", Rule("lower", 0.2, 0.3),
+              delta=delta, loss_bayes=bayes, loss_unigram=unigram),
+        claim("A one-layer attention-only model of the same width cannot: it stays above L_Bayes + 0.5 Δ",
+              "excess ≥ 0.5", "(final loss − L_Bayes) / Δ of the one-layer model, mean over seeds", excess(one),
+              excess(two), "the two-layer model", Rule("higher", 0.5, 0.3)),
+        claim(f"Training passes a unigram plateau: at least {PLATEAU_SHARE:.0%} of training with KL(unigram ‖ model) "
+              "< 0.25 κ while KL(Bayes ‖ model) > 0.5 κ (κ = KL(unigram ‖ Bayes)), in at least two thirds of the "
+              "seeds", "≥ 2/3 of the seeds", "fraction of seeds (two-layer) with such a plateau", with_plateau, 0.0,
+              "no plateau (0 seeds)", Rule("higher", 2 / 3, 0.3), plateau_share=shares),
+        claim("The trained two-layer model has a previous-token head in layer 1 and an induction head in layer 2 "
+              "(docs/science.md §4.2, held-out sequences of its task)", "both scores ≥ 0.5",
+              "the weaker of the best layer-1 previous-token and layer-2 induction scores, mean over seeds", trained,
+              untrained, "the same heads at step 0", Rule("higher", 0.5, 0.2)),
+    ]
+    if "n3-two-layer" in results["models"]:
+        three = results["models"]["n3-two-layer"]["final"]
+        trigram, bigram = three["loss_bayes"]["mean"], results["order3_bigram_bayes_loss"]
+        delta3 = bigram - trigram
+        out.append(claim(
+            "At order 3 (two heads per layer) the two-layer model reaches the trigram Bayes loss rather than "
+            "stopping at the bigram one", "within 0.2 Δ₃ of the trigram Bayes loss",
+            "(final loss − L_Bayes(trigram)) / Δ₃, Δ₃ = L_Bayes(bigram) − L_Bayes(trigram)",
+            (three["loss_in_context"]["mean"] - trigram) / delta3 if delta3 > 0 else None, 1.0,
+            "the bigram Bayes strategy (excess 1)", Rule("lower", 0.2, 0.3), delta3=delta3))
+    return out
