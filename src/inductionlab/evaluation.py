@@ -164,6 +164,11 @@ def markov_metrics(model: nn.Module, batch: MarkovBatch, k: int, alpha: float, f
         out[f"kl_{name}"] = (p * (torch.log(p.clamp_min(1e-300)) - log_model)).sum(-1).mean().item()
     unigram, bayes = refs["unigram"][:, start:], refs["bayes"][:, start:]
     out["kl_unigram_to_bayes"] = (unigram * (unigram.log() - bayes.log())).sum(-1).mean().item()  # the stages' scale
+    if batch.order > 2:  # where a model stops that ignores the oldest token of the context: order n − 1's Bayes
+        rows = torch.full((len(batch.tokens), k ** (batch.order - 2), k), 1.0 / k, dtype=torch.float64,
+                          device=batch.tokens.device)  # only its shape is read
+        lower = reference_probs(MarkovBatch(batch.tokens, rows, batch.order - 1), k, alpha)["bayes"][:, start:]
+        out["loss_bayes_lower_order"] = -torch.log(lower.gather(2, targets)).mean().item()
     rows = slice(0, probe_batch)
     out.update(progress_measures(model, batch.tokens[rows], batch.labels[rows], forward=forward))
     return out
