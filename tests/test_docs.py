@@ -23,3 +23,10 @@ def test_every_cited_section_exists_and_nothing_cites_a_file_outside():
     assert cited, "the code cites docs/science.md"
     missing = {sec: files for sec, files in cited.items() if sec not in known}
     assert not missing, missing
+
+
+def test_every_experiment_has_a_report_title_and_a_docs_page_link():
+    from inductionlab.experiments import EXPERIMENTS
+    from inductionlab.report.html import TITLES
+
+    assert set(TITLES) == set(EXPERIMENTS)

@@ -17,7 +17,9 @@ import pandas as pd
 from inductionlab.runs import RunDir, atomic_write
 
 TITLES = {"birth": "Birth of an induction head", "hijack": "Knowledge hijack: context against stored bigrams",
-          "length": "Length generalisation by positional encoding", "nope3": "nope3: induction without positions"}
+          "length": "Length generalisation by positional encoding", "nope3": "nope3: induction without positions",
+          "interventions": "Interventions during training: what has to go right, and when",
+          "icl-mc": "Statistical induction heads: in-context Markov chains"}
 RUN_COLUMNS = ("name", "finished", "step", "acc_in_context", "loss_global", "wo", "wk2", "wk1", "elapsed_s")
 
 
