@@ -25,7 +25,7 @@ def test_every_cited_section_exists_and_nothing_cites_a_file_outside():
     assert not missing, missing
 
 
-def test_every_experiment_has_a_report_title_and_a_docs_page_link():
+def test_every_experiment_has_a_report_title():
     from inductionlab.experiments import EXPERIMENTS
     from inductionlab.report.html import TITLES
 
