@@ -37,17 +37,22 @@ def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
     return train(spec.config(), run_dir, progress=False)
 
 
+def quiet_pool(processes: int):
+    """A spawned process pool whose workers (and multiprocessing's helper process) ignore Ctrl-C, so that
+    only this process sees it and stops them."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return multiprocessing.get_context("spawn").Pool(processes)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class LocalBackend:
     """A pool of ``workers`` processes on this machine (spawned, so torch starts clean)."""
 
     def __init__(self, workers: int):
-        # Workers (and multiprocessing's helper process) start with Ctrl-C ignored, so that only this
-        # process sees it; it then stops them, and their runs resume from the last checkpoint.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            self.pool = multiprocessing.get_context("spawn").Pool(workers)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        # stopped by Ctrl-C, the runs resume from their last checkpoint
+        self.pool = quiet_pool(workers)
 
     def submit(self, spec: RunSpec, run_dir: Path, threads: int):
         return self.pool.apply_async(execute_run, (spec, str(run_dir), threads))

@@ -81,12 +81,12 @@ def probe(run_dir: str, device: str) -> None:
 
     from inductionlab.evaluation import evaluate_task
     from inductionlab.interventions import Interventions
-    from inductionlab.tasks.build import make_task
+    from inductionlab.tasks.build import evaluation_batch, make_task
     from inductionlab.train import open_trained
 
     cfg, model, step = open_trained(run_dir, device)
     task = make_task(cfg, torch.device(device))
-    batch = task.sampler.sample(cfg.train.eval_batch_size, torch.Generator(device=device).manual_seed(cfg.seeds.eval))
+    batch = evaluation_batch(cfg, task, torch.device(device))
     forward = Interventions(cfg.interventions, model).forward(model, step, "eval")  # as the run evaluated
     metrics = evaluate_task(task, model, batch, cfg.data.seq_len, forward=forward)
     click.echo(json.dumps({"run": run_dir, "step": step, **metrics}, indent=2))

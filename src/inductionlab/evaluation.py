@@ -22,7 +22,7 @@ from inductionlab.probes.memory import memory_probes
 from inductionlab.probes.progress import progress_measures
 from inductionlab.tasks.bigram import TriggerBatch
 from inductionlab.tasks.build import Task, make_sampler
-from inductionlab.tasks.markov import MarkovBatch, reference_probs
+from inductionlab.tasks.markov import MarkovBatch, reference_probs, target_nll
 
 Forward = Callable[..., Tensor]  # a model, or a callable with its signature (interventions.py)
 LABEL_GROUPS = {"global": lambda lab: lab == 0, "first": lambda lab: lab == 1, "in_context": lambda lab: lab >= 2}
@@ -155,20 +155,19 @@ def markov_metrics(model: nn.Module, batch: MarkovBatch, k: int, alpha: float, f
     forward = forward or model
     start = batch.order - 2
     log_model = F.log_softmax(forward(batch.inputs).double(), -1)[:, start:]  # (B, T', k)
-    targets = batch.targets[:, start:, None]
-    out = {"loss_in_context": -log_model.gather(2, targets).mean().item()}
+    out = {"loss_in_context": -log_model.gather(2, batch.targets[:, start:, None]).mean().item()}
     refs = reference_probs(batch, k, alpha)
     for name, probs in refs.items():
         p = probs[:, start:]
-        out[f"loss_{name}"] = -torch.log(p.gather(2, targets).clamp_min(1e-300)).mean().item()
+        out[f"loss_{name}"] = target_nll(probs, batch).mean().item()
         out[f"kl_{name}"] = (p * (torch.log(p.clamp_min(1e-300)) - log_model)).sum(-1).mean().item()
     unigram, bayes = refs["unigram"][:, start:], refs["bayes"][:, start:]
     out["kl_unigram_to_bayes"] = (unigram * (unigram.log() - bayes.log())).sum(-1).mean().item()  # the stages' scale
     if batch.order > 2:  # where a model stops that ignores the oldest token of the context: order n − 1's Bayes
         rows = torch.full((len(batch.tokens), k ** (batch.order - 2), k), 1.0 / k, dtype=torch.float64,
                           device=batch.tokens.device)  # only its shape is read
-        lower = reference_probs(MarkovBatch(batch.tokens, rows, batch.order - 1), k, alpha)["bayes"][:, start:]
-        out["loss_bayes_lower_order"] = -torch.log(lower.gather(2, targets)).mean().item()
+        lower = reference_probs(MarkovBatch(batch.tokens, rows, batch.order - 1), k, alpha)["bayes"]
+        out["loss_bayes_lower_order"] = target_nll(lower, batch).mean().item()  # the same targets as the model
     rows = slice(0, probe_batch)
     out.update(progress_measures(model, batch.tokens[rows], batch.labels[rows], forward=forward))
     return out

@@ -141,6 +141,8 @@ class Interventions:
 
     def weights(self, model: nn.Module, step: int, phase: str) -> dict[str, Tensor]:
         """Replacement tensors for one forward call (scale, stop-gradient on matrices)."""
+        if not self.weight_targets:
+            return {}
         tensors = dict(model.named_parameters()) | dict(model.named_buffers())
         out: dict[str, Tensor] = {}
         for _, iv in self.active(step, phase):
@@ -167,6 +169,8 @@ class Interventions:
     @torch.no_grad()
     def hold(self, model: nn.Module, step: int) -> None:
         """Set every matrix frozen at ``step`` to its held value (before the forward of that step)."""
+        if not self.held:
+            return
         tensors = dict(model.named_parameters()) | dict(model.named_buffers())
         for i, iv in self.active(step, "train"):
             if i in self.held:
@@ -177,6 +181,8 @@ class Interventions:
         update, no momentum, no weight decay). Their optimiser state (momentum, moment estimates) is
         cleared too, so a matrix released at the end of its window starts afresh, not with the
         momentum it had before the window."""
+        if not self.held:
+            return
         params = dict(model.named_parameters())
         for i, iv in self.active(step, "train"):
             if i in self.held and iv.target in params:

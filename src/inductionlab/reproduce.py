@@ -18,9 +18,7 @@ again finishes only what is missing (delete ``OUT/EXPERIMENT`` to redo one analy
 from __future__ import annotations
 
 import json
-import multiprocessing
 import platform
-import signal
 import sys
 import time
 from importlib import metadata
@@ -91,7 +89,7 @@ def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: i
                 progress: bool) -> dict[str, Any]:
     """Every experiment's results: read when its ``results.json`` exists, else analysed, several at once
     (a process per core, the longest analysis first)."""
-    from inductionlab.backends import default_workers
+    from inductionlab.backends import default_workers, quiet_pool
 
     pending = sorted((e for e in experiments if not (out / e / "results.json").exists()),
                      key=lambda e: ANALYSIS_ORDER.index(e) if e in ANALYSIS_ORDER else len(ANALYSIS_ORDER))
@@ -101,12 +99,7 @@ def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: i
         processes = max(1, min(workers or cores, cores, len(pending)))
         if progress:
             print(f"analysing {', '.join(pending)} ({processes} at once) …", file=sys.stderr, flush=True)
-        # as in the sweep's pool: workers ignore Ctrl-C, this process stops them and says so in one line
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            pool = multiprocessing.get_context("spawn").Pool(processes)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        pool = quiet_pool(processes)  # as the sweep's: Ctrl-C stops it here, with one line
         try:
             handles = {e: pool.apply_async(_analyse, (e, out, preset, max(1, cores // processes))) for e in pending}
             done = {e: handle.get() for e, handle in handles.items()}

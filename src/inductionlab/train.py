@@ -24,7 +24,7 @@ from inductionlab.models.amt import AMTransformer
 from inductionlab.models.build import build_model
 from inductionlab.probes.memory import memory_probes
 from inductionlab.runs import RunDir
-from inductionlab.tasks.build import Task, make_task
+from inductionlab.tasks.build import Task, evaluation_batch, make_task
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,8 +143,7 @@ def prepare(cfg: RunConfig, out: str | Path, device: str | None = None) -> Train
     interventions = Interventions(cfg.interventions, model)  # before a checkpoint loads: `init` is the init
     optimizer = make_optimizer(cfg, model)
     data_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.data)
-    eval_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.eval)
-    eval_batch = task.sampler.sample(cfg.train.eval_batch_size, eval_rng)
+    eval_batch = evaluation_batch(cfg, task, dev)
     trainer = Trainer(cfg, run, dev, task, model, optimizer, data_rng, eval_batch, interventions)
     if run.latest_step() is not None:
         trainer.restore()

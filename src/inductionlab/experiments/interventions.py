@@ -152,16 +152,16 @@ def ablated_at_evaluation(run_dir: Path) -> float:
     from inductionlab.config import InterventionConfig
     from inductionlab.evaluation import label_metrics
     from inductionlab.interventions import Interventions
-    from inductionlab.tasks.build import make_sampler
+    from inductionlab.tasks.build import evaluation_batch, make_task
     from inductionlab.train import open_trained
 
     cfg, model, step = open_trained(run_dir)
-    source, sampler = make_sampler(cfg, torch.device("cpu"))
-    batch = sampler.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seeds.eval))
+    task = make_task(cfg, torch.device("cpu"))
+    batch = evaluation_batch(cfg, task, torch.device("cpu"))
     ablate = InterventionConfig(target="blocks.0.hook_attn_out", op="zero-ablate", phase="eval")
     model.eval()
     return label_metrics(Interventions([ablate], model).forward(model, step, "eval"), batch,
-                         source.bigram)["acc_in_context"]
+                         task.source.bigram)["acc_in_context"]
 
 
 def _earlier(arm: dict[str, Any], base: dict[str, Any], key: str) -> tuple[float | None, bool, dict[str, Any]]:

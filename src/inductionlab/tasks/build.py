@@ -39,6 +39,11 @@ def make_task(cfg: RunConfig, device: torch.device) -> Task:
     return Task(d.task, source.n_tokens, sampler, source)
 
 
+def evaluation_batch(cfg: RunConfig, task: Task, device: torch.device):
+    """The run's fixed evaluation batch: ``train.eval_batch_size`` sequences, the first draw from ``seeds.eval``."""
+    return task.sampler.sample(cfg.train.eval_batch_size, torch.Generator(device=device).manual_seed(cfg.seeds.eval))
+
+
 def make_sampler(cfg: RunConfig, device: torch.device) -> tuple[BigramSource, BigramTriggerSampler]:
     """The source and sampler of the bigram-with-triggers task a config describes (docs/science.md §2)."""
     d = cfg.data

@@ -198,14 +198,18 @@ def reference_probs(batch: MarkovBatch, k: int, alpha: float) -> dict[str, Tenso
             "bayes": torch.where(incomplete, uniform, bayes), "true": torch.where(incomplete, uniform, true)}
 
 
+def target_nll(probs: Tensor, batch: MarkovBatch) -> Tensor:
+    """``−log p(z_{t+1})`` of a predictive law ``probs`` (B, T, k) at the batch's targets with a complete
+    context: (B, T − n + 2)."""
+    start = batch.order - 2
+    return -torch.log(torch.gather(probs[:, start:], 2, batch.targets[:, start:, None]).squeeze(-1).clamp_min(1e-300))
+
+
 def reference_losses(batch: MarkovBatch, k: int, alpha: float) -> dict[str, dict[str, object]]:
     """Cross-entropy of each strategy on the batch's next tokens: overall mean and per position
     (mean over sequences), over the targets with a complete context."""
-    probs = reference_probs(batch, k, alpha)
-    start = batch.order - 2
-    targets = batch.targets[:, start:]
     out = {}
-    for name, p in probs.items():
-        nll = -torch.log(torch.gather(p[:, start:], 2, targets[..., None]).squeeze(-1).clamp_min(1e-300))
-        out[name] = {"loss": nll.mean().item(), "per_position": nll.mean(0).tolist(), "first_position": start}
+    for name, p in reference_probs(batch, k, alpha).items():
+        nll = target_nll(p, batch)
+        out[name] = {"loss": nll.mean().item(), "per_position": nll.mean(0).tolist(), "first_position": batch.order - 2}
     return out
