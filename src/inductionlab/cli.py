@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from inductionlab import jsonio
 from inductionlab.errors import InductionLabError
 
 EXIT_USAGE = 2
@@ -89,7 +90,7 @@ def probe(run_dir: str, device: str) -> None:
     batch = evaluation_batch(cfg, task, torch.device(device))
     forward = Interventions(cfg.interventions, model).forward(model, step, "eval")  # as the run evaluated
     metrics = evaluate_task(task, model, batch, cfg.data.seq_len, forward=forward)
-    click.echo(json.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
+    click.echo(jsonio.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
 
 
 @cli.command()
@@ -227,7 +228,7 @@ def bench(out: str | None, device: str, steps: int) -> None:
     from inductionlab.bench import run_benchmarks
 
     result = run_benchmarks(device=device, steps=steps)
-    text = json.dumps(result, indent=2)
+    text = jsonio.dumps(result, indent=2)
     if out:
         try:
             Path(out).write_text(text + "\n")

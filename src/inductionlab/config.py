@@ -304,6 +304,8 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{origin}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a YAML mapping at the top level")
     return data
@@ -317,7 +319,9 @@ def load_raw(preset_or_path: str) -> tuple[dict[str, Any], str]:
     path = Path(preset_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text; a config is a YAML file") from None
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
         return _read_yaml(text, str(path)), str(path)
@@ -332,7 +336,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: expected key=value with a dotted key such as model.d_model=64")
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
     return parts, parsed
 

@@ -29,7 +29,6 @@ trained weights are patched as they are.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from inductionlab import jsonio
 from inductionlab.errors import ConfigError, ShapeError
-from inductionlab.experiments import finite_or_none, results_folder
+from inductionlab.experiments import results_folder
 from inductionlab.experiments.hijack import PAIR_SEED
 from inductionlab.experiments.hijack_prompts import QueryPair, Setting, build_prompts, query_pairs
 from inductionlab.runs import atomic_write
@@ -333,5 +333,5 @@ def patch_run(run_dir: Path, out: Path, *, seq_len: int | None = None, n_pairs_i
     results["check_resid_post_last_layer_last_position"] = last  # 1 by construction when a prompt is kept
     title = f"kept {results['prompts']['kept']}/{len(kept)} prompts, T={seq_len}, n={n_pairs_in_context}"
     results["figures"] = write_heatmaps(found["tables"], results["b_share"], out, title)
-    atomic_write(out / "patching.json", json.dumps(finite_or_none(results), indent=2, allow_nan=False) + "\n")
-    return finite_or_none(results)
+    atomic_write(out / "patching.json", jsonio.dumps(results, indent=2) + "\n")
+    return jsonio.to_strict(results)

@@ -28,12 +28,12 @@ from typing import Any
 import pandas as pd
 import torch
 
+from inductionlab import jsonio
 from inductionlab.errors import ConfigError
 from inductionlab.experiments import (
     EXPERIMENT_PRESETS,
     EXPERIMENTS,
     experiment_module,
-    finite_or_none,
     results_folder,
 )
 from inductionlab.runs import atomic_write
@@ -82,7 +82,7 @@ def _analyse(exp: str, out: Path, preset: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     exp_dir = out / exp
     exp_dir.mkdir(exist_ok=True)
-    return finite_or_none(json.loads(json.dumps(experiment_module(exp).analyse(out / "runs", exp_dir, preset))))
+    return jsonio.loads(jsonio.dumps(experiment_module(exp).analyse(out / "runs", exp_dir, preset)))
 
 
 def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: int | None,
@@ -136,7 +136,7 @@ def reproduce(out: str | Path, preset: str = "quick", experiments: tuple[str, ..
     results: dict[str, Any] = {"name": name or f"inductionlab reproduce --preset {preset}", "preset": preset,
                                "experiments": analyse_all(out, preset, tuple(modules), workers, progress),
                                "environment": environment()}
-    atomic_write(out / "results.json", json.dumps(results, indent=2, allow_nan=False) + "\n")
+    atomic_write(out / "results.json", jsonio.dumps(results, indent=2) + "\n")
     from inductionlab.report.html import write_report
 
     write_report(results, pd.read_parquet(out / "runs.parquet"), out, wall_s=time.perf_counter() - start)

@@ -28,6 +28,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from inductionlab import jsonio
 from inductionlab.config import RunConfig, load_config, to_yaml, validate
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
 
@@ -51,6 +52,10 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 class RunDir:
@@ -84,11 +89,11 @@ class RunDir:
     def config(self) -> RunConfig:
         """The run's config, read back from ``config.yaml``."""
         try:
-            raw = yaml.safe_load(self.config_path.read_text())
+            raw = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunDirError(f"{self.path}: not a run directory (no config.yaml)") from None
-        except (OSError, yaml.YAMLError) as err:
-            raise RunDirError(f"{self.config_path}: unreadable ({err})") from None
+        except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
+            raise RunDirError(f"{self.config_path}: unreadable ({_first_line(err)})") from None
         try:
             return validate(raw, str(self.config_path))
         except ConfigError as err:
@@ -101,16 +106,18 @@ class RunDir:
         if not self.metrics_path.exists():
             return []
         try:
-            text = self.metrics_path.read_text()
+            text = self.metrics_path.read_text(encoding="utf-8")
             lines = [line for line in text.splitlines() if line.strip()]
             if lines and not text.endswith("\n"):
                 try:
                     json.loads(lines[-1])
-                except json.JSONDecodeError:
+                except ValueError:
                     lines.pop()
             rows = [json.loads(line) for line in lines]
-        except (OSError, json.JSONDecodeError) as err:
-            raise RunDirError(f"{self.metrics_path}: unreadable ({err})") from None
+        except (OSError, ValueError, RecursionError) as err:
+            raise RunDirError(f"{self.metrics_path}: unreadable ({_first_line(err)})") from None
+        if not all(isinstance(row, dict) and isinstance(row.get("step"), int) for row in rows):
+            raise RunDirError(f"{self.metrics_path}: not a metrics log (every line must be an object with a step)")
         versions = {row.get("metrics_version", 1) for row in rows}
         if versions - {METRICS_VERSION}:
             raise RunDirError(f"{self.path}: metrics of version {min(versions)} (this inductionlab writes version "
@@ -120,21 +127,23 @@ class RunDir:
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with self.metrics_path.open("a") as fh:
-            fh.write(json.dumps({"metrics_version": METRICS_VERSION, **row}) + "\n")
+            fh.write(jsonio.dumps({"metrics_version": METRICS_VERSION, **row}) + "\n")
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop rows logged after ``last_step`` (they are recomputed exactly on resume)."""
         rows = [r for r in self.metrics() if r["step"] <= last_step]
-        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write(self.metrics_path, "".join(jsonio.dumps(r) + "\n" for r in rows))
 
     def summary(self) -> dict[str, Any] | None:
         """The final summary, or None before the run finished; refused when written with other metrics."""
         if not self.summary_path.exists():
             return None
         try:
-            summary = json.loads(self.summary_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise RunDirError(f"{self.summary_path}: unreadable ({err})") from None
+            summary = json.loads(self.summary_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:
+            raise RunDirError(f"{self.summary_path}: unreadable ({_first_line(err)})") from None
+        if not isinstance(summary, dict):
+            raise RunDirError(f"{self.summary_path}: not a run summary (expected a JSON object)")
         if summary.get("finished") and summary.get("metrics_version", 1) != METRICS_VERSION:
             raise RunDirError(f"{self.path}: summary of metrics version {summary.get('metrics_version', 1)} (this "
                               f"inductionlab writes version {METRICS_VERSION}); delete the run directory and train "
@@ -142,7 +151,7 @@ class RunDir:
         return summary
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write(self.summary_path, json.dumps(summary, indent=2) + "\n")
+        atomic_write(self.summary_path, jsonio.dumps(summary, indent=2) + "\n")
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -152,7 +161,8 @@ class RunDir:
     def checkpoint_steps(self) -> list[int]:
         if not self.checkpoint_dir.exists():
             return []
-        return sorted(int(p.stem.removeprefix("step_")) for p in self.checkpoint_dir.glob("step_*.json"))
+        names = (re.fullmatch(r"step_(\d{8})\.json", p.name) for p in self.checkpoint_dir.glob("step_*.json"))
+        return sorted(int(m.group(1)) for m in names if m)
 
     def latest_step(self) -> int | None:
         steps = self.checkpoint_steps()
@@ -167,7 +177,7 @@ class RunDir:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, stem.with_suffix(".safetensors"))
-        atomic_write(stem.with_suffix(".json"), json.dumps({**state, "step": step, "sha256": digest}, indent=1))
+        atomic_write(stem.with_suffix(".json"), jsonio.dumps({**state, "step": step, "sha256": digest}, indent=1))
         for old in (self.checkpoint_steps()[:-keep] if keep else []):
             self._stem(old).with_suffix(".json").unlink(missing_ok=True)
             self._stem(old).with_suffix(".safetensors").unlink(missing_ok=True)
@@ -180,13 +190,15 @@ class RunDir:
         stem = self._stem(step)
         json_path, tensor_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
         try:
-            state = json.loads(json_path.read_text())
+            state = json.loads(json_path.read_text(encoding="utf-8"))
             blob = tensor_path.read_bytes()
         except FileNotFoundError as err:
             raise CheckpointError(f"{err.filename}: missing checkpoint file") from None
-        except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{json_path}: corrupt checkpoint ({err})") from None
-        if not isinstance(state, dict) or hashlib.sha256(blob).hexdigest() != state.get("sha256"):
+        except (OSError, ValueError, RecursionError) as err:
+            raise CheckpointError(f"{json_path}: corrupt checkpoint ({_first_line(err)})") from None
+        if not isinstance(state, dict) or state.get("step") != step:
+            raise CheckpointError(f"{json_path}: corrupt checkpoint (not the state of step {step})")
+        if hashlib.sha256(blob).hexdigest() != state.get("sha256"):
             raise CheckpointError(f"{tensor_path}: corrupt checkpoint (checksum mismatch)")
         try:
             tensors = load_file(str(tensor_path))

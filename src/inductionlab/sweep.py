@@ -78,11 +78,15 @@ def load_grid(path: str | Path) -> list[RunSpec]:
     """The runs of a grid file, each config validated (ConfigError names the file and the run)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a grid file is YAML") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read grid file ({err.strerror})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a grid file") from None
     try:
         grid = GridFile.model_validate(raw if raw is not None else {})
     except ValidationError as err:

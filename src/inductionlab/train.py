@@ -93,7 +93,7 @@ class Trainer:
             self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
             self.data_rng.set_state(tensors["rng.data"])
             self.train_counts = tensors["stats.train_counts"].clone()
-        except (KeyError, RuntimeError, ValueError) as err:
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise CheckpointError(f"{self.run.checkpoint_dir}: checkpoint does not fit this run ({err})") from None
         self.step = int(state["step"])
         self.run.truncate_metrics(self.step)  # also rewrites a last line cut short by a kill

@@ -16,13 +16,12 @@ An experiment module defines
 from __future__ import annotations
 
 import importlib
-import json
-import math
 import statistics
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from inductionlab import jsonio
 from inductionlab.errors import ConfigError
 from inductionlab.runs import atomic_write
 
@@ -66,20 +65,9 @@ def seed_spread(values: list[float | None]) -> dict[str, float | None]:
             "max": max(present), "seeds": len(present)}
 
 
-def finite_or_none(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, ±inf) replaced by ``None``, so it is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_none(v) for v in value]
-    return value
-
-
 def write_results(results: dict[str, Any], out: Path) -> None:
-    """``results.json`` written atomically (the last file an analysis writes); strict JSON, no NaN."""
-    atomic_write(out / "results.json", json.dumps(finite_or_none(results), indent=2, allow_nan=False) + "\n")
+    """``results.json`` written atomically (the last file an analysis writes), in strict JSON."""
+    atomic_write(out / "results.json", jsonio.dumps(results, indent=2) + "\n")
 
 
 def run_experiment(name: str, out: str | Path, preset_name: str = "quick", *, backend: str = "local",

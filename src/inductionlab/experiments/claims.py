@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from inductionlab.experiments import finite_or_none
+from inductionlab.jsonio import to_strict
 
 VERDICTS = ("holds", "partly", "fails")
 
@@ -102,7 +102,7 @@ def claim(text: str, predicted: str, statistic: str, measured: float | None, nul
     }
     if also is not None:
         out["condition"], out["condition_met"] = also[0], bool(also[1])
-    out.update(finite_or_none(detail))
+    out.update(to_strict(detail))
     return out
 
 
