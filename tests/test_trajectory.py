@@ -59,9 +59,9 @@ def test_trajectory_writes_valid_png_svg_and_gif(runs, written):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert ET.parse(svg).getroot().tag.endswith("svg")
     steps = RunDir(runs[0]).checkpoint_steps()
-    assert steps == [5, 10, 15, 20]
+    assert steps == [0, 5, 10, 15, 20]  # the initialisation is checkpointed too, and drawn once
     with Image.open(out / "attention.gif") as gif:
-        assert gif.format == "GIF" and gif.n_frames == 1 + len(steps)
+        assert gif.format == "GIF" and gif.n_frames == len(steps)
 
 
 def test_two_runs_overlay_in_one_figure(runs):

@@ -11,7 +11,9 @@ import multiprocessing
 import os
 import signal
 import socket
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,31 @@ from inductionlab.runs import RunSpec
 BACKENDS = ("local", "ray")
 
 
+RETRIES = 2  # a run whose worker dies is resubmitted this many times (it resumes from its checkpoint)
+
+
 def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
-    """Train one run of a sweep in this process with ``threads`` torch threads; its summary."""
+    """Train one run of a sweep in this process with ``threads`` torch threads; its summary.
+
+    A run that diverges returns its diverged summary (``"diverged": true``): an outcome, not a failure.
+    """
     import threading
 
     import torch
     from tqdm import tqdm as tqdm_class
 
+    from inductionlab.errors import DivergenceError
+    from inductionlab.runs import RunDir
     from inductionlab.train import train
 
     # A thread lock instead of tqdm's default process lock: a worker stopped by Ctrl-C leaves no
     # interprocess semaphore behind.
     tqdm_class.set_lock(threading.RLock())
     torch.set_num_threads(threads)
-    return train(spec.config(), run_dir, progress=False)
+    try:
+        return train(spec.config(), run_dir, progress=False)
+    except DivergenceError:
+        return RunDir(run_dir).summary() or {}
 
 
 def quiet_pool(processes: int):
@@ -47,31 +60,136 @@ def quiet_pool(processes: int):
         signal.signal(signal.SIGINT, previous)
 
 
+def death_cause(exitcode: int | None) -> str:
+    """Why a worker process ended, in words (a negative exit code is the signal that killed it)."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = ": out of memory?" if -exitcode == signal.SIGKILL else ""
+        return f"worker killed by signal {-exitcode} ({name}){hint}"
+    return f"worker exited with status {exitcode}"
+
+
+def _serve(conn) -> None:
+    """A worker's loop: run each job sent down ``conn``, send back ("ok", summary) or ("error", one line)."""
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            conn.send(("ok", execute_run(*job)))
+        except Exception as err:  # reported to the sweep, which goes on with the other runs
+            conn.send(("error", (str(err).splitlines() or [type(err).__name__])[0]))
+
+
+@dataclass
+class LocalJob:
+    """One run submitted to the local backend: its arguments, attempts so far and its outcome."""
+
+    args: tuple[RunSpec, str, int]
+    attempts: int = 0
+    outcome: tuple[str, Any] | None = None  # ("ok", summary) or ("error", message)
+    deaths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    job: LocalJob | None = None
+
+
 class LocalBackend:
-    """A pool of ``workers`` processes on this machine (spawned, so torch starts clean)."""
+    """``workers`` processes on this machine (spawned, so torch starts clean), each running one run at a time.
 
-    def __init__(self, workers: int):
-        # stopped by Ctrl-C, the runs resume from their last checkpoint
-        self.pool = quiet_pool(workers)
+    A worker that dies (any signal, any exit) is noticed at the next poll and replaced; its run is
+    resubmitted, resuming from its last checkpoint, up to ``retries`` times, and then fails with the
+    cause. Ctrl-C reaches only this process (the workers ignore it), which then stops them.
+    """
 
-    def submit(self, spec: RunSpec, run_dir: Path, threads: int):
-        return self.pool.apply_async(execute_run, (spec, str(run_dir), threads))
+    def __init__(self, workers: int, retries: int = RETRIES):
+        self.context = multiprocessing.get_context("spawn")
+        self.retries = retries
+        self.queue: deque[LocalJob] = deque()
+        self.workers = [self._start() for _ in range(workers)]
+
+    def _start(self) -> _Worker:
+        parent, child = self.context.Pipe()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned worker
+        try:
+            process = self.context.Process(target=_serve, args=(child,), daemon=True)
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        child.close()
+        return _Worker(process, parent)
+
+    def submit(self, spec: RunSpec, run_dir: Path, threads: int) -> LocalJob:
+        job = LocalJob((spec, str(run_dir), threads))
+        self.queue.append(job)
+        self.poll()
+        return job
+
+    def poll(self) -> None:
+        """Collect finished runs, replace dead workers (resubmitting their runs), start queued runs."""
+        for i, worker in enumerate(self.workers):
+            job = worker.job
+            if job is None:
+                continue
+            try:
+                message = worker.conn.recv() if worker.conn.poll() else None
+            except (EOFError, OSError):  # the worker died while (or before) answering
+                message = None
+            if message is not None:
+                job.outcome, worker.job = message, None
+            elif not worker.process.is_alive():
+                worker.process.join()
+                job.deaths.append(death_cause(worker.process.exitcode))
+                worker.conn.close()
+                self.workers[i] = self._start()
+                if len(job.deaths) > self.retries:
+                    tries = "once" if len(job.deaths) == 1 else f"{len(job.deaths)} times"
+                    job.outcome = ("error", f"{job.deaths[-1]} (the run was started {tries})")
+                else:
+                    self.queue.appendleft(job)  # first in line: it resumes from its last checkpoint
+        for worker in self.workers:
+            if worker.job is None and self.queue:
+                worker.job = self.queue.popleft()
+                worker.job.attempts += 1
+                worker.conn.send(worker.job.args)
+
+    def ready(self, job: LocalJob) -> bool:
+        return job.outcome is not None
 
     @staticmethod
-    def ready(handle) -> bool:
-        return handle.ready()
+    def result(job: LocalJob) -> dict[str, Any]:
+        status, value = job.outcome
+        if status != "ok":
+            raise SweepError(value)
+        return value
 
-    @staticmethod
-    def result(handle) -> dict[str, Any]:
-        return handle.get()
+    def pids(self) -> list[int]:
+        """The worker processes' ids (to inspect or signal them)."""
+        return [w.process.pid for w in self.workers]
 
     def close(self, interrupted: bool = False) -> None:
-        pool, self.pool = self.pool, None  # the last reference, so its locks are released now
-        if interrupted:
-            pool.terminate()
-        else:
-            pool.close()
-        pool.join()
+        for worker in self.workers:
+            if interrupted or not worker.process.is_alive():
+                worker.process.terminate()
+            else:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    worker.process.terminate()
+        for worker in self.workers:
+            worker.process.join()
+            worker.conn.close()
+        self.workers = []
 
 
 def check_ray_address(address: str, timeout: float = 5.0) -> None:
@@ -91,14 +209,14 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
 class RayBackend:
     """Tasks on a Ray cluster at ``address``, or on a local Ray instance with ``workers`` CPUs."""
 
-    def __init__(self, workers: int, threads: int, address: str | None = None):
+    def __init__(self, workers: int, threads: int, address: str | None = None, retries: int = RETRIES):
         try:
             import ray
         except ImportError:
             raise SweepError("--backend ray: Ray is not installed; pip install 'inductionlab[ray]'") from None
         if address:
             check_ray_address(address)
-        self.ray = ray
+        self.ray, self.retries = ray, retries
         self.started = not ray.is_initialized()
         if self.started:
             kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False,
@@ -110,10 +228,14 @@ class RayBackend:
                     ray.init(num_cpus=workers * threads, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise SweepError(f"--backend ray: cannot start or join Ray ({str(err).splitlines()[0]})") from None
-        self.task = ray.remote(num_cpus=threads, max_retries=0)(execute_run)
+        # a worker that dies is replaced and its task retried (the run resumes from its checkpoint)
+        self.task = ray.remote(num_cpus=threads, max_retries=retries)(execute_run)
 
     def submit(self, spec: RunSpec, run_dir: Path, threads: int):
         return self.task.remote(spec, str(run_dir.resolve()), threads)
+
+    def poll(self) -> None:
+        """Nothing to do: Ray notices dead workers and retries their tasks itself."""
 
     def ready(self, handle) -> bool:
         done, _ = self.ray.wait([handle], timeout=0)
@@ -124,6 +246,8 @@ class RayBackend:
             return self.ray.get(handle)
         except self.ray.exceptions.RayTaskError as err:
             raise err.as_instanceof_cause() from None
+        except self.ray.exceptions.WorkerCrashedError:
+            raise SweepError(f"worker died (the run was started {self.retries + 1} times): out of memory?") from None
 
     def close(self, interrupted: bool = False, handles: Iterable = ()) -> None:
         if interrupted:

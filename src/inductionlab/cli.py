@@ -31,8 +31,10 @@ def cli() -> None:
               help="Run directory (default: runs/NAME). An existing run of the same config resumes.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Override train.device.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--keep-going", is_flag=True, help="Train on through a non-finite loss or weight (default: stop at "
+              "that step, keeping the last finite checkpoint); the summary records the step either way.")
 def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, device: str | None,
-          quiet: bool) -> None:
+          quiet: bool, keep_going: bool) -> None:
     """Train PRESET_OR_CONFIG (a preset name or a YAML file) into a run directory."""
     from inductionlab.config import load_config
     from inductionlab.train import train as run_training
@@ -40,7 +42,7 @@ def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, de
     cfg = load_config(preset_or_config, overrides)
     out_dir = Path(out) if out else Path("runs") / cfg.name
     try:
-        summary = run_training(cfg, out_dir, device=device, progress=not quiet)
+        summary = run_training(cfg, out_dir, device=device, progress=not quiet, keep_going=keep_going)
     except KeyboardInterrupt:
         click.echo(f"interrupted; checkpoint saved in {out_dir}; run the same command to resume", err=True)
         sys.exit(130)
@@ -59,6 +61,8 @@ def format_summary(summary: dict, out_dir: Path) -> str:
               for k in keys if k in summary]
     if "milestones" in summary:
         lines.append(f"  first step ≥ 0.9: {json.dumps(summary['milestones'])}")
+    if summary.get("diverged"):
+        lines.append(f"  diverged at step {summary['diverged_step']} ({summary['divergence']}); trained on through it")
     return "\n".join(lines)
 
 

@@ -31,3 +31,11 @@ class ShapeError(InductionLabError, ValueError):
 
 class NumericalError(InductionLabError, ArithmeticError):
     """A computation produced something unusable: a non-finite value, a table that does not reproduce its input."""
+
+
+class DivergenceError(NumericalError):
+    """Training produced a non-finite loss or weight; the run stopped there and kept its last finite checkpoint."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

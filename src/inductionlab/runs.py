@@ -170,7 +170,8 @@ class RunDir:
 
     def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any],
                         keep: int = KEEP_CHECKPOINTS) -> None:
-        """Write the tensors, then the JSON naming their checksum; keep the newest ``keep`` (0: all)."""
+        """Write the tensors, then the JSON naming their checksum; keep the newest ``keep`` (0: all), and
+        the newest checkpoint whose weights are finite (``state["finite"]``, default true) whatever ``keep``."""
         stem = self._stem(step)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = stem.with_suffix(".safetensors.tmp")
@@ -178,9 +179,19 @@ class RunDir:
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, stem.with_suffix(".safetensors"))
         atomic_write(stem.with_suffix(".json"), jsonio.dumps({**state, "step": step, "sha256": digest}, indent=1))
-        for old in (self.checkpoint_steps()[:-keep] if keep else []):
+        steps = self.checkpoint_steps()
+        newest_finite = next((s for s in reversed(steps) if self._finite(s)), None)
+        for old in (steps[:-keep] if keep else []):
+            if old == newest_finite:
+                continue
             self._stem(old).with_suffix(".json").unlink(missing_ok=True)
             self._stem(old).with_suffix(".safetensors").unlink(missing_ok=True)
+
+    def _finite(self, step: int) -> bool:
+        try:
+            return json.loads(self._stem(step).with_suffix(".json").read_text()).get("finite", True) is not False
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def load_checkpoint(self, step: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Tensors and state of checkpoint ``step`` (default: the latest), verified by checksum."""

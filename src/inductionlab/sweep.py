@@ -186,8 +186,8 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
         if run.config_path.exists() and run.config() != configs[spec.folder]:
             raise RunDirError(f"{run.path}: holds a run of a different config; choose another output folder")
         finished = run.summary()
-        if finished is not None and finished.get("finished"):
-            summaries[spec.folder] = finished
+        if finished is not None and (finished.get("finished") or finished.get("diverged")):
+            summaries[spec.folder] = finished  # a diverged run diverges again: an outcome, not retried
         else:
             todo.append(spec)
     state = _Progress(configs, steps={s.folder: configs[s.folder].train.steps for s in specs
@@ -201,11 +201,18 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
             failures = _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads)
         finally:
             state.bar.close()
-        if failures:
-            listed = "; ".join(f"{name}: {msg}" for name, msg in failures[:3])
-            raise SweepError(f"{len(failures)} of {len(specs)} runs failed ({listed}); rerun to retry them")
-    table = runs_table(specs, summaries)
+    else:
+        failures = {}
+    table = runs_table(specs, summaries, failures)
     write_tables(table, list(dict.fromkeys(k for spec in specs for k, _ in spec.params)), out)
+    diverged = table.loc[table["status"] == "diverged", "name"].tolist()
+    if diverged and progress:
+        tqdm.write(f"{desc}: {len(diverged)} of {len(specs)} runs diverged and are left out of the statistics: "
+                   f"{', '.join(diverged)}", file=sys.stderr)
+    if failures:
+        listed = "; ".join(f"{name}: {msg}" for name, msg in list(failures.items())[:3])
+        more = f" and {len(failures) - 3} more (see {out / 'runs.parquet'})" if len(failures) > 3 else ""
+        raise SweepError(f"{len(failures)} of {len(specs)} runs failed ({listed}{more}); rerun to retry them")
     return table
 
 
@@ -218,13 +225,14 @@ def _cost(cfg: RunConfig) -> float:
     return t.steps * t.batch_size * cfg.data.seq_len * m.d_model * m.n_layers * general
 
 
-def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) -> list[tuple[str, str]]:
-    """Submit ``todo`` to ``runner`` and wait, updating progress; the failures."""
+def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) -> dict[str, str]:
+    """Submit ``todo`` to ``runner`` and wait, updating progress; the failures (run name → cause)."""
     order = sorted(todo, key=lambda spec: -_cost(configs[spec.folder]))  # longest first: a short tail
     handles = {spec.folder: (spec, runner.submit(spec, runs_dir / spec.folder, threads)) for spec in order}
-    failures: list[tuple[str, str]] = []
+    failures: dict[str, str] = {}
     try:
         while handles:
+            runner.poll()
             for folder, (spec, handle) in list(handles.items()):
                 if runner.ready(handle):
                     del handles[folder]
@@ -232,7 +240,7 @@ def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) 
                         summaries[folder] = runner.result(handle)
                         state.steps[folder] = configs[folder].train.steps
                     except Exception as err:  # a failed run is reported, the others go on
-                        failures.append((spec.name, str(err).splitlines()[0] if str(err) else type(err).__name__))
+                        failures[spec.name] = str(err).splitlines()[0] if str(err) else type(err).__name__
                 else:
                     state.steps[folder] = _latest_step(runs_dir / folder)
             running = min(workers, len(handles))
@@ -251,15 +259,31 @@ def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) 
 
 # ------------------------------------------------------------------------------ tables
 
-TABLE_SKIP = ("name", "finished", "milestones", "train_loss")
+TABLE_SKIP = ("name", "finished", "milestones", "train_loss", "diverged")
+STATUSES = ("finished", "diverged", "failed", "missing")
 
 
-def runs_table(specs: list[RunSpec], summaries: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: name, folder, grid values and seed, then every final scalar metric."""
+def run_status(summary: dict[str, Any] | None, failure: str | None = None) -> str:
+    """``finished``, ``diverged`` (stopped at a non-finite loss or weight, or trained on through one),
+    ``failed`` (an error or a worker that kept dying) or ``missing`` (not run)."""
+    if failure is not None:
+        return "failed"
+    if summary and summary.get("diverged"):
+        return "diverged"
+    return "finished" if summary and summary.get("finished") else "missing"
+
+
+def runs_table(specs: list[RunSpec], summaries: dict[str, dict[str, Any]],
+               failures: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per run: name, folder, status (and the failure's cause), grid values and seed, then every
+    final scalar metric. Only ``finished`` rows enter the summary table."""
+    failures = failures or {}
     rows = []
     for spec in specs:
         summary = summaries.get(spec.folder, {})
-        row: dict[str, Any] = {"name": spec.name, "folder": spec.folder, "finished": bool(summary.get("finished"))}
+        status = run_status(summary, failures.get(spec.name))
+        row: dict[str, Any] = {"name": spec.name, "folder": spec.folder, "finished": status == "finished",
+                               "status": status, "failure": failures.get(spec.name)}
         row.update({key: value for key, value in spec.params})
         for key, value in summary.items():
             if key not in TABLE_SKIP and (value is None or isinstance(value, (int, float, str, bool))):
@@ -271,9 +295,13 @@ def runs_table(specs: list[RunSpec], summaries: dict[str, dict[str, Any]]) -> pd
 
 
 def summary_table(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
-    """Mean, std, min, max and count over seeds of every numeric metric, per grid point."""
+    """Mean, std, min, max and count over seeds of every numeric metric, per grid point; finished runs only
+    (a diverged or failed run never enters a statistic)."""
+    if "status" in table.columns:
+        table = table[table["status"] == "finished"]
     keys = [p for p in params if p != "seed" and p in table.columns]
-    numeric = [c for c in table.select_dtypes("number").columns if c not in (*params, "seed")]
+    numeric = [c for c in table.select_dtypes("number").columns
+               if c not in (*params, "seed", "diverged_step", "last_checkpoint")]
     if not numeric:
         return pd.DataFrame()
     grouped = table.groupby(keys, dropna=False, sort=False) if keys else table.assign(_all=0).groupby("_all")

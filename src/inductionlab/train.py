@@ -4,10 +4,17 @@ Three seeds keep the randomness apart (DESIGN "Rules of thumb"): ``seeds.init`` 
 ``seeds.data`` drives the training batches, ``seeds.eval`` draws the fixed evaluation batch. A run
 resumes from its latest checkpoint with the model, optimiser and data-RNG state restored, so an
 interrupted run ends with exactly the weights and metrics of an uninterrupted one.
+
+A non-finite training loss or weight stops the run at that step (:class:`DivergenceError`): no
+checkpoint is written from then on, so the last one holds finite weights, and ``summary.json``
+records the run as diverged with the step and the cause. ``keep_going=True`` trains on through it
+(to study the instability); its checkpoints then say whether their weights are finite, and the newest
+finite one is never pruned.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from inductionlab.config import RunConfig
-from inductionlab.errors import CheckpointError, ConfigError, RunDirError
+from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, RunDirError
 from inductionlab.evaluation import evaluate_task, training_loss
 from inductionlab.interventions import Interventions
 from inductionlab.models.amt import AMTransformer
 from inductionlab.models.build import build_model
 from inductionlab.probes.memory import memory_probes
-from inductionlab.runs import RunDir
+from inductionlab.runs import METRICS_VERSION, RunDir
 from inductionlab.tasks.build import Task, evaluation_batch, make_task
 
 
@@ -74,10 +81,28 @@ class Trainer:
         tensors["stats.train_counts"] = self.train_counts
         return tensors
 
+    # the first step whose loss or weights were not finite, and why (kept going with keep_going=True)
+    diverged: tuple[int, str] | None = None
+
     def save(self) -> None:
         groups = self.optimizer.state_dict()["param_groups"]
-        self.run.save_checkpoint(self.step, self.checkpoint_tensors(), {"param_groups": groups},
-                                 keep=self.cfg.train.keep_checkpoints)
+        state = {"param_groups": groups, "finite": self.nonfinite_weights() == [],
+                 "diverged": list(self.diverged) if self.diverged else None}
+        self.run.save_checkpoint(self.step, self.checkpoint_tensors(), state, keep=self.cfg.train.keep_checkpoints)
+
+    def nonfinite_weights(self) -> list[str]:
+        """Names of the trained weights holding a NaN or an infinity (one synchronisation when none does)."""
+        named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        if bool(torch.stack([torch.isfinite(p).all() for _, p in named]).all()):
+            return []
+        return [name for name, p in named if not bool(torch.isfinite(p).all())]
+
+    def divergence(self, loss: float) -> str | None:
+        """Why the step just taken diverged (its loss, then the weights it produced), or None."""
+        if not math.isfinite(loss):
+            return f"training loss {loss}"
+        bad = self.nonfinite_weights()
+        return f"non-finite weights in {', '.join(bad)}" if bad else None
 
     def restore(self) -> None:
         """Load the latest checkpoint and drop metrics logged after it."""
@@ -96,6 +121,8 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise CheckpointError(f"{self.run.checkpoint_dir}: checkpoint does not fit this run ({err})") from None
         self.step = int(state["step"])
+        diverged = state.get("diverged")
+        self.diverged = (int(diverged[0]), str(diverged[1])) if diverged else None
         self.run.truncate_metrics(self.step)  # also rewrites a last line cut short by a kill
 
     def train_step(self) -> float:
@@ -153,6 +180,14 @@ def prepare(cfg: RunConfig, out: str | Path, device: str | None = None) -> Train
     return trainer
 
 
+def diverged_message(run: RunDir, step: int, cause: str) -> str:
+    """The one line a diverged run ends with."""
+    last = run.latest_step()
+    kept = f"its last checkpoint (step {last}) holds finite weights" if last is not None else "no checkpoint was kept"
+    return (f"{run.path}: diverged at step {step} ({cause}); {kept}; lower train.lr, or train with --keep-going to "
+            "study the instability")
+
+
 def train(
     cfg: RunConfig,
     out: str | Path,
@@ -160,21 +195,31 @@ def train(
     device: str | None = None,
     stop_after: int | None = None,
     progress: bool = True,
+    keep_going: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into run directory ``out``; resume if it holds a checkpoint.
 
     ``stop_after`` ends the run early at that step (with a checkpoint), as an interruption would.
-    Returns the summary (final metrics); a finished run returns its summary without training.
+    Returns the summary (final metrics); a finished run returns its summary without training. A
+    non-finite loss or weight raises :class:`DivergenceError` (see the module docstring), also when
+    the run is started again, unless ``keep_going``.
     """
-    finished = RunDir.create(out, cfg).summary()
+    run = RunDir.create(out, cfg)
+    finished = run.summary()
     if finished is not None and finished.get("finished"):
         return finished
+    if finished is not None and finished.get("diverged"):
+        if not keep_going:
+            raise DivergenceError(diverged_message(run, finished["diverged_step"], finished["divergence"]),
+                                  finished["diverged_step"])
+        run.summary_path.unlink()  # trained on from the last finite checkpoint, through the divergence
     trainer = prepare(cfg, out, device)
     run, t = trainer.run, cfg.train
     start = time.perf_counter()
     elapsed_before = run.metrics()[-1]["elapsed_s"] if run.metrics() else 0.0
     if trainer.step == 0 and not run.metrics():
         trainer.log_eval(None, 0.0)
+        trainer.save()  # the initialisation: a run that diverges early still keeps finite weights
     last = t.steps if stop_after is None else min(stop_after, t.steps)
     bar = tqdm(total=t.steps, initial=trainer.step, desc=cfg.name, disable=not progress, unit="step",
                dynamic_ncols=True, leave=False)
@@ -183,6 +228,11 @@ def train(
         while trainer.step < last:
             loss = trainer.train_step()
             bar.update(1)
+            cause = trainer.divergence(loss) if trainer.diverged is None else None
+            if cause is not None:
+                trainer.diverged = (trainer.step, cause)
+                if not keep_going:
+                    _stop_diverged(trainer, loss, cause, elapsed_before + time.perf_counter() - start)
             if trainer.step % t.eval_every == 0 or trainer.step <= t.eval_dense_until or trainer.step == t.steps:
                 row = trainer.log_eval(loss, elapsed_before + time.perf_counter() - start)
                 shown = {"icl": row["acc_in_context"]} if "acc_in_context" in row else {"kl_bayes": row.get("kl_bayes")}
@@ -200,8 +250,20 @@ def train(
         return {"step": trainer.step, "finished": False}
     summary = {"name": cfg.name, "finished": True, "device": str(trainer.device), **run.metrics()[-1]}
     summary["milestones"] = milestones(run.metrics())
+    if trainer.diverged is not None:
+        summary.update(diverged=True, diverged_step=trainer.diverged[0], divergence=trainer.diverged[1])
     run.write_summary(summary)
     return summary
+
+
+def _stop_diverged(trainer: Trainer, loss: float, cause: str, elapsed: float) -> None:
+    """Log the diverged step, record the run as diverged (no checkpoint: the last one stays finite), raise."""
+    run, step = trainer.run, trainer.step
+    run.append_metrics({"step": step, "train_loss": loss, "elapsed_s": round(elapsed, 3), "diverged": cause})
+    run.write_summary({"name": trainer.cfg.name, "finished": False, "diverged": True, "diverged_step": step,
+                       "divergence": cause, "last_checkpoint": run.latest_step(),
+                       "metrics_version": METRICS_VERSION})
+    raise DivergenceError(diverged_message(run, step, cause), step)
 
 
 def milestones(rows: list[dict[str, Any]], level: float = 0.9) -> dict[str, int | None]:

@@ -265,7 +265,7 @@ def checkpoint_patterns(run: RunDir, inputs: Tensor) -> list[tuple[int, Tensor]]
     model = build_model(cfg.model, cfg.data.n_tokens, cfg.seeds.init)
     interventions = Interventions(cfg.interventions, model)
     frames = [(0, attention_patterns(model, inputs, interventions.forward(model, 0, "eval")))]
-    for step in steps:
+    for step in (s for s in steps if s > 0):  # the checkpoint at step 0 is the initialisation
         tensors, _ = run.load_checkpoint(step)
         try:
             model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})

@@ -23,7 +23,7 @@ from typing import Any
 
 from inductionlab import jsonio
 from inductionlab.errors import ConfigError
-from inductionlab.runs import atomic_write
+from inductionlab.runs import RunSpec, atomic_write
 
 EXPERIMENTS = ("birth", "hijack", "length", "nope3", "interventions", "icl-mc")
 EXPERIMENT_PRESETS = ("quick", "paper", "smoke")
@@ -63,6 +63,43 @@ def seed_spread(values: list[float | None]) -> dict[str, float | None]:
         return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
     return {"mean": statistics.fmean(present), "std": statistics.pstdev(present), "min": min(present),
             "max": max(present), "seeds": len(present)}
+
+
+def trained_runs(runs_dir: Path, specs: list[RunSpec]) -> tuple[list[RunSpec], list[dict[str, Any]]]:
+    """The runs of ``specs`` that finished without diverging, and the diverged ones (name, step, cause).
+
+    Diverged runs enter no statistic: analyses read only the first list and record the second as
+    ``diverged_runs`` with :func:`mark_diverged`. ConfigError when every seed of
+    a setting diverged: there is nothing left to measure it by.
+    """
+    from inductionlab.runs import RunDir
+
+    kept, diverged, settings = [], [], {}
+    for spec in specs:
+        summary = RunDir(runs_dir / spec.folder).summary() or {}
+        setting = tuple((k, v) for k, v in spec.params if k != "seed")
+        settings.setdefault(setting, 0)
+        if summary.get("diverged"):
+            diverged.append({"run": spec.name, "step": summary.get("diverged_step"),
+                             "cause": summary.get("divergence")})
+        else:
+            kept.append(spec)
+            settings[setting] += 1
+    empty = [setting for setting, n in settings.items() if n == 0]
+    if empty:
+        where = ", ".join(f"{k}={v}" for k, v in empty[0]) or "the experiment"
+        raise ConfigError(f"every seed of {where} diverged ({', '.join(d['run'] for d in diverged)}); nothing "
+                          "to analyse; lower its train.lr")
+    return kept, diverged
+
+
+def mark_diverged(results: dict[str, Any], diverged: list[dict[str, Any]]) -> None:
+    """Record the diverged runs in ``results`` and say on every claim how many of the runs were left out."""
+    results["diverged_runs"] = diverged
+    for claim in results.get("claims", []) if diverged else []:
+        claim["diverged_runs"] = len(diverged)
+        claim["diverged_note"] = (f"{len(diverged)} of the experiment's runs diverged and are left out: "
+                                  f"{', '.join(d['run'] for d in diverged)}")
 
 
 def write_results(results: dict[str, Any], out: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from inductionlab.errors import RunDirError
-from inductionlab.experiments import experiment_preset, seed_spread, write_results
+from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
 from inductionlab.experiments.claims import Rule, claim
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
 
@@ -173,7 +173,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Both settings from the finished runs: milestones, orders, claims, figures, README."""
     all_targets: dict[str, dict[int, list[dict[str, Any]]]] = {}
     top_down: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for spec in plan(preset_name):
+    specs, diverged = trained_runs(runs_dir, plan(preset_name))
+    for spec in specs:
         p = dict(spec.params)
         rows = RunDir(runs_dir / spec.folder).metrics()
         if p["setting"] == "all":
@@ -183,11 +184,12 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     from inductionlab.experiments.birth_report import setting, write_figures, write_readme
 
     results: dict[str, Any] = {
-        "experiment": "birth", "preset": preset_name, "runs": [spec.folder for spec in plan(preset_name)],
+        "experiment": "birth", "preset": preset_name, "runs": [spec.folder for spec in specs],
         "all_targets": summarise_all_targets(all_targets), "top_down": summarise_top_down(top_down),
-        "question": QUESTION, "setting": setting(runs_dir, plan(preset_name)),
+        "question": QUESTION, "setting": setting(runs_dir, specs),
     }
     results["claims"] = claims(results)
+    mark_diverged(results, diverged)
     results["figures"] = write_figures(all_targets, top_down, results, out)
     write_readme(results, out)
     write_results(results, out)

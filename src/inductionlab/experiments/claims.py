@@ -115,4 +115,6 @@ def claims_table(claims: list[dict[str, Any]]) -> str:
     lines = ["| claim | statistic | measured | null | rule | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {c['claim']} | {c['statistic']} | {_number(c['measured'])} | {_number(c['null'])} ({c['null_name']}) "
               f"| {c['rule']} | {c['verdict']} |" for c in claims]
+    notes = dict.fromkeys(c["diverged_note"] for c in claims if c.get("diverged_note"))
+    lines += ["", *(f"Every claim above: {note}." for note in notes)] if notes else []
     return "\n".join(lines)

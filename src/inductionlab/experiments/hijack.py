@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.experiments import experiment_preset, write_results
+from inductionlab.experiments import experiment_preset, mark_diverged, trained_runs, write_results
 from inductionlab.experiments.hijack_analysis import analyse_encoding, analyse_non_trigger, mean_decomposition
 from inductionlab.experiments.hijack_eval import PromptTable, evaluate_model
 from inductionlab.experiments.hijack_prompts import (
@@ -71,9 +71,9 @@ def plan(preset_name: str) -> list[RunSpec]:
             for mode, pos_enc in MODELS for seed in preset["seeds"]]
 
 
-def _runs(runs_dir: Path, preset_name: str) -> dict[tuple[str, str], dict[int, Path]]:
+def _runs(runs_dir: Path, specs: list[RunSpec]) -> dict[tuple[str, str], dict[int, Path]]:
     out: dict[tuple[str, str], dict[int, Path]] = {}
-    for spec in plan(preset_name):
+    for spec in specs:
         p = dict(spec.params)
         out.setdefault((p["trigger_mode"], p["pos_enc"]), {})[p["seed"]] = runs_dir / spec.folder
     return out
@@ -96,7 +96,8 @@ def _evaluate(run_dir: Path, prompts: list[SettingPrompts]) -> tuple[PromptTable
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Evaluate every family on every trained model; fit across seeds; claims, figures, README."""
     preset = experiment_preset(PRESETS, preset_name)
-    runs = _runs(runs_dir, preset_name)
+    specs, diverged = trained_runs(runs_dir, plan(preset_name))
+    runs = _runs(runs_dir, specs)
     cfg = open_trained(next(iter(runs[("random", "rpe")].values())))[0]
     source = make_sampler(cfg, torch.device("cpu"))[0]
     train_len = cfg.data.seq_len
@@ -137,6 +138,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     from inductionlab.experiments.hijack_report import claims, setting, write_readme
 
     results.update(question=QUESTION, setting=setting(preset, cfg, runs), claims=claims(results))
+    mark_diverged(results, diverged)
     results["figures"] = write_figures(results, tables_by_encoding, core, unigram, out)
     write_readme(results, out)
     write_results(results, out)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from inductionlab.experiments import experiment_preset, seed_spread, write_results
+from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
 from inductionlab.experiments.claims import Rule, claim
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
 
@@ -127,7 +127,7 @@ def summarise(curves: dict[tuple[int, str], dict[int, list[dict[str, Any]]]], ru
 
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Final losses against the references, the stages, head scores; claims, figures, README."""
-    specs = plan(preset_name)
+    specs, diverged = trained_runs(runs_dir, plan(preset_name))
     curves: dict[tuple[int, str], dict[int, list[dict[str, Any]]]] = {}
     for spec in specs:
         p = dict(spec.params)
@@ -138,6 +138,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
                                "question": QUESTION, "setting": setting(runs_dir, specs),
                                "models": summarise(curves, runs_dir, specs)}
     results["claims"] = claims(results)
+    mark_diverged(results, diverged)
     results["figures"] = write_figures(curves, results, out)
     write_readme(results, out)
     write_results(results, out)

@@ -25,7 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from inductionlab.experiments import experiment_preset, seed_spread, write_results
+from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
 from inductionlab.experiments.birth import first_step
 from inductionlab.experiments.claims import Rule, claim
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
@@ -124,20 +124,22 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Milestones per arm, the four claims, figures and README from the finished runs."""
     preset = experiment_preset(PRESETS, preset_name)
     curves: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for spec in plan(preset_name):
+    specs, diverged = trained_runs(runs_dir, plan(preset_name))
+    for spec in specs:
         p = dict(spec.params)
         curves.setdefault(p["arm"], {})[p["seed"]] = RunDir(runs_dir / spec.folder).metrics()
     from inductionlab.experiments.interventions_report import setting, write_figures, write_readme
 
     results: dict[str, Any] = {
-        "experiment": "interventions", "preset": preset_name, "runs": [s.folder for s in plan(preset_name)],
+        "experiment": "interventions", "preset": preset_name, "runs": [s.folder for s in specs],
         "freeze_until": preset["freeze_until"], "arms": summarise(curves), "question": QUESTION,
-        "setting": setting(runs_dir, plan(preset_name), preset["freeze_until"]),
+        "setting": setting(runs_dir, specs, preset["freeze_until"]),
         "none_ablated_at_evaluation": seed_spread([
-            ablated_at_evaluation(runs_dir / spec.folder) for spec in plan(preset_name)
+            ablated_at_evaluation(runs_dir / spec.folder) for spec in specs
             if dict(spec.params)["arm"] == "none"]),
     }
     results["claims"] = claims(results)
+    mark_diverged(results, diverged)
     results["figures"] = write_figures(curves, results, out)
     write_readme(results, out)
     write_results(results, out)

@@ -17,7 +17,7 @@ import torch
 
 from inductionlab.errors import ConfigError
 from inductionlab.evaluation import batch_at_length, evaluate_length
-from inductionlab.experiments import experiment_preset, seed_spread, write_results
+from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
 from inductionlab.models.positional import POS_ENCODINGS
 from inductionlab.runs import RunSpec, seed_overrides
 from inductionlab.tasks.build import make_sampler
@@ -45,7 +45,7 @@ def plan(preset_name: str) -> list[RunSpec]:
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Evaluate every trained encoding × seed at every test length; write results, figures, README."""
     preset = experiment_preset(PRESETS, preset_name)
-    specs = plan(preset_name)
+    specs, diverged = trained_runs(runs_dir, plan(preset_name))
     base = specs[0].config()
     train_len = base.data.seq_len
     lengths = [max(2, int(f * train_len)) for f in preset["factors"]]
@@ -67,6 +67,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     from inductionlab.experiments.length_report import claims, setting, write_figures, write_readme
 
     results.update(question=QUESTION, setting=setting(preset, base, lengths), claims=claims(results))
+    mark_diverged(results, diverged)
     results["figures"] = write_figures(results, out)
     write_readme(results, out)
     write_results(results, out)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from inductionlab.evaluation import batch_at_length, evaluate_length
-from inductionlab.experiments import experiment_preset, write_results
+from inductionlab.experiments import experiment_preset, mark_diverged, trained_runs, write_results
 from inductionlab.experiments.claims import Rule, claim
 from inductionlab.models.build import build_model
 from inductionlab.runs import RunSpec
@@ -48,7 +48,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
 
     preset = experiment_preset(PRESETS, preset_name)
     variants: dict[str, Any] = {}
-    for spec in plan(preset_name):
+    specs, diverged = trained_runs(runs_dir, plan(preset_name))
+    for spec in specs:
         run_dir = runs_dir / spec.folder
         cfg, model, _ = open_trained(run_dir)
         model.eval()
@@ -95,6 +96,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         f"with {cfg['trigger_mode']} triggers, loss on {cfg['loss_on']} targets, attention-only and with MLPs; "
         f"evaluated up to {results['test_lengths'][-1]} tokens on non-degenerate sequences; head scores on "
         "repeated random tokens and on the task's own sequences."))
+    mark_diverged(results, diverged)
     results["figures"] = write_figures(results, out)
     write_readme(results, out)
     write_results(results, out)

@@ -20,7 +20,7 @@ TITLES = {"birth": "Birth of an induction head", "hijack": "Knowledge hijack: co
           "length": "Length generalisation by positional encoding", "nope3": "nope3: induction without positions",
           "interventions": "Interventions during training: what has to go right, and when",
           "icl-mc": "Statistical induction heads: in-context Markov chains"}
-RUN_COLUMNS = ("name", "finished", "step", "acc_in_context", "loss_global", "wo", "wk2", "wk1", "elapsed_s")
+RUN_COLUMNS = ("name", "status", "step", "acc_in_context", "loss_global", "wo", "wk2", "wk1", "elapsed_s")
 
 
 def _data_uri(path: Path) -> str:
@@ -60,6 +60,7 @@ def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, wall_s
         sections.append({
             "id": exp, "title": TITLES.get(exp, exp), "question": res.get("question", ""),
             "setting": res.get("setting", ""), "claims": res.get("claims", []),
+            "diverged_runs": res.get("diverged_runs") or [],
             "figures": [{"uri": _data_uri(out / exp / f), "alt": f"{exp}: {f}", "name": f}
                         for f in res.get("figures", []) if (out / exp / f).exists()],
             "columns": columns, "runs": [[_fmt(v) for v in row] for row in runs[columns].itertuples(index=False)],
