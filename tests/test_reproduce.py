@@ -109,3 +109,53 @@ def test_interrupted_reproduce_finishes_only_what_is_missing(smoke, tmp_path):
     columns = ["name", "step", "acc_in_context", "loss_global", "wo", "wk1"]
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet")[columns],
                                   pd.read_parquet(smoke / "runs.parquet")[columns])
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _workers(pid: int) -> list[int]:
+    """The sweep's worker processes among ``pid``'s children (not multiprocessing's resource tracker)."""
+    workers = []
+    for child in _children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            workers.append(child)
+    return workers
+
+
+def test_reproduce_with_a_killed_worker_finishes_on_its_own_with_the_same_results(smoke, tmp_path):
+    out, log = tmp_path / "killed", tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(reproduce_cmd(out), stdout=subprocess.PIPE, stderr=stderr, text=True)
+        deadline, killed = time.monotonic() + 300, 0
+        # kill a worker while runs train (the out-of-memory killer's SIGKILL); a worker caught idle between
+        # runs is replaced without a word, so kill again until one was training
+        while "worker killed by signal 9" not in log.read_text() and time.monotonic() < deadline:
+            training = [p for p in (out / "runs").glob("*/metrics.jsonl") if not (p.parent / "summary.json").exists()]
+            workers = _workers(proc.pid)
+            if training and workers and proc.poll() is None:
+                os.kill(workers[0], signal.SIGKILL)
+                killed += 1
+                time.sleep(2.0)
+            else:
+                assert proc.poll() is None, "reproduce ended before a worker could be killed"
+                time.sleep(0.02)
+        stdout, _ = proc.communicate(timeout=600)
+    err = log.read_text()
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "the run resumes from its last checkpoint (attempt 2 of 3)" in err
+    assert f"report: {out / 'report.html'}" in stdout
+    assert (out / "results.json").read_text() == (smoke / "results.json").read_text()

@@ -89,10 +89,9 @@ def _serve(conn) -> None:
 
 @dataclass
 class LocalJob:
-    """One run submitted to the local backend: its arguments, attempts so far and its outcome."""
+    """One run submitted to the local backend: its arguments, the deaths of its workers so far, its outcome."""
 
     args: tuple[RunSpec, str, int]
-    attempts: int = 0
     outcome: tuple[str, Any] | None = None  # ("ok", summary) or ("error", message)
     deaths: list[str] = field(default_factory=list)
 
@@ -135,11 +134,17 @@ class LocalBackend:
         self.poll()
         return job
 
-    def poll(self) -> None:
-        """Collect finished runs, replace dead workers (resubmitting their runs), start queued runs."""
+    def poll(self) -> list[str]:
+        """Collect finished runs, replace dead workers (resubmitting their runs), start queued runs; what
+        happened to workers, one line each."""
+        events = []
         for i, worker in enumerate(self.workers):
             job = worker.job
             if job is None:
+                if not worker.process.is_alive():  # died idle: nothing lost
+                    worker.process.join()
+                    worker.conn.close()
+                    self.workers[i] = self._start()
                 continue
             try:
                 message = worker.conn.recv() if worker.conn.poll() else None
@@ -152,16 +157,20 @@ class LocalBackend:
                 job.deaths.append(death_cause(worker.process.exitcode))
                 worker.conn.close()
                 self.workers[i] = self._start()
+                name = job.args[0].name
                 if len(job.deaths) > self.retries:
                     tries = "once" if len(job.deaths) == 1 else f"{len(job.deaths)} times"
                     job.outcome = ("error", f"{job.deaths[-1]} (the run was started {tries})")
+                    events.append(f"{name}: {job.deaths[-1]}; the run failed after {len(job.deaths)} attempts")
                 else:
                     self.queue.appendleft(job)  # first in line: it resumes from its last checkpoint
+                    events.append(f"{name}: {job.deaths[-1]}; the run resumes from its last checkpoint "
+                                  f"(attempt {len(job.deaths) + 1} of {self.retries + 1})")
         for worker in self.workers:
             if worker.job is None and self.queue:
                 worker.job = self.queue.popleft()
-                worker.job.attempts += 1
                 worker.conn.send(worker.job.args)
+        return events
 
     def ready(self, job: LocalJob) -> bool:
         return job.outcome is not None
@@ -234,8 +243,9 @@ class RayBackend:
     def submit(self, spec: RunSpec, run_dir: Path, threads: int):
         return self.task.remote(spec, str(run_dir.resolve()), threads)
 
-    def poll(self) -> None:
+    def poll(self) -> list[str]:
         """Nothing to do: Ray notices dead workers and retries their tasks itself."""
+        return []
 
     def ready(self, handle) -> bool:
         done, _ = self.ray.wait([handle], timeout=0)

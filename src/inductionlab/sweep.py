@@ -232,7 +232,8 @@ def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) 
     failures: dict[str, str] = {}
     try:
         while handles:
-            runner.poll()
+            for event in runner.poll():
+                tqdm.write(event, file=sys.stderr)
             for folder, (spec, handle) in list(handles.items()):
                 if runner.ready(handle):
                     del handles[folder]
@@ -307,7 +308,7 @@ def summary_table(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     grouped = table.groupby(keys, dropna=False, sort=False) if keys else table.assign(_all=0).groupby("_all")
     stats = grouped[numeric].agg(["mean", "std", "min", "max"])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
-    stats["n_seeds"] = grouped.size()
+    stats = pd.concat([stats, grouped.size().rename("n_seeds")], axis=1).copy()  # one block: no fragmentation
     return stats.reset_index().drop(columns="_all", errors="ignore")
 
 
