@@ -33,16 +33,21 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--keep-going", is_flag=True, help="Train on through a non-finite loss or weight (default: stop at "
               "that step, keeping the last finite checkpoint); the summary records the step either way.")
+@click.option("--max-memory", default=None, metavar="SIZE", help="Refuse a run whose estimated memory exceeds "
+              "SIZE (e.g. 8GiB, 512MB; default: what the device has available).")
 def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, device: str | None,
-          quiet: bool, keep_going: bool) -> None:
+          quiet: bool, keep_going: bool, max_memory: str | None) -> None:
     """Train PRESET_OR_CONFIG (a preset name or a YAML file) into a run directory."""
     from inductionlab.config import load_config
+    from inductionlab.footprint import parse_size
     from inductionlab.train import train as run_training
 
     cfg = load_config(preset_or_config, overrides)
+    limit = parse_size(max_memory) if max_memory is not None else None
     out_dir = Path(out) if out else Path("runs") / cfg.name
     try:
-        summary = run_training(cfg, out_dir, device=device, progress=not quiet, keep_going=keep_going)
+        summary = run_training(cfg, out_dir, device=device, progress=not quiet, keep_going=keep_going,
+                               max_memory=limit)
     except KeyboardInterrupt:
         click.echo(f"interrupted; checkpoint saved in {out_dir}; run the same command to resume", err=True)
         sys.exit(130)
@@ -226,7 +231,8 @@ def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backen
 @cli.command()
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--steps", default=5, show_default=True, help="Timed training steps (after one warm-up).")
+@click.option("--steps", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Timed training steps (after one warm-up).")
 def bench(out: str | None, device: str, steps: int) -> None:
     """Sampler throughput, paper-scale training-step time, peak memory, matmul GFLOP/s (JSON)."""
     from inductionlab.bench import run_benchmarks
@@ -249,11 +255,16 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
+        click.echo(f"error: {one_line(err.format_message())}", err=True)
         sys.exit(EXIT_USAGE)
     except InductionLabError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {one_line(str(err))}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: line breaks and other unprintable characters (from user input) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,11 @@ ABSOLUTE_ENCODINGS = ("ape", "ape-sincos")
 PosEnc = Literal["ape", "ape-sincos", "rpe", "bias", "rope", "none"]
 
 PositiveInt = Field(gt=0)
+SEED_LIMIT = 2**63 - 100  # torch seeds are 64-bit; a sweep adds 100 to the data seed
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 TASKS = ("bigram-triggers", "icl-mc")
@@ -43,7 +44,7 @@ class DataConfig(_Strict):
     source: Literal["shakespeare", "dirichlet"] = "shakespeare"
     vocab_size: int = Field(65, gt=1, description="N for the dirichlet source (shakespeare is always 65)")
     concentration: float = Field(0.1, gt=0, description="Dirichlet concentration of the bigram rows")
-    source_seed: int = Field(0, ge=0, description="seed of the dirichlet source")
+    source_seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="seed of the dirichlet source")
     seq_len: int = Field(256, gt=0, description="T, tokens the model reads per sequence")
     n_triggers: int = Field(5, gt=0, description="K")
     trigger_mode: Literal["fixed", "random"] = "fixed"
@@ -65,7 +66,7 @@ class ModelConfig(_Strict):
 
     arch: Literal["amt", "transformer"] = "amt"
     d_model: int = Field(256, gt=0)
-    n_layers: int = Field(2, gt=0)
+    n_layers: int = Field(2, gt=0, le=256)
     pos_enc: PosEnc = "ape"
     pos_all_layers: bool = False
     max_len: int = Field(2048, gt=0, description="positions with an absolute encoding")
@@ -107,9 +108,9 @@ class TrainConfig(_Strict):
 class Seeds(_Strict):
     """Separate seeds so that changing one source of randomness leaves the others alone."""
 
-    init: int = Field(0, ge=0)
-    data: int = Field(1, ge=0)
-    eval: int = Field(2, ge=0)
+    init: int = Field(0, ge=0, lt=SEED_LIMIT)
+    data: int = Field(1, ge=0, lt=SEED_LIMIT)
+    eval: int = Field(2, ge=0, lt=SEED_LIMIT)
 
 
 INTERVENTION_OPS = ("clamp", "zero-ablate", "mean-ablate", "freeze", "scale", "stop-gradient")
@@ -299,13 +300,28 @@ def preset_names() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
+MAX_DEPTH = 32  # no config nests deeper; deeper input is refused before anything recurses over it
+
+
+def check_depth(data: Any, origin: str) -> None:
+    """ConfigError when ``data`` nests lists and mappings more than :data:`MAX_DEPTH` levels deep."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{origin}: nested more than {MAX_DEPTH} levels deep; not a config")
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+
+
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{origin}: not valid YAML ({str(err).splitlines()[0]})") from None
     except RecursionError:
-        raise ConfigError(f"{origin}: nested too deeply to be a config") from None
+        raise ConfigError(f"{origin}: nested more than {MAX_DEPTH} levels deep; not a config") from None
+    check_depth(data, origin)
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a YAML mapping at the top level")
     return data
@@ -338,6 +354,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except (yaml.YAMLError, RecursionError):
         raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+    check_depth(parsed, f"--set {key.strip()}")
     return parts, parsed
 
 

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from inductionlab.backends import BACKENDS, LocalBackend, RayBackend, default_workers
-from inductionlab.config import RunConfig
+from inductionlab.config import MAX_DEPTH, RunConfig, check_depth
 from inductionlab.errors import ConfigError, RunDirError, SweepError
 from inductionlab.runs import RunDir, RunSpec, atomic_write, seed_overrides
 
@@ -86,7 +86,8 @@ def load_grid(path: str | Path) -> list[RunSpec]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a grid file") from None
+        raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels deep; not a grid file") from None
+    check_depth(raw, str(path))
     try:
         grid = GridFile.model_validate(raw if raw is not None else {})
     except ValidationError as err:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from inductionlab.config import RunConfig
 from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, RunDirError
 from inductionlab.evaluation import evaluate_task, training_loss
+from inductionlab.footprint import check_memory
 from inductionlab.interventions import Interventions
 from inductionlab.models.amt import AMTransformer
 from inductionlab.models.build import build_model
@@ -161,10 +162,12 @@ class Trainer:
         return row
 
 
-def prepare(cfg: RunConfig, out: str | Path, device: str | None = None) -> Trainer:
-    """Open (or resume) the run directory ``out`` for ``cfg`` and build the model and data."""
-    run = RunDir.create(out, cfg)
+def prepare(cfg: RunConfig, out: str | Path, device: str | None = None, max_memory: int | None = None) -> Trainer:
+    """Open (or resume) the run directory ``out`` for ``cfg`` and build the model and data; a run whose
+    estimated memory exceeds the device's (or ``max_memory`` bytes) is refused before anything is allocated."""
     dev = resolve_device(device or cfg.train.device)
+    check_memory(cfg, dev, max_memory)
+    run = RunDir.create(out, cfg)
     task = make_task(cfg, dev)
     model = build_model(cfg.model, task.n_tokens, cfg.seeds.init).to(dev)
     interventions = Interventions(cfg.interventions, model)  # before a checkpoint loads: `init` is the init
@@ -196,14 +199,17 @@ def train(
     stop_after: int | None = None,
     progress: bool = True,
     keep_going: bool = False,
+    max_memory: int | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` into run directory ``out``; resume if it holds a checkpoint.
 
     ``stop_after`` ends the run early at that step (with a checkpoint), as an interruption would.
     Returns the summary (final metrics); a finished run returns its summary without training. A
     non-finite loss or weight raises :class:`DivergenceError` (see the module docstring), also when
-    the run is started again, unless ``keep_going``.
+    the run is started again, unless ``keep_going``. ``max_memory`` (bytes) caps the estimated memory
+    (:mod:`~inductionlab.footprint`; the device's available memory caps it anyway).
     """
+    check_memory(cfg, resolve_device(device or cfg.train.device), max_memory)  # before the run directory exists
     run = RunDir.create(out, cfg)
     finished = run.summary()
     if finished is not None and finished.get("finished"):
@@ -213,7 +219,7 @@ def train(
             raise DivergenceError(diverged_message(run, finished["diverged_step"], finished["divergence"]),
                                   finished["diverged_step"])
         run.summary_path.unlink()  # trained on from the last finite checkpoint, through the divergence
-    trainer = prepare(cfg, out, device)
+    trainer = prepare(cfg, out, device, max_memory)
     run, t = trainer.run, cfg.train
     start = time.perf_counter()
     elapsed_before = run.metrics()[-1]["elapsed_s"] if run.metrics() else 0.0
