@@ -224,3 +224,18 @@ def test_ray_retries_a_run_whose_worker_was_killed(tmp_path):
     drop = ("elapsed_s",)
     assert {k: v for k, v in killed.items() if k not in drop} == {k: v for k, v in fresh.items() if k not in drop}
     assert RunDir(tmp_path / "killed").metrics()[0]["step"] == 0
+
+
+@pytest.mark.slow
+def test_the_acceptance_command_diverges_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "inductionlab", "train", "birth-quick", "--set", "train.lr=1e12",
+                           "--set", "train.steps=30"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    shown = [line for line in done.stderr.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("birth-quick:")]  # the progress bar, cleared on a terminal
+    assert done.returncode != 0 and len(shown) == 1 and "Traceback" not in done.stderr
+    assert shown[0].startswith("error: runs/birth-quick: diverged at step ")
+    run = RunDir(tmp_path / "runs" / "birth-quick")
+    assert _checkpoint_is_finite(run) and len(_strict_json_files(run.path)) >= 3
