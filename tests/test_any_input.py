@@ -64,6 +64,12 @@ def assert_clean(code: int, err: str) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: "), err
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    """Generated arguments may name relative folders (``--out --out``): they land here, not in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"

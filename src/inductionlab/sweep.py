@@ -207,7 +207,7 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
     table = runs_table(specs, summaries, failures)
     write_tables(table, list(dict.fromkeys(k for spec in specs for k, _ in spec.params)), out)
     diverged = table.loc[table["status"] == "diverged", "name"].tolist()
-    if diverged and progress:
+    if diverged:  # a warning, shown also without the progress bar
         tqdm.write(f"{desc}: {len(diverged)} of {len(specs)} runs diverged and are left out of the statistics: "
                    f"{', '.join(diverged)}", file=sys.stderr)
     if failures:
