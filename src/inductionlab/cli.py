@@ -260,6 +260,11 @@ def main(argv: list[str] | None = None) -> None:
     except InductionLabError as err:
         click.echo(f"error: {one_line(str(err))}", err=True)
         sys.exit(EXIT_USAGE)
+    except ValueError as err:
+        if "null byte" not in str(err):  # a path with a NUL character (from a config value): no file has one
+            raise
+        click.echo("error: a file name contains a NUL character", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 def one_line(message: str) -> str:

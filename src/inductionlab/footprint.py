@@ -85,10 +85,18 @@ def _activations(cfg: RunConfig, batch: int, backward: bool) -> int:
 
 def footprint(cfg: RunConfig) -> Footprint:
     """The estimate of the module docstring for ``cfg``."""
-    d, t = cfg.data, cfg.train
+    d, t, m = cfg.data, cfg.train, cfg.model
+    # sizes no machine holds are refused before a tensor shape could overflow (even on the meta device)
+    for field, floats in (("data.vocab_size", d.n_tokens * d.n_tokens), ("model.d_model", m.d_model * m.d_model),
+                          ("model.max_len", m.max_len * m.d_model), ("model.max_rel_dist", m.max_rel_dist * m.d_model),
+                          ("model.d_mlp", (m.d_mlp or 0) * m.d_model), ("train.batch_size", t.batch_size * d.seq_len),
+                          ("train.eval_batch_size", t.eval_batch_size * d.seq_len)):
+        if floats > 2**50:
+            raise MemoryEstimateError(f"{field}: tensors of {floats:.3g} entries cannot be held in memory; "
+                                      f"lower {field}")
     try:
         params, trained, buffers = _model_sizes(cfg)
-    except (RuntimeError, ValueError, OverflowError) as err:
+    except (RuntimeError, ValueError, OverflowError, TypeError) as err:
         raise ConfigError(f"model: cannot be built ({str(err).splitlines()[0]})") from None
     states = 1 + (2 if t.optimizer == "adamw" else 1 if t.momentum else 0)
     parts = {
