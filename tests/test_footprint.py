@@ -44,6 +44,8 @@ def test_a_run_over_the_limit_is_refused_naming_the_field():
         check_memory(cfg, torch.device("cpu"), max_memory=2**20)
     small = check_memory(tiny_config(), torch.device("cpu"), max_memory=2**30)
     assert 0 < small.total < 2**30
+    with pytest.raises(MemoryEstimateError, match=r"^data\.vocab_size: tensors of 1\.21e\+24 entries cannot be held"):
+        footprint(tiny_config(data={"vocab_size": 2**40}))  # before a shape could overflow building the model
     mc = tiny_config(data={"task": "icl-mc", "k": 1000, "order": 9, "seq_len": 24})
     with pytest.raises(MemoryEstimateError, match=r"^data\.order: k\^n = 1000\^9"):
         footprint(mc)

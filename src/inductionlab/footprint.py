@@ -91,7 +91,7 @@ def footprint(cfg: RunConfig) -> Footprint:
                           ("model.max_len", m.max_len * m.d_model), ("model.max_rel_dist", m.max_rel_dist * m.d_model),
                           ("model.d_mlp", (m.d_mlp or 0) * m.d_model), ("train.batch_size", t.batch_size * d.seq_len),
                           ("train.eval_batch_size", t.eval_batch_size * d.seq_len)):
-        if floats > 2**50:
+        if floats > 2**60:
             raise MemoryEstimateError(f"{field}: tensors of {floats:.3g} entries cannot be held in memory; "
                                       f"lower {field}")
     try:
