@@ -186,7 +186,9 @@ def sweep(grid: str, out: str, backend: str, workers: int | None, address: str |
     from inductionlab.sweep import load_grid, run_sweep
 
     table = run_sweep(load_grid(grid), out, backend=backend, workers=workers, address=address, progress=not quiet)
-    click.echo(f"{len(table)} runs; tables: {Path(out) / 'runs.parquet'}, {Path(out) / 'summary.parquet'}")
+    diverged = int((table["status"] == "diverged").sum())
+    click.echo(f"{len(table)} runs" + (f" ({diverged} diverged, left out of summary.parquet)" if diverged else "")
+               + f"; tables: {Path(out) / 'runs.parquet'}, {Path(out) / 'summary.parquet'}")
 
 
 @cli.command()
