@@ -239,3 +239,20 @@ def test_the_acceptance_command_diverges_in_one_line(tmp_path):
     assert shown[0].startswith("error: runs/birth-quick: diverged at step ")
     run = RunDir(tmp_path / "runs" / "birth-quick")
     assert _checkpoint_is_finite(run) and len(_strict_json_files(run.path)) >= 3
+
+
+def test_an_interrupted_keep_going_run_is_not_trained_on_without_it(tmp_path):
+    cfg = tiny_config(train={**DIVERGES, "checkpoint_every": 1})
+    assert not train(cfg, tmp_path, progress=False, keep_going=True, stop_after=6)["finished"]  # as Ctrl-C leaves it
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+"):
+        train(cfg, tmp_path, progress=False)
+    assert RunDir(tmp_path).latest_step() == 6  # nothing trained on
+
+
+def test_grid_values_that_are_lists_make_tables(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(to_yaml(tiny_config(train={"steps": 2, "eval_every": 1})))
+    specs = grid_runs("g", str(base), {"model.trained": [["wk1", "wk2"], ["wk2"]]}, [0])
+    table = run_sweep(specs, tmp_path / "out", workers=1, threads=1, progress=False)
+    assert list(table["model.trained"]) == ["[wk1, wk2]", "[wk2]"]
+    assert len(pd.read_parquet(tmp_path / "out" / "summary.parquet")) == 2

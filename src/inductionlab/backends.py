@@ -72,8 +72,23 @@ def death_cause(exitcode: int | None) -> str:
     return f"worker exited with status {exitcode}"
 
 
-def _serve(conn) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this worker as soon as the process that started it is gone (killed sweeps leave no orphans that
+    would go on writing into run directories a rerun resumes)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _serve(conn, parent: int) -> None:
     """A worker's loop: run each job sent down ``conn``, send back ("ok", summary) or ("error", one line)."""
+    _exit_with_parent(parent)
     while True:
         try:
             job = conn.recv()
@@ -121,7 +136,7 @@ class LocalBackend:
         parent, child = self.context.Pipe()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned worker
         try:
-            process = self.context.Process(target=_serve, args=(child,), daemon=True)
+            process = self.context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
             process.start()
         finally:
             signal.signal(signal.SIGINT, previous)

@@ -84,7 +84,7 @@ def presets() -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 def probe(run_dir: str, device: str) -> None:
     """Recompute the memory and attention probes of RUN_DIR's latest checkpoint (JSON)."""
     import torch
@@ -92,8 +92,9 @@ def probe(run_dir: str, device: str) -> None:
     from inductionlab.evaluation import evaluate_task
     from inductionlab.interventions import Interventions
     from inductionlab.tasks.build import evaluation_batch, make_task
-    from inductionlab.train import open_trained
+    from inductionlab.train import open_trained, resolve_device
 
+    resolve_device(device)  # cuda without a GPU: one line
     cfg, model, step = open_trained(run_dir, device)
     task = make_task(cfg, torch.device(device))
     batch = evaluation_batch(cfg, task, torch.device(device))
@@ -129,7 +130,8 @@ def trajectory(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ..
 @click.option("--seq-len", type=int, default=None, help="Prompt length T (default: the run's training length).")
 @click.option("--pairs", type=int, default=4, show_default=True, help="In-context pairs (a, b) per prompt.")
 @click.option("--prompts", type=int, default=64, show_default=True, help="Clean/corrupted prompt pairs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompts and the corruption.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the prompts and the corruption.")
 @click.option("--threshold", type=float, default=0.5, show_default=True,
               help="Keep prompts whose clean − corrupted logit gap exceeds this.")
 def patch(run_dir: str, out: str | None, seq_len: int | None, pairs: int, prompts: int, seed: int,
@@ -226,8 +228,12 @@ def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backen
         sys.exit(130)
     for exp, res in results["experiments"].items():
         verdicts = [c["verdict"] for c in res.get("claims", [])]
-        click.echo(f"{exp:13s} " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "partly", "fails")))
+        click.echo(f"{exp:13s} " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "partly", "fails"))
+                   + (" (analysis stopped)" if "error" in res else ""))
     click.echo(f"report: {out_dir / 'report.html'}")
+    stopped = [f"{exp}: {res['error']}" for exp, res in results["experiments"].items() if "error" in res]
+    if stopped:
+        raise InductionLabError(f"{len(stopped)} analysis stopped ({'; '.join(stopped)}); the report has the others")
 
 
 @cli.command()
@@ -261,6 +267,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE)
     except InductionLabError as err:
         click.echo(f"error: {one_line(str(err))}", err=True)
+        sys.exit(EXIT_USAGE)
+    except OSError as err:  # a full disk, a read-only folder: the file and the reason, nothing else
+        where = f"{err.filename}: " if err.filename else ""
+        click.echo(f"error: {one_line(where + (err.strerror or str(err)))}", err=True)
         sys.exit(EXIT_USAGE)
     except ValueError as err:
         if "null byte" not in str(err):  # a path with a NUL character (from a config value): no file has one

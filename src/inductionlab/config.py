@@ -45,7 +45,7 @@ class DataConfig(_Strict):
     vocab_size: int = Field(65, gt=1, description="N for the dirichlet source (shakespeare is always 65)")
     concentration: float = Field(0.1, gt=0, description="Dirichlet concentration of the bigram rows")
     source_seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="seed of the dirichlet source")
-    seq_len: int = Field(256, gt=0, description="T, tokens the model reads per sequence")
+    seq_len: int = Field(256, ge=2, description="T, tokens the model reads per sequence")
     n_triggers: int = Field(5, gt=0, description="K")
     trigger_mode: Literal["fixed", "random"] = "fixed"
     trigger_offset: int = Field(0, ge=0, description="fixed triggers skip the top `offset` tokens")
@@ -86,9 +86,9 @@ class TrainConfig(_Strict):
     """Optimisation, evaluation schedule and checkpoints."""
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.2, gt=0)
+    lr: float = Field(0.2, gt=0, le=1e38, description="at most 1e38 (a float32 holds it)")
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=1e38)
     batch_size: int = Field(512, gt=0)
     steps: int = Field(1000, gt=0)
     loss_on: Literal["in-context", "all"] = "in-context"
@@ -305,10 +305,11 @@ MAX_DEPTH = 32  # no config nests deeper; deeper input is refused before anythin
 
 def check_depth(data: Any, origin: str) -> None:
     """ConfigError when ``data`` nests lists and mappings more than :data:`MAX_DEPTH` levels deep."""
-    stack = [(data, 1)]
+    stack, seen = [(data, 1)], set()
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict | list):
+        if isinstance(node, dict | list) and (id(node), depth) not in seen:  # YAML aliases share nodes
+            seen.add((id(node), depth))
             if depth > MAX_DEPTH:
                 raise ConfigError(f"{origin}: nested more than {MAX_DEPTH} levels deep; not a config")
             stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
@@ -335,13 +336,27 @@ def load_raw(preset_or_path: str) -> tuple[dict[str, Any], str]:
     path = Path(preset_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text_file(path, "config")
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text; a config is a YAML file") from None
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
         return _read_yaml(text, str(path)), str(path)
     raise ConfigError(f"unknown preset {preset_or_path!r}; presets: {', '.join(preset_names())}")
+
+
+MAX_FILE_BYTES = 2**20
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A config or grid file's text; ConfigError for a regular file over 1 MiB or anything that is no file."""
+    if path.exists() and not path.is_file():  # a directory, a device, a pipe
+        raise ConfigError(f"{path}: not a {what} file")
+    with path.open("rb") as fh:
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: over 1 MiB; not a {what} file")
+    return data.decode("utf-8")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

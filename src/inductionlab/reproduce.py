@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from inductionlab import jsonio
-from inductionlab.errors import ConfigError
+from inductionlab.errors import ConfigError, InductionLabError
 from inductionlab.experiments import (
     EXPERIMENT_PRESETS,
     EXPERIMENTS,
@@ -102,7 +102,11 @@ def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: i
         pool = quiet_pool(processes)  # as the sweep's: Ctrl-C stops it here, with one line
         try:
             handles = {e: pool.apply_async(_analyse, (e, out, preset, max(1, cores // processes))) for e in pending}
-            done = {e: handle.get() for e, handle in handles.items()}
+            for e, handle in handles.items():
+                try:
+                    done[e] = handle.get()
+                except InductionLabError as err:  # e.g. every seed of a setting diverged: the others go on
+                    done[e] = {"experiment": e, "error": str(err), "claims": []}
         except BaseException:
             pool.terminate()
             raise
@@ -118,6 +122,7 @@ def dry_run(preset: str, experiments: tuple[str, ...] = EXPERIMENTS, *, workers:
     from inductionlab.estimate import estimate
 
     specs = planned_runs(preset, experiments)
+    check_backend("local", workers)
     workers = workers or default_workers()
     return estimate(specs, workers, max(1, default_workers() // workers))
 

@@ -175,7 +175,12 @@ class RunDir:
         stem = self._stem(step)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = stem.with_suffix(".safetensors.tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        except (SafetensorError, OSError) as err:
+            tmp.unlink(missing_ok=True)
+            raise CheckpointError(f"{tmp.parent}: cannot write a checkpoint ({_first_line(err)}); the last one is "
+                                  "kept; free space and run the same command to resume") from None
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, stem.with_suffix(".safetensors"))
         atomic_write(stem.with_suffix(".json"), jsonio.dumps({**state, "step": step, "sha256": digest}, indent=1))

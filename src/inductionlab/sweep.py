@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from inductionlab.backends import BACKENDS, LocalBackend, RayBackend, default_workers
-from inductionlab.config import MAX_DEPTH, RunConfig, check_depth
+from inductionlab.config import MAX_DEPTH, RunConfig, check_depth, read_text_file
 from inductionlab.errors import ConfigError, RunDirError, SweepError
 from inductionlab.runs import RunDir, RunSpec, atomic_write, seed_overrides
 
@@ -78,7 +78,7 @@ def load_grid(path: str | Path) -> list[RunSpec]:
     """The runs of a grid file, each config validated (ConfigError names the file and the run)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text_file(path, "grid"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; a grid file is YAML") from None
     except OSError as err:
@@ -286,7 +286,9 @@ def runs_table(specs: list[RunSpec], summaries: dict[str, dict[str, Any]],
         status = run_status(summary, failures.get(spec.name))
         row: dict[str, Any] = {"name": spec.name, "folder": spec.folder, "finished": status == "finished",
                                "status": status, "failure": failures.get(spec.name)}
-        row.update({key: value for key, value in spec.params})
+        row.update({key: value if not isinstance(value, list | dict | tuple)  # a grid value that is a list:
+                    else yaml.safe_dump(value, default_flow_style=True).strip()  # its YAML text, hashable
+                    for key, value in spec.params})
         for key, value in summary.items():
             if key not in TABLE_SKIP and (value is None or isinstance(value, (int, float, str, bool))):
                 row[key] = value

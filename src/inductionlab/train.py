@@ -123,7 +123,11 @@ class Trainer:
             raise CheckpointError(f"{self.run.checkpoint_dir}: checkpoint does not fit this run ({err})") from None
         self.step = int(state["step"])
         diverged = state.get("diverged")
-        self.diverged = (int(diverged[0]), str(diverged[1])) if diverged else None
+        try:
+            self.diverged = (int(diverged[0]), str(diverged[1])) if diverged else None
+        except (TypeError, IndexError, ValueError):
+            raise CheckpointError(f"{self.run.checkpoint_dir}: corrupt checkpoint state (diverged: "
+                                  f"{diverged!r})") from None
         self.run.truncate_metrics(self.step)  # also rewrites a last line cut short by a kill
 
     def train_step(self) -> float:
@@ -215,14 +219,16 @@ def train(
     if finished is not None and finished.get("finished"):
         return finished
     if finished is not None and finished.get("diverged"):
+        step, cause = finished.get("diverged_step"), finished.get("divergence", "cause not recorded")
         if not keep_going:
-            raise DivergenceError(diverged_message(run, finished["diverged_step"], finished["divergence"]),
-                                  finished["diverged_step"])
+            raise DivergenceError(diverged_message(run, step, cause), step if isinstance(step, int) else -1)
         run.summary_path.unlink()  # trained on from the last finite checkpoint, through the divergence
     trainer = prepare(cfg, out, device, max_memory)
+    if trainer.diverged is not None and not keep_going:  # resumed after an interrupted --keep-going run
+        raise DivergenceError(diverged_message(trainer.run, *trainer.diverged), trainer.diverged[0])
     run, t = trainer.run, cfg.train
     start = time.perf_counter()
-    elapsed_before = run.metrics()[-1]["elapsed_s"] if run.metrics() else 0.0
+    elapsed_before = run.metrics()[-1].get("elapsed_s") or 0.0 if run.metrics() else 0.0
     if trainer.step == 0 and not run.metrics():
         trainer.log_eval(None, 0.0)
         trainer.save()  # the initialisation: a run that diverges early still keeps finite weights
@@ -232,9 +238,15 @@ def train(
     row: dict[str, Any] = {}
     try:
         while trainer.step < last:
-            loss = trainer.train_step()
+            try:
+                loss, cause = trainer.train_step(), None
+            except RuntimeError as err:  # an update too large for float32 (lr × gradient)
+                if "overflow" not in str(err):
+                    raise
+                trainer.step += 1
+                loss, cause = math.inf, f"the update overflowed float32 ({str(err).splitlines()[0]})"
             bar.update(1)
-            cause = trainer.divergence(loss) if trainer.diverged is None else None
+            cause = cause or (trainer.divergence(loss) if trainer.diverged is None else None)
             if cause is not None:
                 trainer.diverged = (trainer.step, cause)
                 if not keep_going:

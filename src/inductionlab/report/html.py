@@ -60,7 +60,7 @@ def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, wall_s
         sections.append({
             "id": exp, "title": TITLES.get(exp, exp), "question": res.get("question", ""),
             "setting": res.get("setting", ""), "claims": res.get("claims", []),
-            "diverged_runs": res.get("diverged_runs") or [],
+            "diverged_runs": res.get("diverged_runs") or [], "error": res.get("error"),
             "figures": [{"uri": _data_uri(out / exp / f), "alt": f"{exp}: {f}", "name": f}
                         for f in res.get("figures", []) if (out / exp / f).exists()],
             "columns": columns, "runs": [[_fmt(v) for v in row] for row in runs[columns].itertuples(index=False)],
