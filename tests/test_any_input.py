@@ -144,6 +144,7 @@ def test_any_set_text_runs_or_says_one_line(text, tiny_file, tmp_path, capsys):
 deep = st.integers(1, 3000).map(lambda n: "model: " + "[" * n + "]" * n + "\n")
 
 
+@pytest.mark.slow  # trains or validates whole grids for many examples
 @SETTINGS
 @given(content=st.binary(max_size=200) | deep.map(str.encode)
        | st.dictionaries(st.sampled_from([*SECTIONS, "name", "interventions"]) | st.text(max_size=6),
@@ -154,6 +155,7 @@ def test_any_config_file_runs_or_says_one_line(content, tmp_path, capsys):
     assert_clean(*run_cli(["train", str(path), "--out", str(_fresh(tmp_path))] + CAPS, capsys))
 
 
+@pytest.mark.slow  # trains or validates whole grids for many examples
 @SETTINGS
 @given(content=st.binary(max_size=200) | deep.map(str.encode)
        | st.dictionaries(st.sampled_from(["name", "base", "set", "grid", "seeds"]) | st.text(max_size=6),

@@ -93,6 +93,7 @@ def test_keep_going_trains_through_and_keeps_the_last_finite_checkpoint(tmp_path
     _strict_json_files(tmp_path)
 
 
+@pytest.mark.slow  # spawns sweep workers
 def test_a_sweep_reports_diverged_runs_and_leaves_them_out_of_the_statistics(tmp_path, capsys):
     base = tmp_path / "base.yaml"
     base.write_text(to_yaml(tiny_config(train={"steps": 12, "eval_every": 4, "checkpoint_every": 4})))
@@ -249,6 +250,7 @@ def test_an_interrupted_keep_going_run_is_not_trained_on_without_it(tmp_path):
     assert RunDir(tmp_path).latest_step() == 6  # nothing trained on
 
 
+@pytest.mark.slow  # spawns sweep workers
 def test_grid_values_that_are_lists_make_tables(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text(to_yaml(tiny_config(train={"steps": 2, "eval_every": 1})))
