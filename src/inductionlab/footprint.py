@@ -6,7 +6,7 @@ The estimate adds up, in bytes:
   parameter and buffer, exactly;
 - **optimiser**: a gradient per trained parameter, plus one state tensor (SGD momentum) or two
   (AdamW moments);
-- **task tables**: the bigram source (``N × N`` float64, a few working copies for its stationary law)
+- **task tables**: the bigram source (``N × N`` float64, about 20 working copies at its peak)
   or, for icl-mc, each sequence's transition rows and context chain, and the count tables the Bayes
   reference fills over an evaluation batch;
 - **activations**: the larger of a training step (per layer the residual stream, for the general
