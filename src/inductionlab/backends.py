@@ -13,12 +13,13 @@ import signal
 import socket
 from collections import deque
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from inductionlab.errors import SweepError
-from inductionlab.runs import RunSpec
+from inductionlab.runs import RunSpec, first_line
 
 BACKENDS = ("local", "ray")
 
@@ -50,14 +51,21 @@ def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
         return RunDir(run_dir).summary() or {}
 
 
-def quiet_pool(processes: int):
-    """A spawned process pool whose workers (and multiprocessing's helper process) ignore Ctrl-C, so that
-    only this process sees it and stops them."""
+@contextmanager
+def sigint_ignored():
+    """Processes started inside ignore Ctrl-C (they inherit the setting), so that only this process sees it
+    and stops them."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return multiprocessing.get_context("spawn").Pool(processes)
+        yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def quiet_pool(processes: int):
+    """A spawned process pool whose workers (and multiprocessing's helper process) ignore Ctrl-C."""
+    with sigint_ignored():
+        return multiprocessing.get_context("spawn").Pool(processes)
 
 
 def death_cause(exitcode: int | None) -> str:
@@ -99,7 +107,7 @@ def _serve(conn, parent: int) -> None:
         try:
             conn.send(("ok", execute_run(*job)))
         except Exception as err:  # reported to the sweep, which goes on with the other runs
-            conn.send(("error", (str(err).splitlines() or [type(err).__name__])[0]))
+            conn.send(("error", first_line(err)))
 
 
 @dataclass
@@ -134,12 +142,9 @@ class LocalBackend:
 
     def _start(self) -> _Worker:
         parent, child = self.context.Pipe()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned worker
-        try:
+        with sigint_ignored():
             process = self.context.Process(target=_serve, args=(child, os.getpid()), daemon=True)
             process.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
         child.close()
         return _Worker(process, parent)
 

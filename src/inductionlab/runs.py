@@ -54,7 +54,8 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): what a one-line report shows."""
     return (str(err).splitlines() or [type(err).__name__])[0]
 
 
@@ -93,7 +94,7 @@ class RunDir:
         except FileNotFoundError:
             raise RunDirError(f"{self.path}: not a run directory (no config.yaml)") from None
         except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
-            raise RunDirError(f"{self.config_path}: unreadable ({_first_line(err)})") from None
+            raise RunDirError(f"{self.config_path}: unreadable ({first_line(err)})") from None
         try:
             return validate(raw, str(self.config_path))
         except ConfigError as err:
@@ -115,7 +116,7 @@ class RunDir:
                     lines.pop()
             rows = [json.loads(line) for line in lines]
         except (OSError, ValueError, RecursionError) as err:
-            raise RunDirError(f"{self.metrics_path}: unreadable ({_first_line(err)})") from None
+            raise RunDirError(f"{self.metrics_path}: unreadable ({first_line(err)})") from None
         if not all(isinstance(row, dict) and isinstance(row.get("step"), int) for row in rows):
             raise RunDirError(f"{self.metrics_path}: not a metrics log (every line must be an object with a step)")
         versions = {row.get("metrics_version", 1) for row in rows}
@@ -141,7 +142,7 @@ class RunDir:
         try:
             summary = json.loads(self.summary_path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as err:
-            raise RunDirError(f"{self.summary_path}: unreadable ({_first_line(err)})") from None
+            raise RunDirError(f"{self.summary_path}: unreadable ({first_line(err)})") from None
         if not isinstance(summary, dict):
             raise RunDirError(f"{self.summary_path}: not a run summary (expected a JSON object)")
         if summary.get("finished") and summary.get("metrics_version", 1) != METRICS_VERSION:
@@ -179,7 +180,7 @@ class RunDir:
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         except (SafetensorError, OSError) as err:
             tmp.unlink(missing_ok=True)
-            raise CheckpointError(f"{tmp.parent}: cannot write a checkpoint ({_first_line(err)}); the last one is "
+            raise CheckpointError(f"{tmp.parent}: cannot write a checkpoint ({first_line(err)}); the last one is "
                                   "kept; free space and run the same command to resume") from None
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, stem.with_suffix(".safetensors"))
@@ -211,7 +212,7 @@ class RunDir:
         except FileNotFoundError as err:
             raise CheckpointError(f"{err.filename}: missing checkpoint file") from None
         except (OSError, ValueError, RecursionError) as err:
-            raise CheckpointError(f"{json_path}: corrupt checkpoint ({_first_line(err)})") from None
+            raise CheckpointError(f"{json_path}: corrupt checkpoint ({first_line(err)})") from None
         if not isinstance(state, dict) or state.get("step") != step:
             raise CheckpointError(f"{json_path}: corrupt checkpoint (not the state of step {step})")
         if hashlib.sha256(blob).hexdigest() != state.get("sha256"):

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from inductionlab.backends import BACKENDS, LocalBackend, RayBackend, default_workers
 from inductionlab.config import MAX_DEPTH, RunConfig, check_depth, read_text_file
 from inductionlab.errors import ConfigError, RunDirError, SweepError
-from inductionlab.runs import RunDir, RunSpec, atomic_write, seed_overrides
+from inductionlab.runs import RunDir, RunSpec, atomic_write, first_line, seed_overrides
 
 POLL_S = 0.5
 
@@ -242,7 +242,7 @@ def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) 
                         summaries[folder] = runner.result(handle)
                         state.steps[folder] = configs[folder].train.steps
                     except Exception as err:  # a failed run is reported, the others go on
-                        failures[spec.name] = str(err).splitlines()[0] if str(err) else type(err).__name__
+                        failures[spec.name] = first_line(err)
                 else:
                     state.steps[folder] = _latest_step(runs_dir / folder)
             running = min(workers, len(handles))
@@ -262,7 +262,6 @@ def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) 
 # ------------------------------------------------------------------------------ tables
 
 TABLE_SKIP = ("name", "finished", "milestones", "train_loss", "diverged")
-STATUSES = ("finished", "diverged", "failed", "missing")
 
 
 def run_status(summary: dict[str, Any] | None, failure: str | None = None) -> str:

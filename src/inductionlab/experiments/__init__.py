@@ -73,13 +73,14 @@ def trained_runs(runs_dir: Path, specs: list[RunSpec]) -> tuple[list[RunSpec], l
     a setting diverged: there is nothing left to measure it by.
     """
     from inductionlab.runs import RunDir
+    from inductionlab.sweep import run_status
 
     kept, diverged, settings = [], [], {}
     for spec in specs:
         summary = RunDir(runs_dir / spec.folder).summary() or {}
         setting = tuple((k, v) for k, v in spec.params if k != "seed")
         settings.setdefault(setting, 0)
-        if summary.get("diverged"):
+        if run_status(summary) == "diverged":
             diverged.append({"run": spec.name, "step": summary.get("diverged_step"),
                              "cause": summary.get("divergence")})
         else:
