@@ -41,6 +41,9 @@ from inductionlab.models.hooks import HookPoints, Hooks
 class AMTransformer(nn.Module):
     """docs/science.md §3.1. ``tokens: (B, T) int64 → logits (B, T, N)`` (or ``(B, Tq, N)``)."""
 
+    # its weight matrices are the associative memories the weight-space probes read (docs/science.md §4.1)
+    stores_memories = True
+
     def __init__(
         self,
         n_tokens: int,

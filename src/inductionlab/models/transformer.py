@@ -150,6 +150,8 @@ class GeneralTransformer(nn.Module):
     All parameters are drawn from ``init_seed`` with a local generator (the global RNG is untouched).
     """
 
+    stores_memories = False  # no matrix is a stored memory: the weight-space probes (§4.1) do not apply
+
     def __init__(self, n_tokens: int, d_model: int, n_layers: int, n_heads: int, pos_enc: str, max_len: int,
                  max_rel_dist: int = 64, mlp: bool = False, d_mlp: int | None = None, init_seed: int = 0,
                  pos_all_layers: bool = True):
