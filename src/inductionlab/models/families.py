@@ -1,11 +1,12 @@
 """The model families by ``model.arch``: what a model of each family has before it is built (docs/science.md §3).
 
-Each family says, from a model description ``m`` (a :class:`~inductionlab.config.ModelConfig`, or a
-built model: anything with the fields read below), its hook names, the weight matrices an
-intervention may target, the matrices that may train, a rough compute cost and the activations
-a forward keeps. The model classes point to their family (``AMTransformer.family``), and config,
-sweep and footprint reach a family through :func:`family` — the one place that maps ``arch`` to a
-family. Like models/names.py this module imports neither torch nor the config.
+Each family (a :class:`ModelFamily`) says, from a model description ``m`` (a
+:class:`~inductionlab.config.ModelConfig`, or a built model: anything with the fields its docstring
+lists), its hook names, the weight matrices an intervention may target, the matrices that may
+train, a rough compute cost and the activations a forward keeps. The model classes point to their
+family (``AMTransformer.family``); config, sweep and footprint reach a family through
+:func:`family`, the one place that maps ``model.arch`` to a family. Like models/names.py this
+module imports neither torch nor the config.
 """
 
 from __future__ import annotations
@@ -14,13 +15,52 @@ from inductionlab.errors import ConfigError
 from inductionlab.models import names as nm
 
 
-def _hook_names(m, block_points: tuple[str, ...], final_point: str) -> tuple[str, ...]:
-    out = [nm.hook_name("embed")] + ([nm.hook_name("pos_embed")] if m.pos_enc in nm.ABSOLUTE_ENCODINGS else [])
-    out += [nm.hook_name(point, layer) for layer in range(m.n_layers) for point in block_points]
-    return (*out, nm.hook_name(final_point))
+class ModelFamily:
+    """What a model family says about a model description ``m`` before the model exists.
+
+    A new family subclasses this, sets the class attributes, implements :meth:`weight_names`,
+    :meth:`cost_factor` and :meth:`stream_floats`, and is added to :data:`FAMILIES` (and its model
+    class to models/build.py, with ``family`` and ``from_config``).
+    """
+
+    arch: str  # the value of model.arch
+    block_points: tuple[str, ...]  # hook points of each block, in forward order (models/names.py)
+    final_point: str  # the last hook point, after the blocks
+
+    @classmethod
+    def hook_names(cls, m) -> tuple[str, ...]:
+        """Every hook point, in forward order."""
+        out = [nm.hook_name("embed")] + ([nm.hook_name("pos_embed")] if m.pos_enc in nm.ABSOLUTE_ENCODINGS else [])
+        out += [nm.hook_name(point, layer) for layer in range(m.n_layers) for point in cls.block_points_of(m)]
+        return (*out, nm.hook_name(cls.final_point))
+
+    @classmethod
+    def block_points_of(cls, m) -> tuple[str, ...]:
+        """The hook points of each block of ``m``."""
+        return cls.block_points
+
+    @staticmethod
+    def weight_names(m) -> tuple[str, ...]:
+        """The weight matrices an intervention may target."""
+        raise NotImplementedError
+
+    @staticmethod
+    def trainable_names(m) -> tuple[str, ...]:
+        """The matrices ``model.trained`` may name; none: every weight trains (``model.trained`` stays unset)."""
+        return ()
+
+    @staticmethod
+    def cost_factor(m) -> int:
+        """Compute per token, width and layer relative to the AMT (sweep scheduling)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def stream_floats(m) -> int:
+        """Floats per token and layer a forward keeps besides the attention pattern (footprint)."""
+        raise NotImplementedError
 
 
-class AMTFamily:
+class AMTFamily(ModelFamily):
     """The associative-memory transformer (docs/science.md §3.1; models/amt.py).
 
     Reads ``m.n_layers``, ``m.pos_enc``, ``m.ff``, ``m.pos_all_layers``, ``m.d_model``.
@@ -29,11 +69,6 @@ class AMTFamily:
     arch = "amt"
     block_points = ("resid_pre", "attn_scores", "pattern", "attn_out", "resid_post")
     final_point = "logits"  # the last hook point: the logits themselves
-
-    @classmethod
-    def hook_names(cls, m) -> tuple[str, ...]:
-        """Every hook point, in forward order."""
-        return _hook_names(m, cls.block_points, cls.final_point)
 
     @staticmethod
     def trainable_names(m) -> tuple[str, ...]:
@@ -56,9 +91,9 @@ class AMTFamily:
             out[out.index(nm.AMT_FEED_FORWARD)] = nm.AMT_MLP[0]
             out.append(nm.AMT_MLP[1])
         if m.pos_enc == "rpe":
-            out[out.index("pos")] = nm.AMT_RELATIVE
+            out[out.index(nm.AMT_POSITIONS)] = nm.AMT_RELATIVE
         elif m.pos_enc not in nm.ABSOLUTE_ENCODINGS:
-            out.remove("pos")
+            out.remove(nm.AMT_POSITIONS)
         return tuple(out)
 
     @staticmethod
@@ -74,7 +109,6 @@ class AMTFamily:
 
     @staticmethod
     def cost_factor(m) -> int:
-        """Compute per token, width and layer relative to the AMT (sweep scheduling)."""
         return 1
 
     @staticmethod
@@ -84,7 +118,7 @@ class AMTFamily:
         return m.d_model
 
 
-class TransformerFamily:
+class TransformerFamily(ModelFamily):
     """The general transformer (docs/science.md §3.2; models/transformer.py): everything trains.
 
     Reads ``m.n_layers``, ``m.pos_enc``, ``m.mlp``, ``m.d_mlp``, ``m.d_model``.
@@ -95,15 +129,9 @@ class TransformerFamily:
     final_point = "ln_final"  # the last hook point: the normalised residual the unembedding reads
 
     @classmethod
-    def hook_names(cls, m) -> tuple[str, ...]:
-        """Every hook point, in forward order (``mlp_out`` only with MLPs)."""
-        points = tuple(p for p in cls.block_points if p != "mlp_out" or m.mlp)
-        return _hook_names(m, points, cls.final_point)
-
-    @staticmethod
-    def trainable_names(m) -> tuple[str, ...]:
-        """None may be chosen: every weight trains (``model.trained`` must stay unset)."""
-        return ()
+    def block_points_of(cls, m) -> tuple[str, ...]:
+        """``mlp_out`` only with MLPs."""
+        return tuple(p for p in cls.block_points if p != "mlp_out" or m.mlp)
 
     @staticmethod
     def weight_names(m) -> tuple[str, ...]:
@@ -128,11 +156,10 @@ class TransformerFamily:
         return 2 * m.d_model + ((m.d_mlp or 4 * m.d_model) if m.mlp else 0)
 
 
-Family = type[AMTFamily] | type[TransformerFamily]
-FAMILIES: dict[str, Family] = {f.arch: f for f in (AMTFamily, TransformerFamily)}
+FAMILIES: dict[str, type[ModelFamily]] = {f.arch: f for f in (AMTFamily, TransformerFamily)}
 
 
-def family(arch: str) -> Family:
+def family(arch: str) -> type[ModelFamily]:
     """The family of ``model.arch``."""
     try:
         return FAMILIES[arch]

@@ -98,8 +98,9 @@ def hook_layers(names: Iterable[str], point: str) -> list[int]:
 
 AMT_LAYER_MATRICES = ("wk", "wv", "wo")  # per layer: W_K^ℓ, W_V^ℓ, W_O^ℓ (docs/science.md §3.1)
 AMT_POSITION_BIAS = "bias"  # per layer with pos_enc: bias, a scalar per clipped distance
-AMT_EMBEDDINGS = ("emb", "unemb", "pos")  # e_k, u_k, and p_t (or r_δ under rpe: "rel")
+AMT_POSITIONS = "pos"  # p_t; under rpe the relative vectors r_δ are stored as "rel" but trained as "pos"
 AMT_RELATIVE = "rel"
+AMT_EMBEDDINGS = ("emb", "unemb", AMT_POSITIONS)  # e_k, u_k, p_t
 AMT_FEED_FORWARD = "wf"  # linear W_F; the ReLU MLP stores it as "wf_in", "wf_out"
 AMT_MLP = ("wf_in", "wf_out")
 
