@@ -10,7 +10,8 @@ Layer ``ℓ`` (one head, no LayerNorm, residual, ``W_Q = I``)::
 What trains is explicit: a matrix named in ``trained`` is an ``nn.Parameter``, every other one a
 buffer (frozen at its random init). Tensors are named after the science: ``emb`` (rows ``e_k``),
 ``unemb`` (rows ``u_k``), ``pos`` (rows ``p_t``), ``rel`` (rows ``r_δ``), ``wk{l}``, ``wv{l}``,
-``wo{l}``, ``bias{l}``, ``wf`` (or ``wf_in``/``wf_out`` for the MLP).
+``wo{l}``, ``bias{l}``, ``wf`` (or ``wf_in``/``wf_out`` for the MLP); models/names.py defines them, and
+``AMTransformer.family`` (models/families.py) lists those of a given configuration.
 
 Speed comes from algebra the model allows, not from approximations:
 

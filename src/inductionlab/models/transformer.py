@@ -9,7 +9,8 @@ Conventions follow TransformerLens so probes read the same on both codebases:
 - weights per head: ``W_Q, W_K, W_V`` (n_heads, d_model, d_head), ``W_O`` (n_heads, d_head, d_model);
   ``W_E`` (n_tokens, d_model), ``W_pos`` (max_len, d_model), ``W_U`` (d_model, n_tokens);
 - activations go into an optional ``cache`` dict passed to ``forward``, and optional ``hooks``
-  (``{name: fn}``, models/hooks.py) replace them (no global hook state)::
+  (``{name: fn}``, models/hooks.py) replace them (no global hook state); the names come from
+  models/names.py and ``model.hook_names()`` lists them::
 
     hook_embed                   (B, T, d)       token embeddings
     hook_pos_embed               (B, T, d)       ape / ape-sincos only
