@@ -5,7 +5,7 @@ import torch
 
 from inductionlab.errors import ConfigError
 from inductionlab.models.amt import AMTransformer
-from inductionlab.models.positional import POS_ENCODINGS
+from inductionlab.models.names import POS_ENCODINGS, amt_matrix
 
 
 def reference_logits(model: AMTransformer, tokens: torch.Tensor) -> torch.Tensor:
@@ -16,8 +16,8 @@ def reference_logits(model: AMTransformer, tokens: torch.Tensor) -> torch.Tensor
         h = h + model.pos[:seq_len].double()
     c = model.score_scale
     for layer in range(1, model.n_layers + 1):
-        wk = model.mat(f"wk{layer}").double()
-        phi = (model.mat(f"wo{layer}") @ model.mat(f"wv{layer}")).double()
+        wk = model.mat(amt_matrix("wk", layer)).double()
+        phi = (model.mat(amt_matrix("wo", layer)) @ model.mat(amt_matrix("wv", layer))).double()
         out = h.clone()
         for t in range(seq_len):
             scores = []
@@ -36,7 +36,7 @@ def reference_logits(model: AMTransformer, tokens: torch.Tensor) -> torch.Tensor
                     score = ((q @ wk) * kk).sum(-1)
                 score = c * score
                 if model.pos_enc == "bias" and model.has_positional_term(layer):
-                    score = score + model.mat(f"bias{layer}")[min(t - s, model.max_rel_dist)].double()
+                    score = score + model.mat(amt_matrix("bias", layer))[min(t - s, model.max_rel_dist)].double()
                 scores.append(score)
             beta = torch.softmax(torch.stack(scores, -1), -1)
             out[:, t] = h[:, t] + (beta[..., None] * (h[:, : t + 1] @ phi.T)).sum(1)

@@ -74,6 +74,7 @@ def test_yaml_file_errors(tmp_path):
 def test_the_encoding_list_and_the_config_type_agree():
     from typing import get_args
 
-    from inductionlab.config import POS_ENCODINGS, PosEnc
+    from inductionlab.config import PosEnc
+    from inductionlab.models.names import POS_ENCODINGS
 
     assert get_args(PosEnc) == POS_ENCODINGS

@@ -10,6 +10,7 @@ import torch
 
 from inductionlab.errors import ConfigError, ShapeError
 from inductionlab.models.amt import AMTransformer
+from inductionlab.models.names import hook_name
 from inductionlab.models.transformer import GeneralTransformer
 from inductionlab.patching import (
     SITE_KINDS,
@@ -105,7 +106,7 @@ def test_putting_back_the_corrupted_value_restores_nothing(amt, prompts, kind):
     clean_gap = logit_gap(amt(prompts.clean), prompts.b, prompts.rival)
     corrupted_gap = logit_gap(amt(prompts.corrupted, cache=cache), prompts.b, prompts.rival)
     for layer in range(2):
-        name = SITE_KINDS[kind].format(layer=layer)
+        name = hook_name(kind, layer)
         patched = patched_gaps(amt, prompts.corrupted, cache[name], name, prompts.b, prompts.rival)
         frac = fraction_restored(patched, clean_gap, corrupted_gap)
         assert frac.abs().max() < 1e-9, (name, frac.abs().max())

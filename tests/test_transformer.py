@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.models.positional import ABSOLUTE_ENCODINGS, POS_ENCODINGS
+from inductionlab.models.names import ABSOLUTE_ENCODINGS, POS_ENCODINGS
 from inductionlab.models.transformer import GeneralTransformer
 
 N_TOKENS, D_MODEL, N_HEADS, MAX_LEN = 11, 16, 2, 24

@@ -15,10 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inductionlab.errors import ConfigError
+from inductionlab.models.families import family
+from inductionlab.models.names import ABSOLUTE_ENCODINGS, HEAD_POINTS, is_hook_point
 
-# docs/science.md §3.1; the models check against these lists
-POS_ENCODINGS = ("ape", "ape-sincos", "rpe", "bias", "rope", "none")
-ABSOLUTE_ENCODINGS = ("ape", "ape-sincos")
+# docs/science.md §3.1: models/names.py's POS_ENCODINGS, spelled out for validation
 PosEnc = Literal["ape", "ape-sincos", "rpe", "bias", "rope", "none"]
 
 PositiveInt = Field(gt=0)
@@ -113,17 +113,17 @@ class Seeds(_Strict):
     eval: int = Field(2, ge=0, lt=SEED_LIMIT)
 
 
-INTERVENTION_OPS = ("clamp", "zero-ablate", "mean-ablate", "freeze", "scale", "stop-gradient")
-IDEAL_PATTERNS = ("previous-token", "induction", "uniform")
+IDEAL_PATTERNS = ("previous-token", "induction", "uniform")  # interventions.ideal_pattern draws these
 
 
 class InterventionConfig(_Strict):
     """One intervention (docs/science.md §8): an operation on a target during the steps ``[start, stop)``.
 
     ``target``: a hook name (``blocks.0.attn.hook_pattern``, ``blocks.1.hook_attn_out``, …; see
-    :func:`hook_names`) or a weight matrix (``wk2`` in the AMT, ``blocks.0.attn.W_K`` in the general
-    transformer; see :func:`weight_names`). ``clamp`` needs a ``hook_pattern`` target and a ``pattern``;
-    ``freeze`` a weight and acts in training only; ``zero-ablate``/``mean-ablate`` an activation.
+    ``hook_names`` in models/families.py) or a weight matrix (``wk2`` in the AMT, ``blocks.0.attn.W_K``
+    in the general transformer; see ``weight_names`` there). ``clamp`` needs a ``hook_pattern`` target
+    and a ``pattern``; ``freeze`` a weight and acts in training only; ``zero-ablate``/``mean-ablate`` an
+    activation.
     """
 
     target: str
@@ -147,45 +147,14 @@ class InterventionConfig(_Strict):
                 and (self.stop is None or step < self.stop))
 
 
-def hook_names(model: ModelConfig) -> tuple[str, ...]:
-    """Every hook point of the model a config describes (models/amt.py, models/transformer.py)."""
-    names = ["hook_embed"] + (["hook_pos_embed"] if model.pos_enc in ABSOLUTE_ENCODINGS else [])
-    per_layer = ["hook_resid_pre", "attn.hook_attn_scores", "attn.hook_pattern", "hook_attn_out"]
-    if model.arch == "transformer":
-        per_layer += ["hook_resid_mid"] + (["hook_mlp_out"] if model.mlp else [])
-    per_layer.append("hook_resid_post")
-    names += [f"blocks.{layer}.{point}" for layer in range(model.n_layers) for point in per_layer]
-    names.append("hook_logits" if model.arch == "amt" else "ln_final.hook_normalized")
-    return tuple(names)
-
-
-def weight_names(model: ModelConfig) -> tuple[str, ...]:
-    """The weight matrices an intervention may target."""
-    if model.arch == "amt":
-        names = list(trainable_names(model))
-        if model.ff == "mlp":
-            names[names.index("wf")] = "wf_in"
-            names.append("wf_out")
-        if model.pos_enc == "rpe":
-            names[names.index("pos")] = "rel"
-        elif model.pos_enc not in ABSOLUTE_ENCODINGS:
-            names.remove("pos")
-        return tuple(names)
-    names = ["W_E", "W_U"] + (["W_pos"] if model.pos_enc == "ape" else [])
-    for layer in range(model.n_layers):
-        names += [f"blocks.{layer}.attn.W_{m}" for m in "QKVO"]
-        names += [f"blocks.{layer}.mlp.W_in", f"blocks.{layer}.mlp.W_out"] if model.mlp else []
-    return tuple(names)
-
-
 def check_intervention(iv: InterventionConfig, model: ModelConfig, where: str) -> None:
     """Raise ValueError naming the field when ``iv`` does not fit ``model``."""
-    hooks, weights = hook_names(model), weight_names(model)
+    hooks, weights = family(model.arch).hook_names(model), family(model.arch).weight_names(model)
     if iv.target not in hooks and iv.target not in weights:
         raise ValueError(f"{where}.target: unknown target {iv.target!r}; allowed: a hook ({', '.join(hooks)}) "
                          f"or a weight ({', '.join(weights)})")
     is_weight = iv.target in weights
-    if iv.op == "clamp" and not iv.target.endswith("attn.hook_pattern"):
+    if iv.op == "clamp" and not is_hook_point(iv.target, "pattern"):
         raise ValueError(f"{where}.target: clamp acts on an attention pattern (blocks.L.attn.hook_pattern), "
                          f"not {iv.target!r}")
     if iv.op == "clamp" and iv.pattern is None:
@@ -202,7 +171,7 @@ def check_intervention(iv: InterventionConfig, model: ModelConfig, where: str) -
     if (iv.value == "checkpoint") != (iv.checkpoint is not None) and iv.op == "freeze":
         raise ValueError(f"{where}.checkpoint: give a checkpoint exactly when value=checkpoint")
     if iv.head is not None:
-        if not iv.target.endswith(("attn.hook_pattern", "attn.hook_attn_scores")):
+        if not is_hook_point(iv.target, *HEAD_POINTS):
             raise ValueError(f"{where}.head: a head is chosen only on hook_pattern or hook_attn_scores targets")
         if iv.head >= model.n_heads:
             raise ValueError(f"{where}.head: head {iv.head} does not exist; allowed: 0..{model.n_heads - 1}")
@@ -238,35 +207,14 @@ class RunConfig(_Strict):
         if self.model.d_model % self.model.n_heads:
             raise ValueError(f"model.n_heads: {self.model.n_heads} does not divide d_model={self.model.d_model}")
         if self.model.trained is not None:
-            allowed = trainable_names(self.model)
+            allowed = family(self.model.arch).trainable_names(self.model)
             bad = [m for m in self.model.trained if m not in allowed]
             if bad:
-                raise ValueError(f"model.trained: unknown matrices {bad}; allowed: {', '.join(allowed)}")
+                raise ValueError(f"model.trained: unknown matrices {bad}; allowed: "
+                                 f"{', '.join(allowed) or 'none (every weight of this model trains)'}")
         for i, iv in enumerate(self.interventions):
             check_intervention(iv, self.model, f"interventions.{i}")
         return self
-
-
-def trainable_names(model: ModelConfig) -> tuple[str, ...]:
-    """Names of the AMT matrices that may be trained (docs/science.md §3.1)."""
-    names = [f"{m}{layer}" for layer in range(1, model.n_layers + 1) for m in ("wk", "wv", "wo")]
-    if model.pos_enc == "bias":
-        names += [f"bias{layer}" for layer in range(1, model.n_layers + 1)]
-    names += ["emb", "unemb", "pos"]
-    if model.ff != "none":
-        names.append("wf")
-    return tuple(names)
-
-
-def default_trained(model: ModelConfig) -> tuple[str, ...]:
-    """docs/science.md §3.1 default: every ``W_K``, the last ``W_O``, ``W_F`` and the position biases."""
-    names = [f"wk{layer}" for layer in range(1, model.n_layers + 1)] + [f"wo{model.n_layers}"]
-    if model.pos_enc == "bias":
-        layers = range(1, model.n_layers + 1) if model.pos_all_layers else (1,)
-        names += [f"bias{layer}" for layer in layers]
-    if model.ff != "none":
-        names.append("wf")
-    return tuple(names)
 
 
 # --------------------------------------------------------------------------- loading

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inductionlab.models.amt import AMTransformer
+from inductionlab.models.names import hook_layers, hook_name
 from inductionlab.probes.attention import attention_probes, run_with_cache
 from inductionlab.probes.memory import memory_probes
 from inductionlab.probes.progress import progress_measures
@@ -132,7 +132,7 @@ def evaluate(
     """
     forward = forward or model
     out = label_metrics(forward, batch, bigram)
-    if isinstance(model, AMTransformer):
+    if model.stores_memories:
         out.update(memory_probes(model, train_len, fixed_triggers, bigram, eval_len=batch.labels.shape[1]))
     rows = (~batch.degenerate).nonzero().squeeze(1)[:probe_batch]  # attention probes on non-degenerate rows
     tokens, labels = batch.tokens[rows], batch.labels[rows]
@@ -253,10 +253,10 @@ def previous_token_hits(cache: dict, seq_len: int) -> torch.Tensor:
     (layer, head) with the highest hit rate on this batch (layers up to the second-to-last).
     """
     target = torch.arange(seq_len - 1)
-    layers = sorted(int(k.split(".")[1]) for k in cache if k.endswith("attn.hook_pattern"))
+    layers = hook_layers(cache, "pattern")
     best, best_rate = None, -1.0
     for layer in layers[:-1] or layers:
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # (b, H, T, T)
+        pattern = cache[hook_name("pattern", layer)]  # (b, H, T, T)
         for head in range(pattern.shape[1]):
             hits = pattern[:, head, 1:].argmax(-1) == target.to(pattern.device)
             rate = hits.float().mean().item()

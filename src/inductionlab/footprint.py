@@ -36,6 +36,7 @@ import torch
 
 from inductionlab.config import RunConfig
 from inductionlab.errors import ConfigError
+from inductionlab.models.families import family
 
 FLOAT = 4  # bytes of a float32
 DOUBLE = 8
@@ -74,10 +75,7 @@ def _model_sizes(cfg: RunConfig) -> tuple[int, int, int]:
 def _activations(cfg: RunConfig, batch: int, backward: bool) -> int:
     """Floats one forward pass keeps over ``batch`` sequences (twice as many with the backward pass)."""
     m, t, n = cfg.model, cfg.data.seq_len, cfg.data.n_tokens
-    if m.arch == "transformer":  # residual and attention output; the MLP's hidden layer
-        per_token = 2 * m.d_model + ((m.d_mlp or 4 * m.d_model) if m.mlp else 0)
-    else:  # the AMT reads layer 1 from tables and keeps one stream per layer
-        per_token = m.d_model
+    per_token = family(m.arch).stream_floats(m)  # streams kept per token and layer (models/families.py)
     per_layer = batch * t * per_token + batch * m.n_heads * t * t  # streams; the attention pattern
     floats = m.n_layers * per_layer + batch * t * n  # logits
     return floats * (2 if backward else 1)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from inductionlab.config import InterventionConfig
+from inductionlab.config import IDEAL_PATTERNS, InterventionConfig
 from inductionlab.errors import CheckpointError, ConfigError, ShapeError
 from inductionlab.models.hooks import HookFn, HookSite
 
@@ -58,7 +58,7 @@ def ideal_pattern(kind: str, tokens: Tensor, query_pos: Tensor) -> Tensor:
         match = (before[:, None, :] == current[..., None]).float() * causal
         weights = torch.where(match.sum(-1, keepdim=True) > 0, match, causal)
     else:
-        raise ConfigError(f"pattern: unknown ideal pattern {kind!r}; allowed: previous-token, induction, uniform")
+        raise ConfigError(f"pattern: unknown ideal pattern {kind!r}; allowed: {', '.join(IDEAL_PATTERNS)}")
     return weights / weights.sum(-1, keepdim=True)
 
 

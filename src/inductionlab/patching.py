@@ -42,17 +42,13 @@ from inductionlab.errors import ConfigError, ShapeError
 from inductionlab.experiments import results_folder
 from inductionlab.experiments.hijack import PAIR_SEED
 from inductionlab.experiments.hijack_prompts import QueryPair, Setting, build_prompts, query_pairs
+from inductionlab.models.names import HEAD_POINTS, hook_name, hook_template, is_hook_point
 from inductionlab.runs import atomic_write
 from inductionlab.tasks.build import make_sampler
 from inductionlab.tasks.sources import BigramSource
 from inductionlab.train import open_trained
 
-SITE_KINDS = {
-    "resid_pre": "blocks.{layer}.hook_resid_pre",
-    "attn_out": "blocks.{layer}.hook_attn_out",
-    "pattern": "blocks.{layer}.attn.hook_pattern",
-    "resid_post": "blocks.{layer}.hook_resid_post",
-}
+SITE_KINDS = ("resid_pre", "attn_out", "pattern", "resid_post")  # hook points of models/names.py
 COMPONENT_KINDS = ("attn_out", "pattern")  # what can *carry* the hijack; the residual stream only passes it on
 N_QUERY_PAIRS = 8
 MAX_BATCH_TOKENS = 1 << 16  # tokens per patched forward (positions × prompts × T)
@@ -119,7 +115,7 @@ def fraction_restored(patched: Tensor, clean_gap: Tensor, corrupted_gap: Tensor)
 
 def _position_axis(site_name: str) -> int:
     """The axis of ``site_name``'s activation indexed by query position (a pattern's query row)."""
-    return -2 if site_name.endswith(("hook_pattern", "hook_attn_scores")) else 1
+    return -2 if is_hook_point(site_name, *HEAD_POINTS) else 1
 
 
 @torch.no_grad()
@@ -171,7 +167,7 @@ def patch_positions(model: nn.Module, clean_tokens: Tensor, corrupted_tokens: Te
     cache: dict[str, Tensor] = {}
     clean_gap = logit_gap(model(clean_tokens, cache=cache), b, rival)
     if site_name not in cache:
-        raise ConfigError(f"site {site_name!r} is not a hook point of this model; see config.hook_names")
+        raise ConfigError(f"site {site_name!r} is not a hook point of this model; see its hook_names()")
     corrupted_gap = logit_gap(model(corrupted_tokens), b, rival)
     patched = patched_gaps(model, corrupted_tokens, cache[site_name], site_name, b, rival,
                            max_batch_tokens=max_batch_tokens)
@@ -224,7 +220,7 @@ def patching_tables(model: nn.Module, prompts: PatchPrompts, *, threshold: float
             raise ConfigError(f"patching: unknown site kind {kind!r}; allowed: {', '.join(SITE_KINDS)}")
         per_layer = []
         for layer in range(n_layers):
-            name = SITE_KINDS[kind].format(layer=layer)
+            name = hook_name(kind, layer)
             if not bool(kept.any()):
                 per_layer.append(torch.empty(0, seq_len, dtype=torch.float64))
                 continue
@@ -249,13 +245,13 @@ def _summary(prompts: PatchPrompts, found: dict[str, Any]) -> dict[str, Any]:
         any_kept = frac.shape[1] > 0
         mean = (lambda x: x.mean(1)) if any_kept else (lambda x: torch.full(x.shape[:1], math.nan))
         sites[kind] = {
-            "hook": SITE_KINDS[kind], "fraction_restored": table.tolist(), "last_position": table[:, -1].tolist(),
+            "hook": hook_template(kind), "fraction_restored": table.tolist(), "last_position": table[:, -1].tolist(),
             "b_positions_sum": mean((frac * replaced).sum(2)).tolist(), "all_positions_sum": mean(frac.sum(2)).tolist(),
         }
         for layer, value in enumerate(table[:, -1].tolist()):
             trivial = kind == "resid_post" and layer == table.shape[0] - 1
             if math.isfinite(value) and not trivial:
-                ranking.append({"site": kind, "layer": layer, "hook": SITE_KINDS[kind].format(layer=layer),
+                ranking.append({"site": kind, "layer": layer, "hook": hook_name(kind, layer),
                                 "fraction_restored": value})
     ranking.sort(key=lambda r: -r["fraction_restored"])
     carrier = next((r for r in ranking if r["site"] in COMPONENT_KINDS), None)
@@ -280,7 +276,7 @@ def write_heatmaps(tables: dict[str, Tensor], b_share: list[float], out: Path, t
         cmap = plt.get_cmap("RdBu_r").with_extremes(bad="lightgrey")
         image = ax.imshow(table.numpy(), cmap=cmap, vmin=-1.0, vmax=1.0, aspect="auto", interpolation="nearest")
         ax.set_yticks(range(n_layers), [f"layer {layer + 1} (blocks.{layer})" for layer in range(n_layers)])
-        ax.set_title(f"{kind} ({SITE_KINDS[kind].format(layer='l')}): {title}", fontsize=9)
+        ax.set_title(f"{kind} ({hook_template(kind).format(layer='l')}): {title}", fontsize=9)
         fig.colorbar(image, cax=cax, label="fraction restored")
         strip.bar(range(seq_len), b_share, width=1.0, color="0.4")
         shares = [v for v in b_share if math.isfinite(v)]

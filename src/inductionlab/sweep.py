@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from inductionlab.backends import BACKENDS, LocalBackend, RayBackend, default_workers
 from inductionlab.config import MAX_DEPTH, RunConfig, check_depth, read_text_file
 from inductionlab.errors import ConfigError, RunDirError, SweepError
+from inductionlab.models.families import family
 from inductionlab.runs import RunDir, RunSpec, atomic_write, first_line, seed_overrides
 
 POLL_S = 0.5
@@ -219,11 +220,9 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
 
 def _cost(cfg: RunConfig) -> float:
     """A run's rough cost, for scheduling and progress: steps × tokens per batch × width × depth,
-    × 3 for the general transformer (every projection computed) and × 2 more with its MLPs
-    (calibrated on the quick presets, 2-core CPU)."""
+    × the model family's cost factor (models/families.py)."""
     t, m = cfg.train, cfg.model
-    general = 3 * (2 if m.mlp else 1) if m.arch == "transformer" else 1
-    return t.steps * t.batch_size * cfg.data.seq_len * m.d_model * m.n_layers * general
+    return t.steps * t.batch_size * cfg.data.seq_len * m.d_model * m.n_layers * family(m.arch).cost_factor(m)
 
 
 def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) -> dict[str, str]:

@@ -28,7 +28,6 @@ from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, R
 from inductionlab.evaluation import evaluate_task, training_loss
 from inductionlab.footprint import check_memory
 from inductionlab.interventions import Interventions
-from inductionlab.models.amt import AMTransformer
 from inductionlab.models.build import build_model
 from inductionlab.probes.memory import memory_probes
 from inductionlab.runs import METRICS_VERSION, RunDir
@@ -147,7 +146,7 @@ class Trainer:
 
     def log_probes(self, train_loss: float, elapsed: float) -> None:
         """A metrics row with the weight-space memory probes only (``train.probe_every``): no data needed."""
-        if isinstance(self.model, AMTransformer) and self.task.source is not None:
+        if self.model.stores_memories and self.task.source is not None:
             probes = memory_probes(self.model, self.cfg.data.seq_len, self.task.fixed_triggers,
                                    self.task.source.bigram, eval_len=self.eval_batch.labels.shape[1])
             self.run.append_metrics({"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3),

@@ -36,6 +36,7 @@ from inductionlab.config import RunConfig  # noqa: E402
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError  # noqa: E402
 from inductionlab.interventions import Interventions  # noqa: E402
 from inductionlab.models.build import build_model  # noqa: E402
+from inductionlab.models.names import hook_layers, hook_name  # noqa: E402
 from inductionlab.runs import RunDir  # noqa: E402
 from inductionlab.tasks.build import make_task  # noqa: E402
 
@@ -246,9 +247,8 @@ def attention_patterns(model: nn.Module, inputs: Tensor, forward=None) -> Tensor
     cache: dict[str, Tensor] = {}
     model.eval()
     (forward or model)(inputs, cache=cache)
-    found = (re.fullmatch(r"blocks\.(\d+)\.attn\.hook_pattern", k) for k in cache)
-    layers = sorted(int(m.group(1)) for m in found if m)
-    return torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"].detach().float().cpu() for layer in layers])
+    layers = hook_layers(cache, "pattern")
+    return torch.stack([cache[hook_name("pattern", layer)].detach().float().cpu() for layer in layers])
 
 
 def _no_checkpoint(path: Path) -> RunDirError:

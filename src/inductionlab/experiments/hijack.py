@@ -35,7 +35,7 @@ from inductionlab.experiments.hijack_prompts import (
     trigger_contrast_settings,
     unigram_settings,
 )
-from inductionlab.models.positional import ABSOLUTE_ENCODINGS
+from inductionlab.models.names import ABSOLUTE_ENCODINGS
 from inductionlab.runs import RunSpec, seed_overrides
 from inductionlab.tasks.build import make_sampler
 from inductionlab.theory.trained import recall_matrices, score_decomposition

@@ -18,7 +18,7 @@ import torch
 from inductionlab.errors import ConfigError
 from inductionlab.evaluation import batch_at_length, evaluate_length
 from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
-from inductionlab.models.positional import POS_ENCODINGS
+from inductionlab.models.names import POS_ENCODINGS
 from inductionlab.runs import RunSpec, seed_overrides
 from inductionlab.tasks.build import make_sampler
 from inductionlab.train import open_trained

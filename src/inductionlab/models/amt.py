@@ -10,7 +10,8 @@ Layer ``ℓ`` (one head, no LayerNorm, residual, ``W_Q = I``)::
 What trains is explicit: a matrix named in ``trained`` is an ``nn.Parameter``, every other one a
 buffer (frozen at its random init). Tensors are named after the science: ``emb`` (rows ``e_k``),
 ``unemb`` (rows ``u_k``), ``pos`` (rows ``p_t``), ``rel`` (rows ``r_δ``), ``wk{l}``, ``wv{l}``,
-``wo{l}``, ``bias{l}``, ``wf`` (or ``wf_in``/``wf_out`` for the MLP).
+``wo{l}``, ``bias{l}``, ``wf`` (or ``wf_in``/``wf_out`` for the MLP); models/names.py defines them, and
+``AMTransformer.family`` (models/families.py) lists those of a given configuration.
 
 Speed comes from algebra the model allows, not from approximations:
 
@@ -35,12 +36,22 @@ from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
 from inductionlab.models import positional as pe
+from inductionlab.models.families import AMTFamily
 from inductionlab.models.hooks import HookPoints, Hooks
+from inductionlab.models.names import (
+    ABSOLUTE_ENCODINGS,
+    AMT_LAYER_MATRICES,
+    POS_ENCODINGS,
+    RELATIVE_ENCODINGS,
+    amt_matrix,
+    hook_name,
+)
 
 
 class AMTransformer(nn.Module):
     """docs/science.md §3.1. ``tokens: (B, T) int64 → logits (B, T, N)`` (or ``(B, Tq, N)``)."""
 
+    family = AMTFamily  # its names (models/names.py) and sizes before it is built
     # its weight matrices are the associative memories the weight-space probes read (docs/science.md §4.1)
     stores_memories = True
 
@@ -61,8 +72,8 @@ class AMTransformer(nn.Module):
         init_seed: int = 0,
     ):
         super().__init__()
-        if pos_enc not in pe.POS_ENCODINGS:
-            raise ConfigError(f"pos_enc: unknown encoding {pos_enc!r}; allowed: {', '.join(pe.POS_ENCODINGS)}")
+        if pos_enc not in POS_ENCODINGS:
+            raise ConfigError(f"pos_enc: unknown encoding {pos_enc!r}; allowed: {', '.join(POS_ENCODINGS)}")
         if init not in ("theory", "bietti"):
             raise ConfigError(f"init: unknown convention {init!r}; allowed: theory, bietti")
         if ff not in ("none", "linear", "mlp"):
@@ -97,16 +108,31 @@ class AMTransformer(nn.Module):
         elif pos_enc == "rpe":
             self._store("rel", embedding(max_rel_dist + 1))
         for layer in range(1, n_layers + 1):
-            for m in ("wk", "wv", "wo"):
-                self._store(f"{m}{layer}", matrix(d, d, f"{m}{layer}"))
+            for kind in AMT_LAYER_MATRICES:
+                self._store(amt_matrix(kind, layer), matrix(d, d, amt_matrix(kind, layer)))
             if pos_enc == "bias":
-                self._store(f"bias{layer}", torch.zeros(max_rel_dist + 1))
+                self._store(amt_matrix("bias", layer), torch.zeros(max_rel_dist + 1))
         if ff == "linear":
             self._store("wf", matrix(d, d, "wf"))
         elif ff == "mlp":
             hidden = d_mlp or 4 * d
             self._store("wf_in", matrix(hidden, d, "wf"))
             self._store("wf_out", matrix(d, hidden, "wf"))
+
+    @classmethod
+    def from_config(cls, m, n_tokens: int, init_seed: int) -> AMTransformer:
+        """The model a :class:`~inductionlab.config.ModelConfig` ``m`` describes (models/build.py)."""
+        return cls(n_tokens, m.d_model, m.n_layers, m.pos_enc, m.max_len, m.max_rel_dist, init=m.init,
+                   trained=m.trained or cls.family.default_trained(m), zero_init=m.zero_init, ff=m.ff,
+                   d_mlp=m.d_mlp, pos_all_layers=m.pos_all_layers, init_seed=init_seed)
+
+    def hook_names(self) -> tuple[str, ...]:
+        """Every hook point of this model, in forward order (the keys a ``cache`` receives)."""
+        return self.family.hook_names(self)
+
+    def weight_names(self) -> tuple[str, ...]:
+        """The stored matrices an intervention may target (docs/science.md §8)."""
+        return self.family.weight_names(self)
 
     def _store(self, name: str, value: Tensor) -> None:
         group = {"pos": "pos", "rel": "pos", "wf_in": "wf", "wf_out": "wf"}.get(name, name)
@@ -122,20 +148,20 @@ class AMTransformer(nn.Module):
 
     def phi(self, layer: int) -> Tensor:
         """``Φ_ℓ = W_O^ℓ W_V^ℓ``, (d, d)."""
-        return self.mat(f"wo{layer}") @ self.mat(f"wv{layer}")
+        return self.mat(amt_matrix("wo", layer)) @ self.mat(amt_matrix("wv", layer))
 
     def apply_phi(self, x: Tensor, layer: int) -> Tensor:
         """``x Φ_ℓᵀ`` for rows x (..., d); forms the d×d product only when that is cheaper."""
         rows = x.numel() // x.shape[-1]
         if rows < self.d_model:
-            return (x @ self.mat(f"wv{layer}").T) @ self.mat(f"wo{layer}").T
+            return (x @ self.mat(amt_matrix("wv", layer)).T) @ self.mat(amt_matrix("wo", layer)).T
         return x @ self.phi(layer).T
 
     def has_positional_term(self, layer: int) -> bool:
-        return self.pos_enc in ("rpe", "bias", "rope") and (layer == 1 or self.pos_all_layers)
+        return self.pos_enc in RELATIVE_ENCODINGS and (layer == 1 or self.pos_all_layers)
 
     def check_length(self, seq_len: int) -> None:
-        if self.pos_enc in pe.ABSOLUTE_ENCODINGS and seq_len > self.max_len:
+        if self.pos_enc in ABSOLUTE_ENCODINGS and seq_len > self.max_len:
             raise ConfigError(
                 f"sequence length {seq_len} exceeds max_len={self.max_len} of the {self.pos_enc!r} encoding"
             )
@@ -167,7 +193,7 @@ class AMTransformer(nn.Module):
             return 0.0
         dist = pe.clipped_distances(query_pos, seq_len, self.max_rel_dist)
         if self.pos_enc == "bias":
-            return self.mat(f"bias{layer}")[dist]
+            return self.mat(amt_matrix("bias", layer))[dist]
         rel = qw @ self.rel.T  # (B, Tq, Δ+1)
         return torch.gather(rel, -1, dist.expand(*rel.shape[:-1], seq_len))
 
@@ -178,7 +204,7 @@ class AMTransformer(nn.Module):
         ``query_pos``: (Tq,) or (B, Tq) int64.
         """
         seq_len = h.shape[1]
-        wk = self.score_scale * self.mat(f"wk{layer}")  # c folded into the d×d matrix
+        wk = self.score_scale * self.mat(amt_matrix("wk", layer))  # c folded into the d×d matrix
         q = _take(h, query_pos)
         if self.pos_enc == "rope" and self.has_positional_term(layer):
             keys = h @ wk.T
@@ -206,7 +232,7 @@ class AMTransformer(nn.Module):
         table = basis_w @ basis.T  # (N [+T], N [+T])
         q_tok = _take(tokens, query_pos)
         token_rows = F.embedding(q_tok, table[:n, :n])  # (B, Tq, N): query token × key token
-        absolute = self.pos_enc in pe.ABSOLUTE_ENCODINGS
+        absolute = self.pos_enc in ABSOLUTE_ENCODINGS
         if absolute:
             token_rows = token_rows + F.embedding(query_pos, table[n:, :n])  # query position × key token
         scores = torch.gather(token_rows, 2, tokens[:, None, :].expand(batch, token_rows.shape[1], seq_len))
@@ -223,6 +249,21 @@ class AMTransformer(nn.Module):
         """Causal softmax over keys ``s ≤ t``: (B, Tq, T) → (B, Tq, T)."""
         mask = pe.causal_mask(query_pos, scores.shape[-1])
         return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+
+    def ov_circuits(self, include_ff: bool = False) -> Tensor:
+        """Each layer's OV circuit as a token-to-logit map, (n_layers, 1, N, N) (docs/science.md §4.2).
+
+        ``out[l, 0, j, k] = u_jᵀ Φ_ℓ e_k`` (``l`` 0-based): what layer ``ℓ = l + 1`` writes to logit ``j``
+        when it attends a position holding ``k``, positions left out. With ``include_ff`` the final
+        feed-forward is applied to ``Φ_ℓ e_k`` too (``W_U (I + W_F) Φ_ℓ e_k``, the readout ``R_3`` of
+        docs/science.md §4.5 for the last layer).
+        """
+        circuits = []
+        for layer in range(1, self.n_layers + 1):
+            written = self.emb @ self.phi(layer).T  # (N, d): row k = Φ_ℓ e_k
+            logits = self.final_logits(written) if include_ff else written @ self.unemb.T  # (N_in, N_out)
+            circuits.append(logits.T)
+        return torch.stack(circuits)[:, None]
 
     # ------------------------------------------------------------------ forward
 
@@ -257,7 +298,8 @@ class AMTransformer(nn.Module):
             if last and self.ff != "mlp":
                 # fold W_U (I + W_F) into the residual and W_U (I + W_F) Φ_L into the values
                 readout = self.readout()
-                readout_phi = (readout @ self.mat(f"wo{layer}")) @ self.mat(f"wv{layer}")  # W_U (I+W_F) Φ_L
+                readout_phi = (readout @ self.mat(amt_matrix("wo", layer))) @ self.mat(amt_matrix("wv", layer))
+                # readout_phi = W_U (I + W_F) Φ_L
                 direct = self._residual_map(h, tokens, lambda x, m=readout: x @ m.T, query_pos)
                 return direct + beta @ self._residual_map(h, tokens, lambda x, m=readout_phi: x @ m.T)
             update = beta @ self._residual_map(h, tokens, lambda x, ell=layer: self.apply_phi(x, ell))
@@ -276,38 +318,38 @@ class AMTransformer(nn.Module):
 
     def embed_basis(self, seq_len: int) -> Tensor:
         """The vectors ``h^0`` is built from: ``[E; P[:T]]`` (N+T, d) for ape, else ``E`` (N, d)."""
-        if self.pos_enc in pe.ABSOLUTE_ENCODINGS:
+        if self.pos_enc in ABSOLUTE_ENCODINGS:
             return torch.cat((self.emb, self.pos[:seq_len]))
         return self.emb
 
     def embed_lookup(self, table: Tensor, tokens: Tensor) -> Tensor:
         """``table[z_t] (+ table[N + t])``: a per-basis-vector table summed over the parts of ``h^0_t``."""
         out = table[tokens]
-        if self.pos_enc in pe.ABSOLUTE_ENCODINGS:
+        if self.pos_enc in ABSOLUTE_ENCODINGS:
             out = out + table[self.n_tokens : self.n_tokens + tokens.shape[1]]
         return out
 
     def _forward_explicit(self, tokens: Tensor, all_pos: Tensor, last_q: Tensor, hook: HookPoints) -> Tensor:
-        h = hook("hook_embed", self.emb[tokens])
-        if self.pos_enc in pe.ABSOLUTE_ENCODINGS:
-            h = h + hook("hook_pos_embed", self.pos[: tokens.shape[1]])
-        replaced = hook.hooked("hook_embed") or hook.hooked("hook_pos_embed")
+        h = hook(hook_name("embed"), self.emb[tokens])
+        if self.pos_enc in ABSOLUTE_ENCODINGS:
+            h = h + hook(hook_name("pos_embed"), self.pos[: tokens.shape[1]])
+        replaced = hook.hooked(hook_name("embed")) or hook.hooked(hook_name("pos_embed"))
         for layer in range(1, self.n_layers + 1):
-            name = f"blocks.{layer - 1}"
+            block = layer - 1  # hook names count layers from 0, as in TransformerLens
             query_pos = last_q if layer == self.n_layers else all_pos
-            h = hook(f"{name}.hook_resid_pre", h)
+            h = hook(hook_name("resid_pre", block), h)
             # while h is still h^0 (nothing replaced it), layer-1 scores and values are table lookups
             from_tables = (layer == 1 and self.pos_enc != "rope" and not replaced
-                           and not hook.hooked(f"{name}.hook_resid_pre"))
+                           and not hook.hooked(hook_name("resid_pre", block)))
             scores = (self.layer1_scores_from_tables(tokens, query_pos) if from_tables
                       else self.attention_scores(layer, h, query_pos))
-            scores = hook(f"{name}.attn.hook_attn_scores", scores.unsqueeze(1), query_pos)[:, 0]
-            beta = hook(f"{name}.attn.hook_pattern", self.pattern(scores, query_pos).unsqueeze(1), query_pos)[:, 0]
+            scores = hook(hook_name("attn_scores", block), scores.unsqueeze(1), query_pos)[:, 0]
+            beta = hook(hook_name("pattern", block), self.pattern(scores, query_pos).unsqueeze(1), query_pos)[:, 0]
             values = (self._residual_map(None, tokens, lambda x: self.apply_phi(x, 1)) if from_tables
                       else self.apply_phi(h, layer))
-            attn_out = hook(f"{name}.hook_attn_out", beta @ values, query_pos)
-            h = hook(f"{name}.hook_resid_post", _take(h, query_pos) + attn_out, query_pos)
-        return hook("hook_logits", self.final_logits(h), last_q)
+            attn_out = hook(hook_name("attn_out", block), beta @ values, query_pos)
+            h = hook(hook_name("resid_post", block), _take(h, query_pos) + attn_out, query_pos)
+        return hook(hook_name(self.family.final_point), self.final_logits(h), last_q)
 
 
 def _take(x: Tensor, positions: Tensor) -> Tensor:

@@ -9,7 +9,8 @@ Each encoding is a few lines of tensor algebra; the models decide where to apply
 - ``rope``: rotary position embedding on queries and keys.
 - ``none``: no positional information (NoPE).
 
-Positions are 0-based in code (``t = 0..T-1``); docs/science.md writes them 1-based.
+Positions are 0-based in code (``t = 0..T-1``); docs/science.md writes them 1-based. The list of
+encodings lives in models/names.py.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from inductionlab.config import ABSOLUTE_ENCODINGS, POS_ENCODINGS  # noqa: F401  (the lists live in the config layer)
 
 
 def sincos_table(max_len: int, d: int) -> torch.Tensor:

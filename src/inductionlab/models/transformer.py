@@ -9,7 +9,8 @@ Conventions follow TransformerLens so probes read the same on both codebases:
 - weights per head: ``W_Q, W_K, W_V`` (n_heads, d_model, d_head), ``W_O`` (n_heads, d_head, d_model);
   ``W_E`` (n_tokens, d_model), ``W_pos`` (max_len, d_model), ``W_U`` (d_model, n_tokens);
 - activations go into an optional ``cache`` dict passed to ``forward``, and optional ``hooks``
-  (``{name: fn}``, models/hooks.py) replace them (no global hook state)::
+  (``{name: fn}``, models/hooks.py) replace them (no global hook state); the names come from
+  models/names.py and ``model.hook_names()`` lists them::
 
     hook_embed                   (B, T, d)       token embeddings
     hook_pos_embed               (B, T, d)       ape / ape-sincos only
@@ -35,16 +36,10 @@ import torch
 from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
+from inductionlab.models.families import TransformerFamily
 from inductionlab.models.hooks import HookPoints, Hooks
-from inductionlab.models.positional import (
-    ABSOLUTE_ENCODINGS,
-    POS_ENCODINGS,
-    causal_mask,
-    clipped_distances,
-    rope_angles,
-    rope_rotate,
-    sincos_table,
-)
+from inductionlab.models.names import ABSOLUTE_ENCODINGS, POS_ENCODINGS, RELATIVE_ENCODINGS, hook_name
+from inductionlab.models.positional import causal_mask, clipped_distances, rope_angles, rope_rotate, sincos_table
 
 INIT_STD = 0.02  # GPT-2 / nanoGPT initialisation scale
 
@@ -75,7 +70,7 @@ class Attention(nn.Module):
         # starts at zero (= NoPE at init).
         self.rel_bias = nn.Parameter(torch.empty(n_heads, n_dist)) if relative == "bias" else None
 
-    def forward(self, h: Tensor, query_pos: Tensor | None, hook: HookPoints | None, name: str) -> Tensor:
+    def forward(self, h: Tensor, query_pos: Tensor | None, hook: HookPoints | None, layer: int) -> Tensor:
         """h: (B, T, d) normalised residual; query_pos: (B, Tq) int64, or None for every position.
 
         Returns (B, Tq, d): the heads' summed output at the query positions.
@@ -99,8 +94,8 @@ class Attention(nn.Module):
         if self.rel_bias is not None:
             scores = scores + self.rel_bias[:, dist[:, 0]].transpose(0, 1).float()  # (b, H, Tq, T)
         scores = scores.masked_fill(~causal_mask(query_pos, T)[:, None], float("-inf"))
-        scores = _hook(hook, f"{name}.hook_attn_scores", scores, query_pos)
-        pattern = _hook(hook, f"{name}.hook_pattern", scores.softmax(dim=-1), query_pos)
+        scores = _hook(hook, hook_name("attn_scores", layer), scores, query_pos)
+        pattern = _hook(hook, hook_name("pattern", layer), scores.softmax(dim=-1), query_pos)
         z = torch.einsum("bhts,bhse->bhte", pattern.to(v.dtype), v)                # (B, H, Tq, dh)
         return torch.einsum("bhte,hed->btd", z, self.W_O)
 
@@ -127,17 +122,17 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(d_model) if d_mlp else None
         self.mlp = MLP(d_model, d_mlp) if d_mlp else None
 
-    def forward(self, x: Tensor, query_pos: Tensor | None, hook: HookPoints | None, name: str) -> Tensor:
-        """x: (B, T, d); query_pos: (B, Tq) or None for all.  Returns the residual (B, Tq, d)."""
-        x = _hook(hook, f"{name}.hook_resid_pre", x)
-        attn_out = _hook(hook, f"{name}.hook_attn_out", self.attn(self.ln1(x), query_pos, hook, f"{name}.attn"),
+    def forward(self, x: Tensor, query_pos: Tensor | None, hook: HookPoints | None, layer: int) -> Tensor:
+        """x: (B, T, d); query_pos: (B, Tq) or None for all; layer: 0-based.  Returns the residual (B, Tq, d)."""
+        x = _hook(hook, hook_name("resid_pre", layer), x)
+        attn_out = _hook(hook, hook_name("attn_out", layer), self.attn(self.ln1(x), query_pos, hook, layer),
                          query_pos)
         if query_pos is not None:
             x = x.gather(1, query_pos[..., None].expand(-1, -1, x.shape[-1]))
-        x = _hook(hook, f"{name}.hook_resid_mid", x + attn_out, query_pos)
+        x = _hook(hook, hook_name("resid_mid", layer), x + attn_out, query_pos)
         if self.mlp is not None:
-            x = x + _hook(hook, f"{name}.hook_mlp_out", self.mlp(self.ln2(x)), query_pos)
-        return _hook(hook, f"{name}.hook_resid_post", x, query_pos)
+            x = x + _hook(hook, hook_name("mlp_out", layer), self.mlp(self.ln2(x)), query_pos)
+        return _hook(hook, hook_name("resid_post", layer), x, query_pos)
 
 
 class GeneralTransformer(nn.Module):
@@ -150,6 +145,7 @@ class GeneralTransformer(nn.Module):
     All parameters are drawn from ``init_seed`` with a local generator (the global RNG is untouched).
     """
 
+    family = TransformerFamily  # its names (models/names.py) and sizes before it is built
     stores_memories = False  # no matrix is a stored memory: the weight-space probes (§4.1) do not apply
 
     def __init__(self, n_tokens: int, d_model: int, n_layers: int, n_heads: int, pos_enc: str, max_len: int,
@@ -165,12 +161,13 @@ class GeneralTransformer(nn.Module):
                               f"{max_len}, {max_rel_dist}")
         self.n_tokens, self.d_model, self.n_layers, self.n_heads = n_tokens, d_model, n_layers, n_heads
         self.pos_enc, self.max_len, self.max_rel_dist = pos_enc, max_len, max_rel_dist
+        self.mlp = mlp  # whether the blocks have MLPs (their hook and weight names follow)
         self.W_E = nn.Parameter(torch.empty(n_tokens, d_model))
         self.W_pos = nn.Parameter(torch.empty(max_len, d_model)) if pos_enc == "ape" else None
         sincos = sincos_table(max_len, d_model) if pos_enc == "ape-sincos" else None
         self.register_buffer("sincos_pos", sincos)  # frozen: the only non-trained tensor
         d_mlp = (d_mlp or 4 * d_model) if mlp else None
-        relative = pos_enc if pos_enc in ("rpe", "bias", "rope") else "none"
+        relative = pos_enc if pos_enc in RELATIVE_ENCODINGS else "none"
         self.blocks = nn.ModuleList(
             Block(d_model, n_heads, relative if (l == 0 or pos_all_layers) else "none", max_rel_dist, d_mlp)
             for l in range(n_layers)
@@ -178,6 +175,20 @@ class GeneralTransformer(nn.Module):
         self.ln_final = nn.LayerNorm(d_model)
         self.W_U = nn.Parameter(torch.empty(d_model, n_tokens))
         self.reset_parameters(init_seed)
+
+    @classmethod
+    def from_config(cls, m, n_tokens: int, init_seed: int) -> GeneralTransformer:
+        """The model a :class:`~inductionlab.config.ModelConfig` ``m`` describes (models/build.py)."""
+        return cls(n_tokens, m.d_model, m.n_layers, m.n_heads, m.pos_enc, m.max_len, max_rel_dist=m.max_rel_dist,
+                   mlp=m.mlp, d_mlp=m.d_mlp, init_seed=init_seed, pos_all_layers=m.pos_all_layers)
+
+    def hook_names(self) -> tuple[str, ...]:
+        """Every hook point of this model, in forward order (the keys a ``cache`` receives)."""
+        return self.family.hook_names(self)
+
+    def weight_names(self) -> tuple[str, ...]:
+        """The weight matrices an intervention may target (docs/science.md §8)."""
+        return self.family.weight_names(self)
 
     @torch.no_grad()
     def reset_parameters(self, init_seed: int) -> None:
@@ -210,14 +221,34 @@ class GeneralTransformer(nn.Module):
                 "build the model with a larger max_len or use a relative encoding"
             )
         hook = HookPoints(tokens, cache, hooks) if cache is not None or hooks else None
-        x = _hook(hook, "hook_embed", self.W_E[tokens])                           # (B, T, d)
+        x = _hook(hook, hook_name("embed"), self.W_E[tokens])                           # (B, T, d)
         pos_table = self.W_pos if self.W_pos is not None else self.sincos_pos
         if pos_table is not None:
-            x = x + _hook(hook, "hook_pos_embed", pos_table[:T].expand(B, T, self.d_model))
+            x = x + _hook(hook, hook_name("pos_embed"), pos_table[:T].expand(B, T, self.d_model))
         for l, block in enumerate(self.blocks):
-            x = block(x, query_positions if l == self.n_layers - 1 else None, hook, f"blocks.{l}")
-        x = _hook(hook, "ln_final.hook_normalized", self.ln_final(x), query_positions)
+            x = block(x, query_positions if l == self.n_layers - 1 else None, hook, l)
+        x = _hook(hook, hook_name(self.family.final_point), self.ln_final(x), query_positions)
         return (x @ self.W_U).float()
+
+    def ov_circuits(self, include_ff: bool = False) -> Tensor:
+        """Every head's OV circuit as a token-to-logit map, (n_layers, n_heads, N, N) (docs/science.md §4.2).
+
+        ``(W_E W_V^h W_O^h W_U)ᵀ`` (TransformerLens row convention, transposed), with LayerNorm handled
+        as TransformerLens's ``fold_ln`` + ``center_writing_weights`` do: embeddings and head outputs
+        centred over ``d_model``, the ``ln1`` and ``ln_final`` gains folded in, biases and the per-token
+        normalising scale ignored.  ``include_ff`` is not supported (the MLPs are nonlinear in the residual).
+        """
+        if include_ff:
+            raise ConfigError("ov_circuits: include_ff is only defined for the AMTransformer")
+        circuits = []
+        w_u = self.ln_final.weight[:, None] * self.W_U  # (d, N)
+        for block in self.blocks:
+            emb = self.W_E - self.W_E.mean(-1, keepdim=True)  # (N, d)
+            emb = emb * block.ln1.weight
+            head_out = torch.einsum("nd,hde,hef->hnf", emb, block.attn.W_V, block.attn.W_O)  # (H, N, d)
+            head_out = head_out - head_out.mean(-1, keepdim=True)
+            circuits.append((head_out @ w_u).transpose(-1, -2))  # (H, N_out, N_in)
+        return torch.stack(circuits)
 
     def head_count(self) -> int:
         """Total number of attention heads, ``n_layers · n_heads``."""

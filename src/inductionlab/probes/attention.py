@@ -13,7 +13,7 @@ Two kinds of measurement, both read from the attention patterns a model records 
 Layers: "layer 1" is the first layer (index 0) and "layer 2" the last (index ``n_layers - 1``),
 so a three-layer position-free model is read at its first and last layers unless
 ``prev_layer`` / ``induction_layer`` say otherwise.  Heads: the AMT has one head per layer; for a
-multi-head :class:`GeneralTransformer` each probe reports its best head in the chosen layer (the
+multi-head general transformer each probe reports its best head in the chosen layer (the
 head with the highest value of *that* probe, chosen separately per probe), which biases the
 multi-head numbers upwards relative to their chance levels.
 
@@ -28,8 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
-from inductionlab.models.amt import AMTransformer
-from inductionlab.models.transformer import GeneralTransformer
+from inductionlab.models.names import hook_name
 
 
 def _layer_index(model: nn.Module, layer: int, what: str) -> int:
@@ -114,7 +113,7 @@ def attention_probes(
     out: dict[str, float] = {}
 
     # Layer 1 at trigger-output positions: the query t whose previous input was a trigger.
-    pattern = cache[f"blocks.{prev_layer}.attn.hook_pattern"]  # (B, H, T, T)
+    pattern = cache[hook_name("pattern", prev_layer)]  # (B, H, T, T)
     after_trigger = torch.zeros_like(labels, dtype=torch.bool)
     after_trigger[:, 1:] = labels[:, :-1] >= 1
     b, t = after_trigger.nonzero(as_tuple=True)
@@ -128,7 +127,7 @@ def attention_probes(
     out["attn1_prev_token_argmax_chance"] = chance
 
     # Layer 2 at in-context targets: keys s whose previous token z_{s-1} equals the query's z_t.
-    pattern = cache[f"blocks.{induction_layer}.attn.hook_pattern"]
+    pattern = cache[hook_name("pattern", induction_layer)]
     b, t = (labels >= 2).nonzero(as_tuple=True)
     rows = pattern[b, :, t].float()  # (n, H, T)
     seq_len = inputs.shape[1]
@@ -179,7 +178,7 @@ def head_scores_on_cache(cache: dict[str, Tensor], inputs: Tensor, labels: Tenso
     match = ((before[b2] == inputs[b2, t2][:, None]) & (keys <= t2[:, None])).float()  # (n, T)
     previous, induction = [], []
     for layer in range(n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()  # (B, H, T, T)
+        pattern = cache[hook_name("pattern", layer)].float()  # (B, H, T, T)
         previous.append(pattern[b1, :, t1, t1 - 1].mean(0) if t1.numel() else torch.full(pattern.shape[1:2], math.nan))
         induction.append((pattern[b2, :, t2] * match[:, None]).sum(-1).mean(0) if t2.numel()
                          else torch.full(pattern.shape[1:2], math.nan))
@@ -194,39 +193,25 @@ def ov_circuits(model: nn.Module, include_ff: bool = False) -> Tensor:
 
     Convention: ``out[l, h, j, k]`` is the logit of token ``j`` (row, output) when head ``(l, h)``
     copies token ``k``'s embedding (column, input), i.e. column ``k`` is what the head writes to
-    the logits when it attends a position holding ``k`` (``l`` 0-based).
+    the logits when it attends a position holding ``k`` (``l`` 0-based). Each model family computes
+    its own (``model.ov_circuits``):
 
-    - :class:`AMTransformer` (one head): ``W_U Φ_ℓ E^T`` with ``Φ_ℓ = W_O^ℓ W_V^ℓ``, i.e.
-      ``u_jᵀ Φ_ℓ e_k``, positions left out.  With ``include_ff`` the final feed-forward is applied
-      to ``Φ_ℓ e_k`` too (``W_U (I + W_F) Φ_ℓ e_k``, the docs/science.md §4.5 readout ``R_3`` for the last
-      layer; for the ReLU MLP this is the MLP's response to the head output alone).
-    - :class:`GeneralTransformer`: ``(W_E W_V^h W_O^h W_U)ᵀ`` (TransformerLens row convention,
-      transposed), with LayerNorm handled as TransformerLens's ``fold_ln`` +
-      ``center_writing_weights`` do: embeddings and head outputs centred over ``d_model``, the
-      ``ln1`` and ``ln_final`` gains folded in, biases and the per-token normalising scale
-      ignored.  ``include_ff`` is not supported (the MLPs are nonlinear in the residual).
+    - :class:`~inductionlab.models.amt.AMTransformer` (one head): ``W_U Φ_ℓ E^T`` with
+      ``Φ_ℓ = W_O^ℓ W_V^ℓ``, i.e. ``u_jᵀ Φ_ℓ e_k``, positions left out.  With ``include_ff`` the final
+      feed-forward is applied to ``Φ_ℓ e_k`` too (``W_U (I + W_F) Φ_ℓ e_k``, the docs/science.md §4.5
+      readout ``R_3`` for the last layer; for the ReLU MLP this is the MLP's response to the head
+      output alone).
+    - :class:`~inductionlab.models.transformer.GeneralTransformer`: ``(W_E W_V^h W_O^h W_U)ᵀ``
+      (TransformerLens row convention, transposed), with LayerNorm handled as TransformerLens's
+      ``fold_ln`` + ``center_writing_weights`` do: embeddings and head outputs centred over
+      ``d_model``, the ``ln1`` and ``ln_final`` gains folded in, biases and the per-token normalising
+      scale ignored.  ``include_ff`` is not supported (the MLPs are nonlinear in the residual).
     """
-    if isinstance(model, AMTransformer):
-        circuits = []
-        for layer in range(1, model.n_layers + 1):
-            written = model.emb @ model.phi(layer).T  # (N, d): row k = Φ_ℓ e_k
-            logits = model.final_logits(written) if include_ff else written @ model.unemb.T  # (N_in, N_out)
-            circuits.append(logits.T)
-        return torch.stack(circuits)[:, None]
-    if isinstance(model, GeneralTransformer):
-        if include_ff:
-            raise ConfigError("ov_circuits: include_ff is only defined for the AMTransformer")
-        circuits = []
-        w_u = model.ln_final.weight[:, None] * model.W_U  # (d, N)
-        for block in model.blocks:
-            emb = model.W_E - model.W_E.mean(-1, keepdim=True)  # (N, d)
-            emb = emb * block.ln1.weight
-            head_out = torch.einsum("nd,hde,hef->hnf", emb, block.attn.W_V, block.attn.W_O)  # (H, N, d)
-            head_out = head_out - head_out.mean(-1, keepdim=True)
-            circuits.append((head_out @ w_u).transpose(-1, -2))  # (H, N_out, N_in)
-        return torch.stack(circuits)
-    raise ConfigError(f"ov_circuits: unsupported model type {type(model).__name__}; "
-                      "expected AMTransformer or GeneralTransformer")
+    circuits = getattr(model, "ov_circuits", None)
+    if circuits is None:
+        raise ConfigError(f"ov_circuits: unsupported model type {type(model).__name__}; "
+                          "expected a model of models/ (AMTransformer or GeneralTransformer)")
+    return circuits(include_ff=include_ff)
 
 
 def copying_scores(circuits: Tensor) -> Tensor:
@@ -272,7 +257,7 @@ def head_scores(
     model(tokens, cache=cache)
     previous, induction = [], []
     for layer in range(model.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()  # (B, H, 2L, 2L)
+        pattern = cache[hook_name("pattern", layer)].float()  # (B, H, 2L, 2L)
         # diagonal(-k) holds pattern[i + k, i]: query t, key t - k.
         previous.append(pattern.diagonal(-1, -2, -1).mean(dim=(0, -1)))
         induction.append(pattern.diagonal(-(half - 1), -2, -1)[..., 1:].mean(dim=(0, -1)))  # t = L..2L-1

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from inductionlab.models.amt import AMTransformer
-from inductionlab.models.positional import ABSOLUTE_ENCODINGS
+from inductionlab.models.names import ABSOLUTE_ENCODINGS, amt_matrix
 
 
 def _recall(scores: Tensor, targets: Tensor) -> tuple[float, float]:
@@ -54,7 +54,7 @@ def wk2_probe(model: AMTransformer, triggers: Tensor | None) -> dict[str, float]
     if model.n_layers < 2:
         return {}
     keys = torch.arange(model.n_tokens, device=model.emb.device) if triggers is None else triggers
-    recall = model.emb[keys] @ model.mat("wk2") @ model.phi(1) @ model.emb.T  # (K, N)
+    recall = model.emb[keys] @ model.mat(amt_matrix("wk", 2)) @ model.phi(1) @ model.emb.T  # (K, N)
     acc, margin = _recall(recall, keys)
     out = {"wk2": acc, "wk2_margin": margin, "wk2_chance": 1.0 / model.n_tokens}
     if triggers is not None:
@@ -106,7 +106,7 @@ def wk1_probe(model: AMTransformer, train_len: int, eval_len: int | None = None)
             "wk1_all_chance": 1.0 / (model.max_rel_dist + 1),
         }
     if model.pos_enc == "bias":
-        bias = model.mat("bias1")  # a tie (e.g. all zero at init) is not a recall
+        bias = model.mat(amt_matrix("bias", 1))  # a tie (e.g. all zero at init) is not a recall
         return {"wk1": float(bool(bias[1] > bias[2:].max())), "wk1_chance": 1.0 / model.max_rel_dist,
                 "wk1_all": float(bool(bias[1] > torch.cat((bias[:1], bias[2:])).max())),
                 "wk1_all_chance": 1.0 / (model.max_rel_dist + 1)}

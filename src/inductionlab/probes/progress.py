@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from inductionlab.models.names import hook_name
 from inductionlab.probes.attention import head_scores_on_cache, run_with_cache
 
 
@@ -48,7 +49,7 @@ def progress_measures(model: nn.Module, tokens: Tensor, labels: Tensor,
     out["icl_score_in_context"] = ((losses[:, -tenth:][last].mean() - losses[:, :tenth][first].mean()).item()
                                    if first.any() and last.any() else math.nan)
     for layer in range(model.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()  # (B, H, T, T)
+        pattern = cache[hook_name("pattern", layer)].float()  # (B, H, T, T)
         entropy = -(pattern * pattern.clamp_min(1e-30).log()).sum(-1).mean((0, 2))  # (H,)
         for head, value in enumerate(entropy.tolist()):
             out[f"attn_entropy_L{layer}H{head}"] = value

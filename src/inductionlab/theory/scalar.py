@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from inductionlab.errors import ShapeError
-from inductionlab.models.positional import ABSOLUTE_ENCODINGS
+from inductionlab.models.names import ABSOLUTE_ENCODINGS
 from inductionlab.theory.closed_form import ClosedFormLogits, closed_form_logits, soft_match, trigger_mask
 from inductionlab.theory.trained import RecallMatrices
 

@@ -28,7 +28,8 @@ from torch import Tensor
 
 from inductionlab.errors import ConfigError
 from inductionlab.models.amt import AMTransformer
-from inductionlab.models.positional import ABSOLUTE_ENCODINGS, clipped_distances
+from inductionlab.models.names import ABSOLUTE_ENCODINGS, hook_name
+from inductionlab.models.positional import clipped_distances
 
 
 @dataclass
@@ -44,7 +45,7 @@ class RecallMatrices:
 
 
 def _check(model: AMTransformer) -> None:
-    if not isinstance(model, AMTransformer) or model.n_layers != 2:
+    if not model.stores_memories or model.n_layers != 2:  # the recall matrices read its stored memories
         raise ConfigError("theory: needs a 2-layer associative-memory transformer (model.arch: amt, n_layers: 2)")
     if model.pos_enc not in ("ape", "ape-sincos", "rpe", "bias"):
         raise ConfigError(f"theory: no closed form for pos_enc {model.pos_enc!r}; allowed: ape, ape-sincos, rpe, bias")
@@ -143,7 +144,7 @@ def measured_layer2_pattern(model: AMTransformer, tokens: Tensor) -> tuple[Tenso
     cache: dict = {}
     last = torch.full((1,), tokens.shape[1] - 1, dtype=torch.int64, device=tokens.device)
     logits = model(tokens, query_positions=last, cache=cache)
-    pattern = cache["blocks.1.attn.hook_pattern"][:, 0, -1, :]
+    pattern = cache[hook_name("pattern", 1)][:, 0, -1, :]
     return logits[:, -1].cpu(), pattern.cpu()
 
 
@@ -163,7 +164,7 @@ def score_decomposition(model: AMTransformer, tokens: Tensor) -> dict[str, dict[
     _check(model)
     cache: dict = {}
     model(tokens, cache=cache)
-    beta1 = cache["blocks.0.attn.hook_pattern"][:, 0]  # (B, T, T)
+    beta1 = cache[hook_name("pattern", 0)][:, 0]  # (B, T, T)
     families = {"token": model.emb[tokens]}
     if model.pos_enc in ABSOLUTE_ENCODINGS:
         families["position"] = model.pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)
