@@ -1,4 +1,4 @@
-"""``inductionlab bench``: the numbers that say whether the hot paths are fast (issue "Core").
+"""``inductionlab bench``: the numbers that say whether the hot paths are fast.
 
 - sampler throughput: sequences/s, one process, T=256, K=5 (docs/science.md §2), and of the
   in-context Markov-chain sampler at k=3, T=100, batch 1024 (§10);

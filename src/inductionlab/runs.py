@@ -1,4 +1,4 @@
-"""The run directory: the contract everything downstream reads (DESIGN "Contracts").
+"""The run directory: the contract everything downstream reads (docs/architecture.md, "Run directory").
 
 ::
 
