@@ -23,8 +23,7 @@ from inductionlab.cli import main
 from inductionlab.config import InterventionConfig, ModelConfig, Seeds, TrainConfig, to_yaml, validate
 from inductionlab.errors import ConfigError
 from inductionlab.experiments import EXPERIMENTS
-from inductionlab.tasks.bigram_task import BigramConfig
-from inductionlab.tasks.markov import MarkovConfig
+from inductionlab.tasks.configs import BigramConfig, MarkovConfig
 from inductionlab.train import train
 
 SECTIONS = {"data": BigramConfig, "model": ModelConfig, "train": TrainConfig, "seeds": Seeds}

@@ -3,7 +3,10 @@ trains through the normal trainer; each task validates its own data fields; old 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,6 +84,8 @@ def test_a_registered_task_is_found_by_name(tiny):
     assert isinstance(make_task(repeat_config(tiny, task="repeat-segment")), RepeatTask)
     with pytest.raises(ConfigError, match="not an import path"):
         register_task("repeat-segment")
+    with pytest.raises(ConfigError, match="'icl-mc' is the name of a built-in task"):
+        register_task("inductionlab.tasks.markov:MarkovTask")
 
 
 def test_the_batch_declares_its_loss_mask_and_moves_every_tensor(tiny):
@@ -117,6 +122,15 @@ def test_each_task_owns_its_data_fields():
     with pytest.raises(ConfigError, match=r"data\.seq_len: T=3 must be at least the order n=4"):
         load_config("icl-mc-quick", ["data.order=4", "data.seq_len=3"])
     assert validate({}).data == validate({"data": {"task": "bigram-triggers"}}).data  # the default task
+
+
+def test_validating_a_config_imports_no_torch():
+    """The built-in tasks' config models live apart from the tasks: `inductionlab presets` starts fast."""
+    code = ("import sys; from inductionlab.config import load_config; "
+            "assert load_config('icl-mc-quick').data.n_tokens == 3 and load_config('birth-quick').data.n_tokens == 65; "
+            "assert 'torch' not in sys.modules")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 def test_a_run_directory_in_the_old_layout_opens_and_resumes(tmp_path, tiny):

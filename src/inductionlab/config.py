@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from inductionlab.errors import ConfigError
-from inductionlab.tasks.registry import DEFAULT_TASK, DataConfig, task_class
+from inductionlab.tasks.registry import DEFAULT_TASK, DataConfig, config_model
 
 # docs/science.md §3.1; the models check against these lists
 POS_ENCODINGS = ("ape", "ape-sincos", "rpe", "bias", "rope", "none")
@@ -204,7 +204,7 @@ class RunConfig(_Strict):
         """The data section validated by its task's config model (tasks/registry.py): each task owns its fields."""
         if not isinstance(value, dict):
             return value  # a validated section, or a wrong type that DataConfig refuses
-        return task_class(value.get("task", DEFAULT_TASK)).config_model.model_validate(value)
+        return config_model(value.get("task", DEFAULT_TASK)).model_validate(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -279,7 +279,7 @@ def validate_stored(raw: dict[str, Any], origin: str) -> RunConfig:
     data = raw.get("data") if isinstance(raw, dict) else None
     if isinstance(data, dict):
         try:
-            owned = task_class(data.get("task", DEFAULT_TASK)).config_model.model_fields
+            owned = config_model(data.get("task", DEFAULT_TASK)).model_fields
         except ConfigError:
             owned = None  # validate names the unknown task
         if owned is not None:

@@ -8,14 +8,13 @@ non-degenerate sequences (docs/science.md §6), with the degenerate share beside
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from inductionlab.config import SEED_LIMIT, RunConfig, TrainConfig
+from inductionlab.config import RunConfig, TrainConfig
 from inductionlab.errors import ConfigError, MemoryEstimateError
 from inductionlab.models.hooks import Forward
 from inductionlab.probes.attention import attention_probes, run_with_cache
@@ -23,40 +22,11 @@ from inductionlab.probes.memory import memory_probes
 from inductionlab.probes.progress import progress_measures
 from inductionlab.tasks.base import Milestones, Task
 from inductionlab.tasks.bigram import BigramTriggerSampler, TriggerBatch
-from inductionlab.tasks.registry import DataConfig
+from inductionlab.tasks.configs import BigramConfig
 from inductionlab.tasks.sources import BigramSource, make_source
 
 DOUBLE = 8
 LABEL_GROUPS = {"global": lambda lab: lab == 0, "first": lambda lab: lab == 1, "in_context": lambda lab: lab >= 2}
-
-
-class BigramConfig(DataConfig):
-    """``data`` of the bigram-with-triggers task (docs/science.md §2)."""
-
-    source: Literal["shakespeare", "dirichlet"] = "shakespeare"
-    vocab_size: int = Field(65, gt=1, description="N for the dirichlet source (shakespeare is always 65)")
-    concentration: float = Field(0.1, gt=0, description="Dirichlet concentration of the bigram rows")
-    source_seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="seed of the dirichlet source")
-    n_triggers: int = Field(5, gt=0, description="K")
-    trigger_mode: Literal["fixed", "random"] = "fixed"
-    trigger_offset: int = Field(0, ge=0, description="fixed triggers skip the top `offset` tokens")
-    output_mode: Literal["uniform", "bigram"] = "uniform"
-    no_repeat: bool = False
-    output_split: Literal["none", "train", "test"] = "none"
-    exclude_degenerate: bool = False
-
-    @property
-    def n_tokens(self) -> int:
-        return 65 if self.source == "shakespeare" else self.vocab_size
-
-    @model_validator(mode="after")
-    def _triggers_fit(self) -> BigramConfig:
-        n, k = self.n_tokens, self.n_triggers
-        if k > n:
-            raise ValueError(f"data.n_triggers: K={k} exceeds the vocabulary size N={n}")
-        if self.trigger_mode == "fixed" and k + self.trigger_offset > n:
-            raise ValueError(f"data.trigger_offset: offset {self.trigger_offset} + K={k} exceeds N={n}")
-        return self
 
 
 class BigramTask(Task):

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from inductionlab.config import TrainConfig
@@ -38,7 +36,7 @@ from inductionlab.errors import ConfigError, MemoryEstimateError
 from inductionlab.models.hooks import Forward
 from inductionlab.probes.progress import progress_measures
 from inductionlab.tasks.base import Batch, Task
-from inductionlab.tasks.registry import DataConfig
+from inductionlab.tasks.configs import MarkovConfig
 
 STRATEGIES = ("uniform", "unigram", "bayes", "true")
 DOUBLE = 8
@@ -211,25 +209,6 @@ def reference_losses(batch: MarkovBatch, k: int, alpha: float) -> dict[str, dict
 
 
 # --------------------------------------------------------------------------- the task icl-mc
-
-
-class MarkovConfig(DataConfig):
-    """``data`` of the in-context Markov-chain task (docs/science.md §10)."""
-
-    k: int = Field(3, ge=2, description="number of states")
-    alpha: float = Field(1.0, gt=0, description="Dirichlet concentration of each transition row")
-    order: int = Field(2, ge=2, description="order n of the chain (2: bigram; n conditions on n − 1 tokens)")
-    start: Literal["stationary", "uniform"] = Field("stationary", description="law of the first n − 1 tokens")
-
-    @property
-    def n_tokens(self) -> int:
-        return self.k
-
-    @model_validator(mode="after")
-    def _long_enough(self) -> MarkovConfig:
-        if self.seq_len < self.order:
-            raise ValueError(f"data.seq_len: T={self.seq_len} must be at least the order n={self.order}")
-        return self
 
 
 class MarkovTask(Task):

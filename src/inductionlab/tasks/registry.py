@@ -31,6 +31,8 @@ _TASKS: dict[str, str] = {
     "bigram-triggers": "inductionlab.tasks.bigram_task:BigramTask",
     "icl-mc": "inductionlab.tasks.markov:MarkovTask",
 }
+# the built-in tasks' config models, in a module without torch: validating a config imports no task
+_BUILT_IN_CONFIGS = {"bigram-triggers": "BigramConfig", "icl-mc": "MarkovConfig"}
 
 
 class DataConfig(BaseModel):
@@ -79,6 +81,13 @@ def task_class(name: Any) -> type:
                      "'package.module:ClassName'")
 
 
+def config_model(name: Any) -> type[DataConfig]:
+    """The config model of the task ``data.task`` names (for a built-in task, without importing the task)."""
+    if isinstance(name, str) and name in _BUILT_IN_CONFIGS:
+        return getattr(importlib.import_module("inductionlab.tasks.configs"), _BUILT_IN_CONFIGS[name])
+    return task_class(name).config_model
+
+
 def register_task(path: str) -> type:
     """Register the task class at import path ``"package.module:ClassName"`` under its ``name``; returns the class.
 
@@ -91,5 +100,7 @@ def register_task(path: str) -> type:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name or ":" in name:
         raise ConfigError(f"register_task: {path!r} has no name (a class attribute such as name = 'copy')")
+    if name in _BUILT_IN_CONFIGS:
+        raise ConfigError(f"register_task: {name!r} is the name of a built-in task; give {path!r} another name")
     _TASKS[name] = path
     return cls
