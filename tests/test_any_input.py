@@ -20,13 +20,15 @@ from hypothesis import strategies as st
 
 from conftest import tiny_config
 from inductionlab.cli import main
-from inductionlab.config import DataConfig, InterventionConfig, ModelConfig, Seeds, TrainConfig, to_yaml, validate
+from inductionlab.config import InterventionConfig, ModelConfig, Seeds, TrainConfig, to_yaml, validate
 from inductionlab.errors import ConfigError
 from inductionlab.experiments import EXPERIMENTS
+from inductionlab.tasks.configs import BigramConfig, MarkovConfig
 from inductionlab.train import train
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "seeds": Seeds}
+SECTIONS = {"data": BigramConfig, "model": ModelConfig, "train": TrainConfig, "seeds": Seeds}
 FIELDS = [f"{section}.{name}" for section, model in SECTIONS.items() for name in model.model_fields]
+FIELDS += [f"data.{name}" for name in MarkovConfig.model_fields if name not in BigramConfig.model_fields]
 FIELDS += ["name", "description", "interventions"]
 INTERVENTION_FIELDS = list(InterventionConfig.model_fields)
 # what keeps a run that is valid small enough to finish in a moment (generated values come before them)

@@ -1,4 +1,4 @@
-"""Config validation: every bad value gives a ConfigError naming the field (issue "Core")."""
+"""Config validation: every bad value gives a ConfigError naming the field."""
 
 import pytest
 

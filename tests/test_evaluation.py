@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from inductionlab.evaluation import degenerate_shares, label_metrics
 from inductionlab.models.amt import AMTransformer
 from inductionlab.tasks.bigram import BigramTriggerSampler
+from inductionlab.tasks.bigram_task import degenerate_shares, label_metrics
 from inductionlab.tasks.sources import dirichlet_source
 
 

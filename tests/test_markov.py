@@ -101,7 +101,8 @@ def test_bayes_loss_approaches_the_true_chain_on_long_sequences():
 
 
 def test_losses_skip_incomplete_contexts():
-    batch = MarkovBatch(torch.tensor([[0, 1, 2, 0, 1]]), torch.full((1, 9, 3), 1 / 3, dtype=torch.float64), 3)
+    batch = MarkovBatch.of(torch.tensor([[0, 1, 2, 0, 1]]), torch.full((1, 9, 3), 1 / 3, dtype=torch.float64), 3)
+    assert batch.loss_mask.tolist() == [[False, True, True, True]]  # the first target has no complete context
     losses = reference_losses(batch, 3, 1.0)
     assert losses["true"]["first_position"] == 1 and len(losses["true"]["per_position"]) == 3
     assert losses["true"]["loss"] == pytest.approx(math.log(3))
@@ -150,8 +151,8 @@ def test_icl_mc_trains_logs_the_references_and_resumes_exactly(tmp_path, tiny):
 
 
 def test_kl_to_a_strategy_is_zero_for_a_model_that_is_that_strategy(tiny):
-    from inductionlab.evaluation import markov_metrics
     from inductionlab.models.build import build_model
+    from inductionlab.tasks.markov import markov_metrics
 
     cfg = _mc_config(tiny)
     model = build_model(cfg.model, 3, 0)
@@ -159,7 +160,7 @@ def test_kl_to_a_strategy_is_zero_for_a_model_that_is_that_strategy(tiny):
 
     def bayes_model(inputs, query_positions=None, cache=None):
         model(inputs, cache=cache)  # the patterns for the progress measures
-        own = MarkovBatch(torch.cat((inputs, inputs[:, -1:]), 1), batch.transitions[: len(inputs)], 2)
+        own = MarkovBatch.of(torch.cat((inputs, inputs[:, -1:]), 1), batch.transitions[: len(inputs)], 2)
         return torch.log(reference_probs(own, 3, 1.0)["bayes"]).float()
 
     metrics = markov_metrics(model, batch, 3, 1.0, forward=bayes_model)
@@ -175,7 +176,7 @@ def test_train_rejects_bad_icl_mc_values_in_one_line(tmp_path, capsys, override,
     from inductionlab.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "birth-quick", "--set", "data.task=icl-mc", "--set", "data.order=3", "--set", override,
+        main(["train", "icl-mc-quick", "--set", "data.order=3", "--set", override,
               "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and field in err

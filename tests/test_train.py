@@ -1,4 +1,4 @@
-"""Training, checkpoints and exact resume (issue "Core")."""
+"""Training, checkpoints and exact resume."""
 
 import json
 

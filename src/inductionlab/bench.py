@@ -1,4 +1,4 @@
-"""``inductionlab bench``: the numbers that say whether the hot paths are fast (issue "Core").
+"""``inductionlab bench``: the numbers that say whether the hot paths are fast.
 
 - sampler throughput: sequences/s, one process, T=256, K=5 (docs/science.md §2), and of the
   in-context Markov-chain sampler at k=3, T=100, batch 1024 (§10);
@@ -21,7 +21,12 @@ import torch
 import yaml
 
 from inductionlab.config import RunConfig, validate
+from inductionlab.evaluation import training_loss
 from inductionlab.interventions import Interventions
+from inductionlab.models.build import build_model
+from inductionlab.tasks.build import make_task
+from inductionlab.tasks.markov import ICLMarkovSampler
+from inductionlab.train import make_optimizer, resolve_device
 
 PAPER_SCALE = {
     "name": "bench-paper-scale",
@@ -67,29 +72,20 @@ def _sequences_per_s(sampler, batch: int, device: torch.device, repeats: int) ->
 
 def sampler_throughput(device: torch.device, batch: int = 8192, repeats: int = 5) -> dict[str, float]:
     """Sequences per second of the docs/science.md §2 sampler at T=256, K=5 (median of ``repeats``)."""
-    from inductionlab.tasks.build import make_sampler
-
-    _, sampler = make_sampler(validate(PAPER_SCALE), device)
-    return {"sequences_per_s": _sequences_per_s(sampler, batch, device, repeats), "batch": batch, "seq_len": 256,
+    task = make_task(validate(PAPER_SCALE), device)
+    return {"sequences_per_s": _sequences_per_s(task, batch, device, repeats), "batch": batch, "seq_len": 256,
             "n_triggers": 5}
 
 
 def icl_mc_sampler_throughput(device: torch.device, batch: int = 1024, repeats: int = 7) -> float:
     """Sequences/s of the in-context Markov-chain sampler at k = 3, T = 100, order 2 (docs/science.md §10)."""
-    from inductionlab.tasks.markov import ICLMarkovSampler
-
     return _sequences_per_s(ICLMarkovSampler(3, seq_len=100, device=device), batch, device, repeats)
 
 
 def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict[str, float]:
     """Median seconds of one full training step (after one warm-up step), and peak memory."""
-    from inductionlab.evaluation import training_loss
-    from inductionlab.models.build import build_model
-    from inductionlab.tasks.build import make_sampler
-    from inductionlab.train import make_optimizer
-
-    source, sampler = make_sampler(cfg, device)
-    model = build_model(cfg.model, source.n_tokens, cfg.seeds.init).to(device)
+    task = make_task(cfg, device)
+    model = build_model(cfg.model, task.n_tokens, cfg.seeds.init).to(device)
     interventions = Interventions(cfg.interventions, model)
     optimizer = make_optimizer(cfg, model)
     gen = torch.Generator(device=device).manual_seed(cfg.seeds.data)
@@ -99,7 +95,7 @@ def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict
     for i in range(steps + 1):
         _sync(device)
         start = time.perf_counter()
-        batch = sampler.sample(cfg.train.batch_size, gen)
+        batch = task.sample(cfg.train.batch_size, gen)
         interventions.hold(model, i)  # the trainer's step (train.py), interventions included
         loss = training_loss(interventions.forward(model, i, "train"), batch, cfg.train.loss_on)
         optimizer.zero_grad(set_to_none=True)
@@ -116,8 +112,6 @@ def training_step_time(cfg: RunConfig, device: torch.device, steps: int) -> dict
 
 
 def run_benchmarks(device: str = "auto", steps: int = 5) -> dict:
-    from inductionlab.train import resolve_device
-
     dev = resolve_device(device)
     cfg = validate(PAPER_SCALE)
     step = training_step_time(cfg, dev, steps)

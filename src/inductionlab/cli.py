@@ -40,6 +40,7 @@ def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, de
     """Train PRESET_OR_CONFIG (a preset name or a YAML file) into a run directory."""
     from inductionlab.config import load_config
     from inductionlab.footprint import parse_size
+    from inductionlab.tasks.registry import task_class
     from inductionlab.train import train as run_training
 
     cfg = load_config(preset_or_config, overrides)
@@ -51,20 +52,17 @@ def train(preset_or_config: str, overrides: tuple[str, ...], out: str | None, de
     except KeyboardInterrupt:
         click.echo(f"interrupted; checkpoint saved in {out_dir}; run the same command to resume", err=True)
         sys.exit(130)
-    click.echo(format_summary(summary, out_dir))
+    click.echo(format_summary(summary, out_dir, task_class(cfg.data.task).summary_keys))
 
 
-def format_summary(summary: dict, out_dir: Path) -> str:
-    keys = ("step", "acc_in_context", "acc_in_context_all", "degenerate_in_context_share", "acc_global", "loss_global",
-            "loss_global_bigram_optimum", "wo", "wo_ff", "wk2", "wk2_triggers", "wk1",  # bigram with triggers
-            "loss_in_context", "loss_uniform", "loss_unigram", "loss_bayes", "loss_true", "kl_unigram", "kl_bayes",
-            "elapsed_s")
-    if "loss_bayes" in summary:  # icl-mc: no accuracy or memory milestones to show
-        summary = {k: v for k, v in summary.items() if k != "milestones"}
+def format_summary(summary: dict, out_dir: Path, task_keys: tuple[str, ...]) -> str:
+    """The lines ``train`` prints: the step, the task's summary keys (``Task.summary_keys``), the time, the
+    milestones the task records (if any) and a divergence."""
+    keys = ("step", *task_keys, "elapsed_s")
     lines = [f"run directory: {out_dir}"]
     lines += [f"  {k:28s} {summary[k]:.4f}" if isinstance(summary.get(k), float) else f"  {k:28s} {summary.get(k)}"
               for k in keys if k in summary]
-    if "milestones" in summary:
+    if summary.get("milestones"):
         lines.append(f"  first step ≥ 0.9: {json.dumps(summary['milestones'])}")
     if summary.get("diverged"):
         lines.append(f"  diverged at step {summary['diverged_step']} ({summary['divergence']}); trained on through it")
@@ -87,19 +85,16 @@ def presets() -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 def probe(run_dir: str, device: str) -> None:
     """Recompute the memory and attention probes of RUN_DIR's latest checkpoint (JSON)."""
-    import torch
-
-    from inductionlab.evaluation import evaluate_task
     from inductionlab.interventions import Interventions
-    from inductionlab.tasks.build import evaluation_batch, make_task
+    from inductionlab.tasks.build import make_task
     from inductionlab.train import open_trained, resolve_device
 
     resolve_device(device)  # cuda without a GPU: one line
     cfg, model, step = open_trained(run_dir, device)
-    task = make_task(cfg, torch.device(device))
-    batch = evaluation_batch(cfg, task, torch.device(device))
+    task = make_task(cfg, device)
+    batch = task.evaluation_batch(cfg.train.eval_batch_size, cfg.seeds.eval)
     forward = Interventions(cfg.interventions, model).forward(model, step, "eval")  # as the run evaluated
-    metrics = evaluate_task(task, model, batch, cfg.data.seq_len, forward=forward)
+    metrics = task.evaluate(model, batch, cfg.data.seq_len, forward=forward)
     click.echo(jsonio.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
 
 

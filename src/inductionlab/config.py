@@ -2,7 +2,9 @@
 
 A run is fully described by a :class:`RunConfig` (data, model, train, seeds). Every field is
 validated; an invalid value raises :class:`~inductionlab.errors.ConfigError` whose message names
-the field, the value given and what is allowed.
+the field, the value given and what is allowed. The ``data`` section belongs to the task it names
+(``data.task``): the task's own config model (tasks/registry.py) validates it, so a config carries
+only its task's fields.
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from inductionlab.errors import ConfigError
 from inductionlab.models.families import family
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, HEAD_POINTS, is_hook_point
+from inductionlab.tasks.registry import DEFAULT_TASK, DataConfig, config_model
 
 # docs/science.md §3.1: models/names.py's POS_ENCODINGS, spelled out for validation
 PosEnc = Literal["ape", "ape-sincos", "rpe", "bias", "rope", "none"]
 
-PositiveInt = Field(gt=0)
 SEED_LIMIT = 2**63 - 100  # torch seeds are 64-bit; a sweep adds 100 to the data seed
 
 
@@ -29,36 +31,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
-TASKS = ("bigram-triggers", "icl-mc")
-
-
-class DataConfig(_Strict):
-    """The task: bigrams with triggers (docs/science.md §2) or in-context Markov chains (§10)."""
-
-    task: Literal["bigram-triggers", "icl-mc"] = "bigram-triggers"
-    k: int = Field(3, ge=2, description="icl-mc: number of states")
-    alpha: float = Field(1.0, gt=0, description="icl-mc: Dirichlet concentration of each transition row")
-    order: int = Field(2, ge=2, description="icl-mc: order n of the chain (2: bigram; n conditions on n − 1 tokens)")
-    start: Literal["stationary", "uniform"] = Field("stationary", description="icl-mc: law of the first n − 1 "
-                                                    "tokens")
-    source: Literal["shakespeare", "dirichlet"] = "shakespeare"
-    vocab_size: int = Field(65, gt=1, description="N for the dirichlet source (shakespeare is always 65)")
-    concentration: float = Field(0.1, gt=0, description="Dirichlet concentration of the bigram rows")
-    source_seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="seed of the dirichlet source")
-    seq_len: int = Field(256, ge=2, description="T, tokens the model reads per sequence")
-    n_triggers: int = Field(5, gt=0, description="K")
-    trigger_mode: Literal["fixed", "random"] = "fixed"
-    trigger_offset: int = Field(0, ge=0, description="fixed triggers skip the top `offset` tokens")
-    output_mode: Literal["uniform", "bigram"] = "uniform"
-    no_repeat: bool = False
-    output_split: Literal["none", "train", "test"] = "none"
-    exclude_degenerate: bool = False
-
-    @property
-    def n_tokens(self) -> int:
-        if self.task == "icl-mc":
-            return self.k
-        return 65 if self.source == "shakespeare" else self.vocab_size
+# The data fields every config.yaml carried before each task validated its own (any task's, at their defaults
+# where the task did not read them): dropped from a stored run's config when its task does not own them.
+SHARED_DATA_FIELDS = ("k", "alpha", "order", "start", "source", "vocab_size", "concentration", "source_seed",
+                      "n_triggers", "trigger_mode", "trigger_offset", "output_mode", "no_repeat", "output_split",
+                      "exclude_degenerate")
 
 
 class ModelConfig(_Strict):
@@ -182,23 +159,24 @@ def check_intervention(iv: InterventionConfig, model: ModelConfig, where: str) -
 class RunConfig(_Strict):
     name: str = "run"
     description: str = ""
-    data: DataConfig = DataConfig()
+    data: SerializeAsAny[DataConfig] = Field(default_factory=dict, description="the task (data.task) and its "
+                                             "fields, validated by the task's own config model")
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     seeds: Seeds = Seeds()
     interventions: tuple[InterventionConfig, ...] = Field(
         (), description="docs/science.md §8: operations on hooks and weights during training and/or evaluation")
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _task_fields(cls, value: Any) -> Any:
+        """The data section validated by its task's config model (tasks/registry.py): each task owns its fields."""
+        if not isinstance(value, dict):
+            return value  # a validated section, or a wrong type that DataConfig refuses
+        return config_model(value.get("task", DEFAULT_TASK)).model_validate(value)
+
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
-        n, k = self.data.n_tokens, self.data.n_triggers
-        if self.data.task == "icl-mc":
-            if self.data.seq_len < self.data.order:
-                raise ValueError(f"data.seq_len: T={self.data.seq_len} must be at least the order n={self.data.order}")
-        elif k > n:
-            raise ValueError(f"data.n_triggers: K={k} exceeds the vocabulary size N={n}")
-        elif self.data.trigger_mode == "fixed" and k + self.data.trigger_offset > n:
-            raise ValueError(f"data.trigger_offset: offset {self.data.trigger_offset} + K={k} exceeds N={n}")
         if self.model.pos_enc in ABSOLUTE_ENCODINGS and self.data.seq_len > self.model.max_len:
             raise ValueError(
                 f"data.seq_len: T={self.data.seq_len} exceeds model.max_len={self.model.max_len} "
@@ -241,6 +219,20 @@ def validate(raw: dict[str, Any], origin: str = "config") -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, origin)) from None
+
+
+def validate_stored(raw: dict[str, Any], origin: str) -> RunConfig:
+    """:func:`validate` for a run directory's ``config.yaml``: one written before each task validated its own
+    fields carries every task's (:data:`SHARED_DATA_FIELDS`), and those its task does not own are dropped."""
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if isinstance(data, dict):
+        try:
+            owned = config_model(data.get("task", DEFAULT_TASK)).model_fields
+        except ConfigError:
+            owned = None  # validate names the unknown task
+        if owned is not None:
+            raw = {**raw, "data": {k: v for k, v in data.items() if k in owned or k not in SHARED_DATA_FIELDS}}
+    return validate(raw, origin)
 
 
 def preset_names() -> list[str]:

@@ -13,6 +13,10 @@ class ConfigError(InductionLabError, ValueError):
     """A config value (or an override, or a preset name) is invalid; the message names the field."""
 
 
+class MemoryEstimateError(ConfigError):
+    """A run's estimated memory exceeds what its device has (or the limit given); names the field to change."""
+
+
 class RunDirError(InductionLabError):
     """A run directory is missing, unreadable, or belongs to a different config."""
 

@@ -21,6 +21,8 @@ import torch
 
 from inductionlab.config import RunConfig
 from inductionlab.runs import RunSpec
+from inductionlab.sweep import _cost
+from inductionlab.train import prepare
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,6 @@ def _shape_key(cfg: RunConfig) -> str:
 
 def measure(cfg: RunConfig, threads: int, min_seconds: float = 1.0, max_steps: int = 5) -> RunCost:
     """Time one kind of run on this machine (a throw-away run directory; nothing kept)."""
-    from inductionlab.train import prepare
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -80,8 +80,6 @@ def measure(cfg: RunConfig, threads: int, min_seconds: float = 1.0, max_steps: i
 
 def estimate(specs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]:
     """Every run's resolved sizes and estimated seconds, and the sweep's estimated wall time."""
-    from inductionlab.sweep import _cost
-
     costs: dict[str, RunCost] = {}
     rows = []
     for spec in specs:

@@ -6,9 +6,9 @@ The estimate adds up, in bytes:
   parameter and buffer, exactly;
 - **optimiser**: a gradient per trained parameter, plus one state tensor (SGD momentum) or two
   (AdamW moments);
-- **task tables**: the bigram source (``N × N`` float64, about 20 working copies at its peak)
-  or, for icl-mc, each sequence's transition rows and context chain, and the count tables the Bayes
-  reference fills over an evaluation batch;
+- **task tables**: what the task says its tables take (``Task.memory``): for the bigram task the source
+  (``N × N`` float64, about 20 working copies at its peak); for in-context Markov chains each sequence's
+  transition rows and context chain, and the count tables the Bayes reference fills over an evaluation batch;
 - **activations**: the larger of a training step (per layer the residual stream, for the general
   transformer also the attention output and the MLP's hidden layer; the attention pattern; the
   logits; each with its gradient) and an evaluation (the same without gradients, over
@@ -26,7 +26,6 @@ run below it fits. :func:`check_memory` compares it with what the device has (or
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -35,15 +34,13 @@ from pathlib import Path
 import torch
 
 from inductionlab.config import RunConfig
-from inductionlab.errors import ConfigError
+from inductionlab.errors import ConfigError, MemoryEstimateError
+from inductionlab.models.build import build_model
 from inductionlab.models.families import family
+from inductionlab.tasks.registry import task_class
 
 FLOAT = 4  # bytes of a float32
 DOUBLE = 8
-
-
-class MemoryEstimateError(ConfigError):
-    """A run's estimated memory exceeds what its device has (or the limit given); names the field to change."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +60,6 @@ class Footprint:
 
 def _model_sizes(cfg: RunConfig) -> tuple[int, int, int]:
     """(parameters, trained parameters, buffers) of the model, counted on the meta device."""
-    from inductionlab.models.build import build_model
-
     with torch.device("meta"):
         model = build_model(cfg.model, cfg.data.n_tokens, cfg.seeds.init)
     params = sum(p.numel() for p in model.parameters())
@@ -84,8 +79,9 @@ def _activations(cfg: RunConfig, batch: int, backward: bool) -> int:
 def footprint(cfg: RunConfig) -> Footprint:
     """The estimate of the module docstring for ``cfg``."""
     d, t, m = cfg.data, cfg.train, cfg.model
+    tables = task_class(d.task).memory(d, t)  # the task refuses its own sizes no machine holds first
     # sizes no machine holds are refused before a tensor shape could overflow (even on the meta device)
-    for field, floats in (("data.vocab_size", d.n_tokens * d.n_tokens), ("model.d_model", m.d_model * m.d_model),
+    for field, floats in (("model.d_model", m.d_model * m.d_model),
                           ("model.max_len", m.max_len * m.d_model), ("model.max_rel_dist", m.max_rel_dist * m.d_model),
                           ("model.d_mlp", (m.d_mlp or 0) * m.d_model), ("train.batch_size", t.batch_size * d.seq_len),
                           ("train.eval_batch_size", t.eval_batch_size * d.seq_len)):
@@ -103,19 +99,7 @@ def footprint(cfg: RunConfig) -> Footprint:
         "activations": max((FLOAT * _activations(cfg, t.batch_size, backward=True), "train.batch_size"),
                            (FLOAT * _activations(cfg, t.eval_batch_size, backward=False), "train.eval_batch_size")),
     }
-    if d.task == "icl-mc":
-        if d.order * math.log(d.k) > math.log(2**50):
-            raise MemoryEstimateError(f"data.order: k^n = {d.k}^{d.order} transition entries per sequence cannot "
-                                      "be held in memory; lower data.order or data.k")
-        contexts = d.k ** (d.order - 1)
-        rows = max(t.batch_size, t.eval_batch_size)
-        chain = rows * contexts * contexts if d.start == "stationary" else 0  # the context chain, solved
-        parts["task tables"] = (DOUBLE * (3 * rows * contexts * d.k + 2 * chain), "data.k")
-        parts["reference predictors"] = (DOUBLE * t.eval_batch_size * d.seq_len * (contexts * d.k + 1), "data.order")
-    else:
-        # the source's rows, its alias tables and the stationary law's linear solve: about 20 N × N float64
-        # working copies at their peak (measured: 6.0 GB at N = 6000)
-        parts["task tables"] = (DOUBLE * 20 * d.n_tokens * d.n_tokens, "data.vocab_size")
+    parts.update(tables)
     return Footprint(parts)
 
 

@@ -27,9 +27,7 @@ from torch import Tensor, nn
 
 from inductionlab.config import IDEAL_PATTERNS, InterventionConfig
 from inductionlab.errors import CheckpointError, ConfigError, ShapeError
-from inductionlab.models.hooks import HookFn, HookSite
-
-Forward = Callable[..., Tensor]
+from inductionlab.models.hooks import Forward, HookFn, HookSite
 
 
 def ideal_pattern(kind: str, tokens: Tensor, query_pos: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The run directory: the contract everything downstream reads (DESIGN "Contracts").
+"""The run directory: the contract everything downstream reads (docs/architecture.md, "Run directory").
 
 ::
 
@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from inductionlab import jsonio
-from inductionlab.config import RunConfig, load_config, to_yaml, validate
+from inductionlab.config import RunConfig, load_config, to_yaml, validate_stored
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError
 
 KEEP_CHECKPOINTS = 2  # the default of train.keep_checkpoints
@@ -88,7 +88,8 @@ class RunDir:
         return run
 
     def config(self) -> RunConfig:
-        """The run's config, read back from ``config.yaml``."""
+        """The run's config, read back from ``config.yaml`` (one written before each task validated its own data
+        fields opens too: the fields its task does not own are dropped, see ``config.validate_stored``)."""
         try:
             raw = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -96,7 +97,7 @@ class RunDir:
         except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
             raise RunDirError(f"{self.config_path}: unreadable ({first_line(err)})") from None
         try:
-            return validate(raw, str(self.config_path))
+            return validate_stored(raw, str(self.config_path))
         except ConfigError as err:
             raise RunDirError(str(err)) from None
 

@@ -1,6 +1,8 @@
 """The training loop: sample, forward, backward, update; evaluate and checkpoint on a schedule.
 
-Three seeds keep the randomness apart (DESIGN "Rules of thumb"): ``seeds.init`` builds the model,
+The task (``data.task``) is read only through its :class:`~inductionlab.tasks.base.Task`: it samples the
+batches, says which targets the loss reads (``loss_mask``), evaluates, and names the metrics the progress bar
+and the milestones follow. Three seeds keep the randomness apart: ``seeds.init`` builds the model,
 ``seeds.data`` drives the training batches, ``seeds.eval`` draws the fixed evaluation batch. A run
 resumes from its latest checkpoint with the model, optimiser and data-RNG state restored, so an
 interrupted run ends with exactly the weights and metrics of an uninterrupted one.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,13 @@ from tqdm.auto import tqdm
 
 from inductionlab.config import RunConfig
 from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, RunDirError
-from inductionlab.evaluation import evaluate_task, training_loss
+from inductionlab.evaluation import training_loss
 from inductionlab.footprint import check_memory
 from inductionlab.interventions import Interventions
 from inductionlab.models.build import build_model
-from inductionlab.probes.memory import memory_probes
 from inductionlab.runs import METRICS_VERSION, RunDir
-from inductionlab.tasks.build import Task, evaluation_batch, make_task
+from inductionlab.tasks.base import Batch, Milestones, Task
+from inductionlab.tasks.build import make_task
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,12 +66,12 @@ class Trainer:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     data_rng: torch.Generator
-    eval_batch: Any
+    eval_batch: Batch
     interventions: Interventions
+    # the task's counts (Task.count) summed over all training batches so far (checkpointed, so a resumed run
+    # reports the same shares); empty when the task counts nothing
+    train_counts: torch.Tensor
     step: int = 0
-    # rows, degenerate rows, in-context targets, in-context targets in degenerate rows, over all
-    # training batches so far (checkpointed, so a resumed run reports the same shares)
-    train_counts: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.int64))
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -78,7 +80,8 @@ class Trainer:
                 if isinstance(value, torch.Tensor):
                     tensors[f"optim.{idx}.{key}"] = value
         tensors["rng.data"] = self.data_rng.get_state()
-        tensors["stats.train_counts"] = self.train_counts
+        if self.task.n_counts:
+            tensors["stats.train_counts"] = self.train_counts
         return tensors
 
     # the first step whose loss or weights were not finite, and why (kept going with keep_going=True)
@@ -117,7 +120,8 @@ class Trainer:
                     optim_state.setdefault(int(idx), {})[name] = value
             self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
             self.data_rng.set_state(tensors["rng.data"])
-            self.train_counts = tensors["stats.train_counts"].clone()
+            if self.task.n_counts:
+                self.train_counts = tensors["stats.train_counts"].clone()
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise CheckpointError(f"{self.run.checkpoint_dir}: checkpoint does not fit this run ({err})") from None
         self.step = int(state["step"])
@@ -130,11 +134,9 @@ class Trainer:
         self.run.truncate_metrics(self.step)  # also rewrites a last line cut short by a kill
 
     def train_step(self) -> float:
-        batch = self.task.sampler.sample(self.cfg.train.batch_size, self.data_rng)
-        in_context = (batch.labels >= 2).sum(1)
-        degenerate = batch.degenerate.to(in_context.device)
-        self.train_counts += torch.stack((torch.tensor(len(in_context)), degenerate.sum().cpu(),
-                                          in_context.sum().cpu(), in_context[degenerate].sum().cpu()))
+        batch = self.task.sample(self.cfg.train.batch_size, self.data_rng)
+        if self.task.n_counts:
+            self.train_counts += self.task.count(batch)
         self.interventions.hold(self.model, self.step)
         loss = training_loss(self.interventions.forward(self.model, self.step, "train"), batch, self.cfg.train.loss_on)
         self.optimizer.zero_grad(set_to_none=True)
@@ -145,39 +147,49 @@ class Trainer:
         return loss.item()
 
     def log_probes(self, train_loss: float, elapsed: float) -> None:
-        """A metrics row with the weight-space memory probes only (``train.probe_every``): no data needed."""
-        if self.model.stores_memories and self.task.source is not None:
-            probes = memory_probes(self.model, self.cfg.data.seq_len, self.task.fixed_triggers,
-                                   self.task.source.bigram, eval_len=self.eval_batch.labels.shape[1])
+        """A metrics row with the task's weight-space probes only (``train.probe_every``): no data needed; no row
+        when the task and the model have none."""
+        probes = self.task.weight_probes(self.model, self.cfg.data.seq_len, eval_len=self.eval_batch.inputs.shape[1])
+        if probes:
             self.run.append_metrics({"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3),
                                      **probes})
 
     def log_eval(self, train_loss: float | None, elapsed: float) -> dict[str, Any]:
         self.model.eval()
         forward = self.interventions.forward(self.model, self.step, "eval")
-        metrics = evaluate_task(self.task, self.model, self.eval_batch, self.cfg.data.seq_len, forward=forward)
+        metrics = self.task.evaluate(self.model, self.eval_batch, self.cfg.data.seq_len, forward=forward)
         self.model.train()
-        rows, degenerate, in_context, degenerate_in_context = self.train_counts.tolist()
         row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics,
-               "train_degenerate_rows": degenerate / rows if rows else None,
-               "train_degenerate_in_context_share": degenerate_in_context / in_context if in_context else None}
+               **self.task.count_metrics(self.train_counts.tolist())}
         self.run.append_metrics(row)
         return row
 
 
-def prepare(cfg: RunConfig, out: str | Path, device: str | None = None, max_memory: int | None = None) -> Trainer:
-    """Open (or resume) the run directory ``out`` for ``cfg`` and build the model and data; a run whose
-    estimated memory exceeds the device's (or ``max_memory`` bytes) is refused before anything is allocated."""
+def open_run(cfg: RunConfig, out: str | Path, device: str | None = None, max_memory: int | None = None
+             ) -> tuple[RunDir, torch.device]:
+    """The run directory ``out`` for ``cfg`` (new, or an existing run of the same config) and the device; a run
+    whose estimated memory exceeds the device's (or ``max_memory`` bytes) is refused before the directory is
+    made or anything is allocated."""
     dev = resolve_device(device or cfg.train.device)
     check_memory(cfg, dev, max_memory)
-    run = RunDir.create(out, cfg)
+    return RunDir.create(out, cfg), dev
+
+
+def prepare(cfg: RunConfig, out: str | Path, device: str | None = None, max_memory: int | None = None) -> Trainer:
+    """Open (or resume) the run directory ``out`` for ``cfg`` (:func:`open_run`) and build the trainer."""
+    return build_trainer(cfg, *open_run(cfg, out, device, max_memory))
+
+
+def build_trainer(cfg: RunConfig, run: RunDir, dev: torch.device) -> Trainer:
+    """The task, model, optimiser and data of ``cfg`` on ``dev``, resumed from ``run``'s latest checkpoint."""
     task = make_task(cfg, dev)
     model = build_model(cfg.model, task.n_tokens, cfg.seeds.init).to(dev)
     interventions = Interventions(cfg.interventions, model)  # before a checkpoint loads: `init` is the init
     optimizer = make_optimizer(cfg, model)
     data_rng = torch.Generator(device=dev).manual_seed(cfg.seeds.data)
-    eval_batch = evaluation_batch(cfg, task, dev)
-    trainer = Trainer(cfg, run, dev, task, model, optimizer, data_rng, eval_batch, interventions)
+    eval_batch = task.evaluation_batch(cfg.train.eval_batch_size, cfg.seeds.eval)
+    trainer = Trainer(cfg, run, dev, task, model, optimizer, data_rng, eval_batch, interventions,
+                      torch.zeros(task.n_counts, dtype=torch.int64))
     if run.latest_step() is not None:
         trainer.restore()
     elif run.metrics():  # stopped before its first checkpoint: start over
@@ -212,8 +224,7 @@ def train(
     the run is started again, unless ``keep_going``. ``max_memory`` (bytes) caps the estimated memory
     (:mod:`~inductionlab.footprint`; the device's available memory caps it anyway).
     """
-    check_memory(cfg, resolve_device(device or cfg.train.device), max_memory)  # before the run directory exists
-    run = RunDir.create(out, cfg)
+    run, dev = open_run(cfg, out, device, max_memory)
     finished = run.summary()
     if finished is not None and finished.get("finished"):
         return finished
@@ -222,7 +233,7 @@ def train(
         if not keep_going:
             raise DivergenceError(diverged_message(run, step, cause), step if isinstance(step, int) else -1)
         run.summary_path.unlink()  # trained on from the last finite checkpoint, through the divergence
-    trainer = prepare(cfg, out, device, max_memory)
+    trainer = build_trainer(cfg, run, dev)
     if trainer.diverged is not None and not keep_going:  # resumed after an interrupted --keep-going run
         raise DivergenceError(diverged_message(trainer.run, *trainer.diverged), trainer.diverged[0])
     run, t = trainer.run, cfg.train
@@ -252,7 +263,7 @@ def train(
                     _stop_diverged(trainer, loss, cause, elapsed_before + time.perf_counter() - start)
             if trainer.step % t.eval_every == 0 or trainer.step <= t.eval_dense_until or trainer.step == t.steps:
                 row = trainer.log_eval(loss, elapsed_before + time.perf_counter() - start)
-                shown = {"icl": row["acc_in_context"]} if "acc_in_context" in row else {"kl_bayes": row.get("kl_bayes")}
+                shown = {label: row.get(key) for label, key in trainer.task.progress_keys.items()}
                 bar.set_postfix(loss=f"{loss:.3f}", **{k: f"{v:.3f}" for k, v in shown.items() if v is not None})
             elif t.probe_every and trainer.step % t.probe_every == 0:
                 trainer.log_probes(loss, elapsed_before + time.perf_counter() - start)
@@ -266,7 +277,7 @@ def train(
     if trainer.step < t.steps:
         return {"step": trainer.step, "finished": False}
     summary = {"name": cfg.name, "finished": True, "device": str(trainer.device), **run.metrics()[-1]}
-    summary["milestones"] = milestones(run.metrics())
+    summary["milestones"] = milestones(run.metrics(), trainer.task.milestones)
     if trainer.diverged is not None:
         summary.update(diverged=True, diverged_step=trainer.diverged[0], divergence=trainer.diverged[1])
     run.write_summary(summary)
@@ -283,27 +294,28 @@ def _stop_diverged(trainer: Trainer, loss: float, cause: str, elapsed: float) ->
     raise DivergenceError(diverged_message(run, step, cause), step)
 
 
-def milestones(rows: list[dict[str, Any]], level: float = 0.9) -> dict[str, int | None]:
-    """When things happen in a run, from its logged metrics (docs/science.md §6 "birth").
+def milestones(rows: list[dict[str, Any]], keys: Milestones, level: float = 0.9) -> dict[str, int | None]:
+    """When things happen in a run, from its logged metrics (docs/science.md §6 "birth"); the task names the keys.
 
-    ``wo``, ``wk2``, ``wk1``, ``acc_in_context``: the first logged step at which each reaches
-    ``level``. ``loss_global_fell``: the first step at which the global-bigram loss (label 0) has
-    made 90% of its total fall; ``acc_in_context_rose``: the first step at which the in-context
-    accuracy has made half of its total rise.
+    ``keys.reached`` (for the bigram task ``wo``, ``wk2``, ``wk1``, ``acc_in_context``): the first logged step at
+    which each reaches ``level``. ``<key>_fell`` for each of ``keys.fell`` (``loss_global``): the first step at
+    which it has made 90% of its total fall; ``<key>_rose`` for each of ``keys.rose`` (``acc_in_context``): the
+    first step at which it has made half of its total rise (over the rows that log it: evaluation rows).
     """
     out: dict[str, int | None] = {}
-    for key in ("wo", "wk2", "wk1", "acc_in_context"):
+    for key in keys.reached:
         out[key] = next((r["step"] for r in rows if r.get(key) is not None and r[key] >= level), None)
-    rows = [r for r in rows if "loss_global" in r]  # evaluation rows (probe-only rows hold weight probes alone)
-    if not rows:
-        return out
-    first, last = rows[0], rows[-1]
-    if first.get("loss_global") is not None and last.get("loss_global") is not None:
-        target = last["loss_global"] + 0.1 * (first["loss_global"] - last["loss_global"])
-        out["loss_global_fell"] = next((r["step"] for r in rows if r["loss_global"] <= target), None)
-    if first.get("acc_in_context") is not None and last.get("acc_in_context") is not None:
-        target = first["acc_in_context"] + 0.5 * (last["acc_in_context"] - first["acc_in_context"])
-        out["acc_in_context_rose"] = next((r["step"] for r in rows if r["acc_in_context"] >= target), None)
+    for key, share, name in [(k, 0.1, f"{k}_fell") for k in keys.fell] + [(k, 0.5, f"{k}_rose") for k in keys.rose]:
+        logged = [r for r in rows if key in r]  # probe-only rows hold weight probes alone
+        if not logged or logged[0].get(key) is None or logged[-1].get(key) is None:
+            continue
+        first, last = logged[0][key], logged[-1][key]
+        if name.endswith("_fell"):
+            target = last + share * (first - last)
+            out[name] = next((r["step"] for r in logged if r[key] <= target), None)
+        else:
+            target = first + share * (last - first)
+            out[name] = next((r["step"] for r in logged if r[key] >= target), None)
     return out
 
 

@@ -231,8 +231,8 @@ def probe_inputs(cfg: RunConfig, n_sequences: int = 1, max_len: int = 32, seed: 
     if n_sequences < 1 or max_len < 2:
         raise ConfigError(f"n_sequences={n_sequences}, max_len={max_len}: need at least 1 sequence of 2 positions")
     n_draw = max(64, 4 * n_sequences)
-    batch = make_task(cfg, torch.device("cpu")).sampler.sample(n_draw, torch.Generator().manual_seed(seed))
-    keep = (~batch.degenerate).nonzero().squeeze(1)[:n_sequences]
+    batch = make_task(cfg, torch.device("cpu")).sample(n_draw, torch.Generator().manual_seed(seed))
+    keep = batch.rows_measured().nonzero().squeeze(1)[:n_sequences]
     if keep.numel() < n_sequences:
         raise ConfigError(f"n_sequences={n_sequences}: only {keep.numel()} of {n_draw} sequences drawn are "
                           "non-degenerate; ask for fewer")

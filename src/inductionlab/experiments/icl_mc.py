@@ -87,11 +87,11 @@ def head_scores_held_out(run_dir: Path, n: int = 64) -> dict[str, dict[str, floa
     from inductionlab.train import open_trained
 
     cfg, trained, _ = open_trained(run_dir)
-    batch = make_task(cfg, torch.device("cpu")).sampler.sample(n, torch.Generator().manual_seed(10_000))
+    batch = make_task(cfg, torch.device("cpu")).sample(n, torch.Generator().manual_seed(10_000))
     out = {}
     for name, model in (("trained", trained), ("untrained", build_model(cfg.model, cfg.data.n_tokens, cfg.seeds.init))):
         model.eval()
-        scores = task_head_scores(model, batch.tokens, batch.labels)
+        scores = task_head_scores(model, batch.tokens, batch.probe_labels())
         out[name] = {"previous_token_layer1": scores["previous_token"][0].max().item(),
                      "induction_layer2": scores["induction"][-1].max().item(),
                      "previous_token": scores["previous_token"].tolist(), "induction": scores["induction"].tolist()}

@@ -152,8 +152,8 @@ def ablated_at_evaluation(run_dir: Path) -> float:
     import torch
 
     from inductionlab.config import InterventionConfig
-    from inductionlab.evaluation import label_metrics
     from inductionlab.interventions import Interventions
+    from inductionlab.tasks.bigram_task import label_metrics
     from inductionlab.tasks.build import evaluation_batch, make_task
     from inductionlab.train import open_trained
 

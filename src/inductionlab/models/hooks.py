@@ -32,6 +32,7 @@ class HookSite:
 
 HookFn = Callable[[Tensor, HookSite], Tensor]
 Hooks = Mapping[str, HookFn]
+Forward = Callable[..., Tensor]  # a model, or a callable with its signature (running interventions: interventions.py)
 
 
 class HookPoints:

@@ -24,12 +24,13 @@ batch is a pure function of (sampler, batch size, generator state).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from inductionlab.errors import ConfigError
 from inductionlab.tasks.alias import alias_tables
+from inductionlab.tasks.base import Batch
 from inductionlab.tasks.sources import BigramSource
 
 TRIGGER_MODES = ("fixed", "random")
@@ -49,14 +50,12 @@ def ood_split_cut(n_tokens: int) -> int:
     return (3 * n_tokens + 3) // 4
 
 
-_BATCH_FIELDS = ("tokens", "labels", "triggers", "outputs", "degenerate")
-
-
 @dataclass
-class TriggerBatch:
+class TriggerBatch(Batch):
     """One batch of docs/science.md §2 sequences.
 
     tokens:     (B, T+1) int64, ``z_1..z_{T+1}``; the model reads ``tokens[:, :-1]``.
+    loss_mask:  (B, T) bool, the in-context targets (``labels ≥ 2``), which the in-context loss reads.
     labels:     (B, T) int64 per target position t (target ``z_{t+1}``, input ``z_t``): 0 = a
                 bigram draw (input not a trigger); c ≥ 1 = the c-th firing of that trigger.
     triggers:   (B, K) int64, ``q_k`` per sequence (the fixed ones repeated in fixed mode).
@@ -64,31 +63,21 @@ class TriggerBatch:
     degenerate: (B,) bool, the sequence entered a trigger cycle (see ``find_degenerate``).
     """
 
-    tokens: torch.Tensor
     labels: torch.Tensor
     triggers: torch.Tensor
     outputs: torch.Tensor
     degenerate: torch.Tensor
 
-    @property
-    def inputs(self) -> torch.Tensor:
-        """(B, T) int64, ``z_1..z_T``."""
-        return self.tokens[:, :-1]
+    def probe_labels(self) -> torch.Tensor:
+        """The labels themselves: the attention probes read this task's convention (docs/science.md §4.2)."""
+        return self.labels
 
-    @property
-    def targets(self) -> torch.Tensor:
-        """(B, T) int64, ``z_2..z_{T+1}``."""
-        return self.tokens[:, 1:]
+    def rows_measured(self) -> torch.Tensor:
+        """The non-degenerate sequences, over which accuracies are measured (docs/science.md §6)."""
+        return ~self.degenerate
 
-    def to(self, device: torch.device | str) -> TriggerBatch:
-        """A copy with every tensor on ``device``."""
-        return TriggerBatch(
-            tokens=self.tokens.to(device),
-            labels=self.labels.to(device),
-            triggers=self.triggers.to(device),
-            outputs=self.outputs.to(device),
-            degenerate=self.degenerate.to(device),
-        )
+
+_BATCH_FIELDS = tuple(f.name for f in fields(TriggerBatch))
 
 
 def trigger_slots(inputs: torch.Tensor, triggers: torch.Tensor, n_tokens: int) -> torch.Tensor:
@@ -341,9 +330,11 @@ class BigramTriggerSampler:
             torch.where(take_col, col[t], alias, out=tokens[:, t + 1])
 
         slots = trigger_slots(tokens[:, :-1], triggers, n)
+        labels = trigger_labels(slots, k)
         return TriggerBatch(
             tokens=tokens,
-            labels=trigger_labels(slots, k),
+            loss_mask=labels >= 2,
+            labels=labels,
             triggers=triggers,
             outputs=outputs,
             degenerate=find_degenerate(slots, triggers, outputs),

@@ -1,58 +1,30 @@
-"""The one place that builds a task from a config (docs/science.md §2, §10)."""
+"""The one place that builds a run's task from its config (docs/science.md §2, §10).
+
+``data.task`` names the task (:mod:`~inductionlab.tasks.registry`); the task class builds itself from the
+validated ``data`` section.
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from inductionlab.config import RunConfig
 from inductionlab.errors import ConfigError
-from inductionlab.tasks.bigram import BigramTriggerSampler
-from inductionlab.tasks.markov import ICLMarkovSampler
-from inductionlab.tasks.sources import BigramSource, make_source
+from inductionlab.tasks.base import Batch, Task
+from inductionlab.tasks.bigram_task import make_sampler
+from inductionlab.tasks.registry import task_class
+
+__all__ = ["evaluation_batch", "make_sampler", "make_task"]
 
 
-@dataclass
-class Task:
-    """What training and evaluation need of a task: its sampler (``sample(batch, generator)``: a batch with
-    ``tokens`` (B, T+1), ``inputs``, ``targets``, ``labels`` (B, T) and ``degenerate`` (B,)), its vocabulary,
-    and, for the bigram task, its source (``π_u``, ``π_b``); for icl-mc, ``k`` and ``alpha``."""
-
-    name: str
-    n_tokens: int
-    sampler: BigramTriggerSampler | ICLMarkovSampler
-    source: BigramSource | None = None
-
-    @property
-    def fixed_triggers(self) -> torch.Tensor | None:
-        return getattr(self.sampler, "fixed_triggers", None)
+def make_task(cfg: RunConfig, device: torch.device | str = "cpu") -> Task:
+    """The task a config describes (``data.task``), its tables on ``device``."""
+    return task_class(cfg.data.task)(cfg.data, device)
 
 
-def make_task(cfg: RunConfig, device: torch.device) -> Task:
-    """The task a config describes (``data.task``)."""
-    d = cfg.data
-    if d.task == "icl-mc":
-        sampler = ICLMarkovSampler(d.k, d.seq_len, order=d.order, alpha=d.alpha, start=d.start, device=device)
-        return Task(d.task, d.k, sampler)
-    source, sampler = make_sampler(cfg, device)
-    return Task(d.task, source.n_tokens, sampler, source)
-
-
-def evaluation_batch(cfg: RunConfig, task: Task, device: torch.device):
-    """The run's fixed evaluation batch: ``train.eval_batch_size`` sequences, the first draw from ``seeds.eval``."""
-    return task.sampler.sample(cfg.train.eval_batch_size, torch.Generator(device=device).manual_seed(cfg.seeds.eval))
-
-
-def make_sampler(cfg: RunConfig, device: torch.device) -> tuple[BigramSource, BigramTriggerSampler]:
-    """The source and sampler of the bigram-with-triggers task a config describes (docs/science.md §2)."""
-    d = cfg.data
-    if d.task != "bigram-triggers":
-        raise ConfigError(f"data.task: this needs the bigram-triggers task, the config has {d.task!r}")
-    source = make_source(d.source, d.vocab_size, d.concentration, d.source_seed)
-    sampler = BigramTriggerSampler(
-        source, d.seq_len, d.n_triggers, trigger_mode=d.trigger_mode, trigger_offset=d.trigger_offset,
-        output_mode=d.output_mode, no_repeat=d.no_repeat, output_split=d.output_split,
-        exclude_degenerate=d.exclude_degenerate, device=device,
-    )
-    return source, sampler
+def evaluation_batch(cfg: RunConfig, task: Task, device: torch.device | str | None = None) -> Batch:
+    """The run's fixed evaluation batch: ``train.eval_batch_size`` sequences, the first draw from ``seeds.eval``
+    (on the task's device; ``device``, when given, must be it)."""
+    if device is not None and torch.device(device).type != task.device.type:
+        raise ConfigError(f"evaluation_batch: the task's tables are on {task.device}, not {device}")
+    return task.evaluation_batch(cfg.train.eval_batch_size, cfg.seeds.eval)

@@ -28,43 +28,36 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from inductionlab.errors import ConfigError
+from inductionlab.config import TrainConfig
+from inductionlab.errors import ConfigError, MemoryEstimateError
+from inductionlab.models.hooks import Forward
+from inductionlab.probes.progress import progress_measures
+from inductionlab.tasks.base import Batch, Task
+from inductionlab.tasks.configs import MarkovConfig
 
 STRATEGIES = ("uniform", "unigram", "bayes", "true")
+DOUBLE = 8
 STARTS = ("stationary", "uniform")
 
 
 @dataclass
-class MarkovBatch:
-    """tokens: (B, T+1) int64 ``z_1..z_{T+1}``; transitions: (B, k^(n−1), k) float64, row ``c`` the
-    next-token law after context ``c`` (base-``k`` index of the previous ``n − 1`` tokens)."""
+class MarkovBatch(Batch):
+    """tokens: (B, T+1) int64 ``z_1..z_{T+1}``; loss_mask: (B, T) bool, the targets with a complete context (all
+    but the first ``n − 2``); transitions: (B, k^(n−1), k) float64, row ``c`` the next-token law after context
+    ``c`` (base-``k`` index of the previous ``n − 1`` tokens); order: n."""
 
-    tokens: Tensor
     transitions: Tensor
     order: int
 
-    @property
-    def inputs(self) -> Tensor:
-        return self.tokens[:, :-1]
-
-    @property
-    def targets(self) -> Tensor:
-        return self.tokens[:, 1:]
-
-    @property
-    def labels(self) -> Tensor:
-        """(B, T) int64 in the bigram task's convention (docs/science.md §2): every target with a complete
-        context is in-context (2); the first ``n − 2``, with none, are unpredictable (1)."""
-        labels = torch.full_like(self.inputs, 2)
-        labels[:, : self.order - 2] = 1
-        return labels
-
-    @property
-    def degenerate(self) -> Tensor:
-        """(B,) bool: no sequence of this task is degenerate."""
-        return torch.zeros(self.tokens.shape[0], dtype=torch.bool, device=self.tokens.device)
+    @classmethod
+    def of(cls, tokens: Tensor, transitions: Tensor, order: int) -> MarkovBatch:
+        """The batch of ``tokens`` drawn from ``transitions``, its loss mask made from the order."""
+        loss_mask = torch.ones(tokens.shape[0], tokens.shape[1] - 1, dtype=torch.bool, device=tokens.device)
+        loss_mask[:, : order - 2] = False
+        return cls(tokens, loss_mask, transitions, order)
 
 
 def dirichlet(shape: tuple[int, ...], k: int, alpha: float, generator: torch.Generator,
@@ -156,7 +149,7 @@ class ICLMarkovSampler:
             drawn.append(nxt)
             context = (context * k + nxt) % self.n_contexts
         tokens[:, n - 1 :] = torch.stack(drawn, 1)
-        return MarkovBatch(tokens, transitions, n)
+        return MarkovBatch.of(tokens, transitions, n)
 
 
 def contexts_of(inputs: Tensor, k: int, order: int) -> Tensor:
@@ -212,4 +205,80 @@ def reference_losses(batch: MarkovBatch, k: int, alpha: float) -> dict[str, dict
     for name, p in reference_probs(batch, k, alpha).items():
         nll = target_nll(p, batch)
         out[name] = {"loss": nll.mean().item(), "per_position": nll.mean(0).tolist(), "first_position": batch.order - 2}
+    return out
+
+
+# --------------------------------------------------------------------------- the task icl-mc
+
+
+class MarkovTask(Task):
+    """Sequences of in-context Markov chains, each with its own transition matrix (docs/science.md §10)."""
+
+    name = "icl-mc"
+    config_model = MarkovConfig
+    summary_keys = ("loss_in_context", "loss_uniform", "loss_unigram", "loss_bayes", "loss_true", "kl_unigram",
+                    "kl_bayes")
+    progress_keys = {"kl_bayes": "kl_bayes"}
+
+    def __init__(self, config: MarkovConfig, device: torch.device | str = "cpu"):
+        super().__init__(config, device)
+        self.sampler = ICLMarkovSampler(config.k, config.seq_len, order=config.order, alpha=config.alpha,
+                                        start=config.start, device=self.device)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> MarkovBatch:
+        return self.sampler.sample(batch_size, generator)
+
+    def evaluate(self, model: nn.Module, batch: MarkovBatch, train_len: int, forward: Forward | None = None
+                 ) -> dict[str, float]:
+        return markov_metrics(model, batch, self.config.k, self.config.alpha, forward)
+
+    def reference_metrics(self, batch: MarkovBatch) -> dict[str, float]:
+        """Each reference predictor's loss (uniform, unigram, Bayes, true) on the targets with a complete context."""
+        return {f"loss_{name}": ref["loss"] for name, ref in reference_losses(batch, self.config.k,
+                                                                               self.config.alpha).items()}
+
+    @classmethod
+    def memory(cls, config: MarkovConfig, train: TrainConfig) -> dict[str, tuple[int, str]]:
+        """Each sequence's transition rows and context chain, and the count tables the Bayes reference fills
+        over an evaluation batch."""
+        d = config
+        if d.order * math.log(d.k) > math.log(2**50):
+            raise MemoryEstimateError(f"data.order: k^n = {d.k}^{d.order} transition entries per sequence cannot "
+                                      "be held in memory; lower data.order or data.k")
+        contexts = d.k ** (d.order - 1)
+        rows = max(train.batch_size, train.eval_batch_size)
+        chain = rows * contexts * contexts if d.start == "stationary" else 0  # the context chain, solved
+        return {"task tables": (DOUBLE * (3 * rows * contexts * d.k + 2 * chain), "data.k"),
+                "reference predictors": (DOUBLE * train.eval_batch_size * d.seq_len * (contexts * d.k + 1),
+                                         "data.order")}
+
+
+@torch.no_grad()
+def markov_metrics(model: nn.Module, batch: MarkovBatch, k: int, alpha: float, forward: Forward | None = None,
+                   probe_batch: int = 32) -> dict[str, float]:
+    """An evaluation step of the in-context Markov-chain task (docs/science.md §10, §9).
+
+    ``loss_in_context``: the model's cross-entropy over the targets with a complete context;
+    ``loss_<strategy>``: each reference predictor's on the same targets; ``kl_<strategy>``:
+    ``KL(p_strategy ‖ p_model)`` averaged over those positions; ``kl_unigram_to_bayes``, the distance
+    between the two in-context strategies (the scale of the stages); then the §9 progress measures.
+    """
+    forward = forward or model
+    start = batch.order - 2
+    log_model = F.log_softmax(forward(batch.inputs).double(), -1)[:, start:]  # (B, T', k)
+    out = {"loss_in_context": -log_model.gather(2, batch.targets[:, start:, None]).mean().item()}
+    refs = reference_probs(batch, k, alpha)
+    for name, probs in refs.items():
+        p = probs[:, start:]
+        out[f"loss_{name}"] = target_nll(probs, batch).mean().item()
+        out[f"kl_{name}"] = (p * (torch.log(p.clamp_min(1e-300)) - log_model)).sum(-1).mean().item()
+    unigram, bayes = refs["unigram"][:, start:], refs["bayes"][:, start:]
+    out["kl_unigram_to_bayes"] = (unigram * (unigram.log() - bayes.log())).sum(-1).mean().item()  # the stages' scale
+    if batch.order > 2:  # where a model stops that ignores the oldest token of the context: order n − 1's Bayes
+        rows = torch.full((len(batch.tokens), k ** (batch.order - 2), k), 1.0 / k, dtype=torch.float64,
+                          device=batch.tokens.device)  # only its shape is read
+        lower = reference_probs(MarkovBatch.of(batch.tokens, rows, batch.order - 1), k, alpha)["bayes"]
+        out["loss_bayes_lower_order"] = target_nll(lower, batch).mean().item()  # the same targets as the model
+    rows = slice(0, probe_batch)
+    out.update(progress_measures(model, batch.tokens[rows], batch.probe_labels()[rows], forward=forward))
     return out
