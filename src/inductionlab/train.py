@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from inductionlab.config import RunConfig
+from inductionlab.curves import first_crossing
 from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, RunDirError
 from inductionlab.evaluation import evaluate_task, training_loss
 from inductionlab.footprint import check_memory
@@ -294,7 +295,7 @@ def milestones(rows: list[dict[str, Any]], level: float = 0.9) -> dict[str, int 
     """
     out: dict[str, int | None] = {}
     for key in ("wo", "wk2", "wk1", "acc_in_context"):
-        out[key] = next((r["step"] for r in rows if r.get(key) is not None and r[key] >= level), None)
+        out[key] = first_crossing(rows, key, level)
     rows = [r for r in rows if "loss_global" in r]  # evaluation rows (probe-only rows hold weight probes alone)
     if not rows:
         return out
