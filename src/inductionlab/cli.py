@@ -170,9 +170,9 @@ def experiment(name: str, preset: str, out: str | None, backend: str, workers: i
                quiet: bool) -> None:
     """Run experiment NAME (birth, hijack, length, nope3, interventions, icl-mc, or an import path
     package.module:NAME): train or reuse its runs, write results and figures."""
-    from inductionlab.experiments import run_experiment
+    from inductionlab.experiments import get_experiment, run_experiment
 
-    out_dir = Path(out) if out else Path("results") / name
+    out_dir = Path(out) if out else Path("results") / get_experiment(name).name
     run_experiment(name, out_dir, preset, backend=backend, workers=workers, address=address, progress=not quiet)
     click.echo(f"results: {out_dir / 'results.json'}")
     click.echo((out_dir / "README.md").read_text())

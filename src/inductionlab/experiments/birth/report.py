@@ -7,7 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.experiments.kit.claims import claims_table
+from inductionlab.experiments.kit.claims import claims_section
 from inductionlab.experiments.kit.curves import last_evaluation
 from inductionlab.experiments.kit.figures import seed_band
 from inductionlab.report.figures import save_figure
@@ -108,6 +108,5 @@ def readme(results: dict[str, Any]) -> str:
                             for m in ("wo", "wk2", "wk1"))
             lines.append(f"| {init} | {level} | {o['in_order']} / {o['tied']} / {o['other_order']} / "
                          f"{o['undetermined']} | {med} | {rng} |")
-    lines += ["", "## Claims", "", claims_table(results["claims"]), "",
-              "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    lines += ["", *claims_section(results)]
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from inductionlab.experiments.hijack.analysis import WITHIN_BASELINES
-from inductionlab.experiments.kit.claims import Rule, claim, claims_table
+from inductionlab.experiments.kit.claims import Rule, claim, claims_section
 from inductionlab.report.format import number, spread
 
 LABELS = {"weights_only": "weights-only prediction", "readout": "readout with the measured layer-2 attention",
@@ -138,6 +138,5 @@ def readme(results: dict[str, Any]) -> str:
                 number(row[k]["mean"], 2) + f" ({row[k]['crossed']}/{row[k]['of']})"
                 for k in ("model", "weights_only", "readout", "scalar")) + " |")
         lines.append("")
-    lines += ["## Claims", "", claims_table(results["claims"])]
-    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    lines += claims_section(results)
     return "\n".join(lines)

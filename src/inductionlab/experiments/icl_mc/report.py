@@ -7,7 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.experiments.kit.claims import claims_table
+from inductionlab.experiments.kit.claims import claims_section
 from inductionlab.experiments.kit.figures import seed_band
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number
@@ -79,8 +79,7 @@ def readme(results: dict[str, Any]) -> str:
     lines += ["", "A plateau counts for a seed only if the model leaves it: it ends with KL(Bayes ‖ model) < 0.25 κ "
               "(left per seed, two layers: " + ", ".join(
                   str(v) for v in results["models"]["n2-two-layer"]["left_for_bayes"].values()) + ")."]
-    lines += ["", "## Claims", "", claims_table(results["claims"]), "",
-              "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    lines += ["", *claims_section(results)]
     return "\n".join(lines)
 
 

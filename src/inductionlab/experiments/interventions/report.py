@@ -7,7 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.experiments.kit.claims import claims_table
+from inductionlab.experiments.kit.claims import claims_section
 from inductionlab.experiments.kit.figures import seed_band
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import spread
@@ -83,9 +83,7 @@ def readme(results: dict[str, Any]) -> str:
     lines += ["", "Milestones are interpolated between the last logged value below 0.9 and the first at or above "
               "it. A milestone never reached counts as later than every step; a median that falls on one is "
               "undefined (–).", "", f"The trained `none` arm with layer 1's attention output zeroed at evaluation "
-              f"only: in-context accuracy {spread(removed)}.", "", "## Claims", "",
-              claims_table(results["claims"]), "",
-              "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+              f"only: in-context accuracy {spread(removed)}.", "", *claims_section(results)]
     return "\n".join(lines)
 
 

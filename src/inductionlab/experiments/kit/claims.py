@@ -107,6 +107,12 @@ def claim(text: str, predicted: str, statistic: str, measured: float | None, nul
     return out
 
 
+def claims_section(results: dict[str, Any]) -> list[str]:
+    """The end of every experiment's README: its claims (:func:`claims_table`) and the figures it wrote."""
+    return ["## Claims", "", claims_table(results["claims"]), "",
+            "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+
+
 def claims_table(claims: list[dict[str, Any]]) -> str:
     """The claims as a Markdown table: measured, null and rule side by side, then the verdict."""
     lines = ["| claim | statistic | measured | null | rule | verdict |", "|---|---|---|---|---|---|"]

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
-from inductionlab.experiments.kit.claims import Rule, claim, claims_table
+from inductionlab.experiments.kit.claims import Rule, claim, claims_section
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number, spread
 
@@ -122,8 +122,7 @@ def readme(results: dict[str, Any]) -> str:
             cells = [f"{spread(r['model_p_b'], 2)} ({number(r['model_gap']['mean'], 1)}"
                      + (f"; {number(r['theory_gap']['mean'], 1)})" if "theory_gap" in r else ")") for r in rows]
             lines.append(f"| {pos_enc} | " + " | ".join(cells) + " |")
-    lines += ["", "## Claims", "", claims_table(results["claims"])]
-    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    lines += ["", *claims_section(results)]
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
-from inductionlab.experiments.kit.claims import claims_table
+from inductionlab.experiments.kit.claims import claims_section
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number
 
@@ -89,6 +89,5 @@ def readme(results: dict[str, Any]) -> str:
         lines.append(f"| {variant} | {first['0.5']} | {first['0.9']} | {accs} | "
                      f"{_best(heads['task']['previous_token'])} / {_best(heads['random_tokens']['previous_token'])} | "
                      f"{_best(heads['task']['induction'])} / {_best(heads['random_tokens']['induction'])} |")
-    lines += ["", "## Claims", "", claims_table(results["claims"])]
-    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    lines += ["", *claims_section(results)]
     return "\n".join(lines)
