@@ -74,7 +74,8 @@ def test_the_registry_resolves_names_and_import_paths():
     assert toy.name == "toy" and "toy" in experiment_names() and get_experiment("toy") is toy
     assert [s.name for s in planned_runs("smoke", (TOY,))] == ["toy-smoke-s0", "toy-smoke-s1"]
     for bad, message in (("nope", "unknown experiment 'nope'"), ("no_such_module:X", "cannot import"),
-                         ("toy_experiment:plan", "defines no Experiment"), ("toy_experiment", "unknown")):
+                         ("toy_experiment:plan", "defines no Experiment"), ("toy_experiment", "unknown"),
+                         (".toy:TOY", "an import path is"), ("toy_experiment:", "an import path is")):
         with pytest.raises(ConfigError, match=message):
             get_experiment(bad)
 

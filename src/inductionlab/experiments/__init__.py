@@ -42,7 +42,7 @@ EXPERIMENTS = tuple(_REGISTRY)  # the package's own, in report order: what ``rep
 def load_experiment(path: str) -> Experiment:
     """The :class:`Experiment` at import path ``"package.module:NAME"`` (ConfigError when there is none)."""
     module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
+    if not sep or not attr.isidentifier() or not all(part.isidentifier() for part in module_name.split(".")):
         raise ConfigError(f"experiment {path!r}: an import path is 'package.module:NAME'")
     try:
         module = importlib.import_module(module_name)

@@ -70,7 +70,7 @@ def readme(results: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, model in results["models"].items():
         f = model["final"]
-        shares = ", ".join(f"{v:.2f}" for v in model["plateau_share"].values())
+        shares = ", ".join(number(v, 2) for v in model["plateau_share"].values())
         lines.append(f"| {name} | {_mean(f['loss_in_context'])} | {_mean(f['loss_uniform'])} | "
                      f"{_mean(f['loss_unigram'])} | {_mean(f['loss_bayes'])} | {_mean(f['loss_true'])} | {shares} |")
     if "n3-two-layer" in results["models"]:

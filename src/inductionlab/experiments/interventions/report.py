@@ -88,4 +88,4 @@ def readme(results: dict[str, Any]) -> str:
 
 
 def _step(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f}"
+    return "never" if value is None else f"{value:.1f}"  # a step, interpolated: one decimal at any size

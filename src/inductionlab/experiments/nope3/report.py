@@ -59,7 +59,7 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
             image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
             for layer, values in enumerate(grid):
                 for head, value in enumerate(values):
-                    ax.text(head, layer, "–" if value != value else f"{value:.2f}", ha="center", va="center",
+                    ax.text(head, layer, number(value, 2), ha="center", va="center",
                             color="white" if value != value or value < 0.6 else "black", fontsize=8)
             ax.set_xticks(range(len(grid[0])), [f"head {h + 1}" for h in range(len(grid[0]))])
             ax.set_yticks(range(len(grid)), [f"layer {layer + 1}" for layer in range(len(grid))])
