@@ -11,7 +11,7 @@ import torch
 
 from inductionlab.config import load_config
 from inductionlab.experiments import run_experiment
-from inductionlab.experiments.birth import INITS, MEMORIES, PRESETS, THRESHOLDS, plan
+from inductionlab.experiments.birth.run import INITS, MEMORIES, PRESETS, THRESHOLDS, plan
 from inductionlab.models.build import build_model
 from inductionlab.probes.memory import memory_probes
 from inductionlab.tasks.build import make_sampler

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from inductionlab.experiments.claims import Rule, claim
+from inductionlab.experiments.kit.claims import Rule, claim
 
 
 @pytest.mark.parametrize("rule, measured, null, verdict", [

@@ -3,16 +3,16 @@
 import pytest
 
 from inductionlab.errors import RunDirError
-from inductionlab.experiments.birth import (
+from inductionlab.experiments.birth.run import (
     claims,
     classify,
-    first_step,
     order_statistic,
     summarise_all_targets,
     summarise_top_down,
 )
-from inductionlab.experiments.length_report import claims as length_claims
-from inductionlab.experiments.nope3 import claims as nope3_claims
+from inductionlab.experiments.kit.curves import milestone
+from inductionlab.experiments.length.report import claims as length_claims
+from inductionlab.experiments.nope3.run import claims as nope3_claims
 
 
 def stat(v):
@@ -20,7 +20,7 @@ def stat(v):
 
 
 def _eval_row(step, acc, loss_global, optimum=2.0):
-    return {"step": step, "loss_all": 1.0, "acc_in_context": acc, "loss_global": loss_global,
+    return {"step": step, "loss_all": 1.0, "loss_in_context": 1.0, "acc_in_context": acc, "loss_global": loss_global,
             "loss_global_bigram_optimum": optimum, "degenerate_in_context_share": 0.2, "wo": 0.0, "wk2": 0.0,
             "wk1": 0.0}
 
@@ -65,12 +65,12 @@ def test_order_statistic_counts_undetermined_seeds_at_the_null():
     assert only_undetermined["fraction"] == pytest.approx(1 / 6)  # no evidence: exactly the null, so it fails
 
 
-def test_first_step_refuses_a_metric_no_row_has():
+def test_milestone_refuses_a_metric_no_row_has():
     rows = [{"step": 0, "wo": 0.1}, {"step": 1, "wo": 0.95}]
-    assert first_step(rows, "wo", lambda r: r["wo"] >= 0.9) == 1
-    assert first_step(rows, "wo", lambda r: r["wo"] >= 0.99) is None  # never reached
+    assert milestone(rows, "wo", 0.9) == 1
+    assert milestone(rows, "wo", 0.99) is None  # never reached
     with pytest.raises(RunDirError, match="wk9"):
-        first_step(rows, "wk9", lambda r: r["wk9"] >= 0.9)
+        milestone(rows, "wk9", 0.9)
 
 
 def test_birth_claims_from_handmade_runs():

@@ -12,8 +12,8 @@ import pytest
 
 from inductionlab.errors import ConfigError, RunDirError
 from inductionlab.experiments import run_experiment
-from inductionlab.experiments.hijack import PRESETS, plan
-from inductionlab.experiments.hijack_analysis import BASELINES, PREDICTIONS
+from inductionlab.experiments.hijack.analysis import BASELINES, PREDICTIONS
+from inductionlab.experiments.hijack.run import PRESETS, plan
 
 pytestmark = pytest.mark.slow
 SEEDS = [str(s) for s in PRESETS["smoke"]["seeds"]]

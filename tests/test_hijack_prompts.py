@@ -2,9 +2,9 @@
 
 import torch
 
-from inductionlab.experiments.hijack_eval import evaluate_model
-from inductionlab.experiments.hijack_prompts import QueryPair, Setting, build_prompts, query_pairs
-from inductionlab.prompts import global_favourite
+from inductionlab.experiments.hijack.eval import evaluate_model
+from inductionlab.prompts.families import global_favourite
+from inductionlab.prompts.query_pairs import QueryPair, Setting, build_prompts, query_pairs
 from inductionlab.tasks.sources import dirichlet_source, shakespeare_source
 from inductionlab.theory.ideal import ideal_amt
 from inductionlab.theory.trained import recall_matrices
@@ -84,7 +84,7 @@ def test_conflict_gap_has_the_sign_of_the_majority():
 def test_on_the_ideal_amt_the_predictions_explain_the_gaps_within_settings():
     """docs/science.md §4.4/§4.5 end to end: on the ideal AMT (large d) the fit-free predictions track the model
     prompt by prompt, also within settings (a wrong rival, favoured token or setting index breaks this)."""
-    from inductionlab.experiments.hijack_stats import within_r_squared
+    from inductionlab.experiments.hijack.stats import within_r_squared
 
     source = dirichlet_source(20, 0.3, 1)
     g = torch.log(source.bigram.clamp_min(1e-3)).float()

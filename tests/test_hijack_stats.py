@@ -5,10 +5,9 @@ import math
 import pytest
 import torch
 
-from inductionlab.experiments.hijack_analysis import crossover_summary, growth_with_length
-from inductionlab.experiments.hijack_eval import count_features
-from inductionlab.experiments.hijack_prompts import Setting, SettingPrompts
-from inductionlab.experiments.hijack_stats import (
+from inductionlab.experiments.hijack.analysis import crossover_summary, growth_with_length
+from inductionlab.experiments.hijack.eval import count_features
+from inductionlab.experiments.hijack.stats import (
     best_constant,
     crossover,
     group_means,
@@ -19,6 +18,7 @@ from inductionlab.experiments.hijack_stats import (
     within_r_squared,
     within_slope,
 )
+from inductionlab.prompts.query_pairs import Setting, SettingPrompts
 
 GROUPS = torch.tensor([0, 0, 1, 1])
 MEASURED = torch.tensor([1.0, 3.0, 10.0, 14.0])
@@ -130,7 +130,7 @@ def test_within_slope_removes_group_intercepts():
 
 def _table(seed: int, gaps: torch.Tensor):
     """A hand-made prompt table: two settings × two pairs × two prompts."""
-    from inductionlab.experiments.hijack_eval import PromptTable
+    from inductionlab.experiments.hijack.eval import PromptTable
 
     gen = torch.Generator().manual_seed(seed)
     p = len(gaps)
@@ -147,7 +147,7 @@ def _table(seed: int, gaps: torch.Tensor):
 
 
 def test_pair_lookup_and_attention_regression_are_fitted_on_the_other_seeds():
-    from inductionlab.experiments.hijack_analysis import add_fitted_gaps
+    from inductionlab.experiments.hijack.analysis import add_fitted_gaps
 
     tables = {0: _table(0, torch.arange(8.0)), 1: _table(1, torch.tensor([1.0, 3, 5, 7, 10, 20, 30, 40]))}
     # make seed 1's gaps an exact linear function of its attention features: the regression must find it

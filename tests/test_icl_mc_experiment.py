@@ -2,11 +2,13 @@
 
 import pytest
 
-from inductionlab.experiments.icl_mc import claims, left_for_bayes, plan, plateau_share
+from inductionlab.experiments.icl_mc.run import claims, left_for_bayes, plan, plateau_share
 
 
 def _row(step, kl_unigram, kl_bayes, kappa=0.2):
-    return {"step": step, "kl_unigram": kl_unigram, "kl_bayes": kl_bayes, "kl_unigram_to_bayes": kappa}
+    """An evaluation row as the trainer logs it (every evaluation row holds ``loss_in_context``)."""
+    return {"step": step, "loss_in_context": 1.0, "kl_unigram": kl_unigram, "kl_bayes": kl_bayes,
+            "kl_unigram_to_bayes": kappa}
 
 
 def test_plateau_share_counts_the_intervals_spent_near_unigram_and_far_from_bayes():

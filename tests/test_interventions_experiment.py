@@ -3,7 +3,8 @@ interpolated crossings, and every claim's verdict moving with what it measures."
 
 import pytest
 
-from inductionlab.experiments.interventions import censored_median, claims, crossing, plan
+from inductionlab.experiments.interventions.run import claims, plan
+from inductionlab.experiments.kit.curves import censored_median, interpolated_milestone
 
 
 def _arm(acc, wo=None, final=0.9, start=0.0):
@@ -29,9 +30,9 @@ def _verdicts(results):
 
 def test_crossing_is_interpolated_and_censored():
     rows = [{"step": 0, "acc": 0.1}, {"step": 10, "acc": 0.5}, {"step": 15}, {"step": 20, "acc": 0.95}]
-    assert crossing(rows, "acc") == pytest.approx(10 + 0.4 / 0.45 * 10)
-    assert crossing(rows[:3], "acc") is None
-    assert crossing([{"step": 0, "acc": 0.93}], "acc") == 0.0
+    assert interpolated_milestone(rows, "acc", 0.9) == pytest.approx(10 + 0.4 / 0.45 * 10)
+    assert interpolated_milestone(rows[:3], "acc", 0.9) is None
+    assert interpolated_milestone([{"step": 0, "acc": 0.93}], "acc", 0.9) == 0.0
 
 
 def test_censored_median():

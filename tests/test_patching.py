@@ -1,4 +1,4 @@
-"""Activation patching at evaluation (inductionlab.patching; docs/science.md §5, §8): exact identities on tiny
+"""Activation patching at evaluation (inductionlab.tools.patching; docs/science.md §5, §8): exact identities on tiny
 models (full residual at the last position restores 1, the corrupted value itself 0, the last layer's attention
 output what a direct computation gives), the clean/corrupted prompts, and one run end to end."""
 
@@ -12,7 +12,8 @@ from inductionlab.errors import ConfigError, ShapeError
 from inductionlab.models.amt import AMTransformer
 from inductionlab.models.names import hook_name
 from inductionlab.models.transformer import GeneralTransformer
-from inductionlab.patching import (
+from inductionlab.tasks.sources import make_source
+from inductionlab.tools.patching import (
     SITE_KINDS,
     corrupt,
     fraction_restored,
@@ -23,7 +24,6 @@ from inductionlab.patching import (
     patched_gaps,
     patching_tables,
 )
-from inductionlab.tasks.sources import make_source
 from inductionlab.train import train
 
 N_TOKENS, T, N_PAIRS = 12, 24, 3

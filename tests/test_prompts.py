@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.prompts import (
+from inductionlab.prompts.families import (
     FAMILIES,
     PromptSpec,
     contending_tokens,

@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from inductionlab.experiments import EXPERIMENTS, experiment_module
-from inductionlab.experiments.claims import VERDICTS
+from inductionlab.experiments import EXPERIMENTS, get_experiment
+from inductionlab.experiments.kit.claims import VERDICTS
 
 pytestmark = pytest.mark.slow  # every test here runs a reproduction or waits on one
 NAME = '<script>alert("hijacked")</script> smoke & co'
-SMOKE_RUNS = sum(len(experiment_module(exp).plan("smoke")) for exp in EXPERIMENTS)
+SMOKE_RUNS = sum(len(get_experiment(exp).plan("smoke")) for exp in EXPERIMENTS)
 
 
 def reproduce_cmd(out: Path) -> list[str]:

@@ -12,13 +12,12 @@ import pytest
 from PIL import Image
 
 from inductionlab.config import load_config
+from inductionlab.curves import first_crossing
 from inductionlab.errors import RunDirError
 from inductionlab.runs import METRICS_VERSION, RunDir
-from inductionlab.train import train
-from inductionlab.trajectory import (
+from inductionlab.tools.trajectory import (
     FAMILIES,
     draw_trajectory,
-    first_crossing,
     gif_names,
     load_runs,
     milestones,
@@ -27,6 +26,7 @@ from inductionlab.trajectory import (
     trajectory,
     trajectory_figure,
 )
+from inductionlab.train import train
 
 TINY = ["model.d_model=32", "train.steps=20", "train.eval_every=5", "train.checkpoint_every=5", "train.batch_size=8",
         "train.eval_batch_size=16", "data.seq_len=24", "model.max_len=32", "train.keep_checkpoints=0"]

@@ -105,7 +105,7 @@ def probe(run_dir: str, device: str) -> None:
 @click.option("--label", "labels", multiple=True, help="A legend label per run, in order (default: folder names).")
 def trajectory(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...]) -> None:
     """Draw RUN_DIRS' progress measures on one time axis (PNG, SVG) and animate their attention (GIF)."""
-    from inductionlab.trajectory import trajectory as draw
+    from inductionlab.tools.trajectory import trajectory as draw
 
     out_dir = Path(out) if out else Path(run_dirs[0]) if len(run_dirs) == 1 else Path("trajectory")
     try:
@@ -132,7 +132,7 @@ def trajectory(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ..
 def patch(run_dir: str, out: str | None, seq_len: int | None, pairs: int, prompts: int, seed: int,
           threshold: float) -> None:
     """Activation patching on RUN_DIR's trained model: which layer carries the in-context pairs (docs/science.md §8)."""
-    from inductionlab.patching import patch_run
+    from inductionlab.tools.patching import patch_run
 
     out_dir = Path(out) if out else Path(run_dir) / "patching"
     result = patch_run(Path(run_dir), out_dir, seq_len=seq_len, n_pairs_in_context=pairs, n_prompts=prompts,
@@ -163,11 +163,11 @@ def backend_options(func):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def experiment(name: str, preset: str, out: str | None, backend: str, workers: int | None, address: str | None,
                quiet: bool) -> None:
-    """Run experiment NAME (birth, hijack, length, nope3, interventions): train or reuse its runs, write results
-    and figures."""
-    from inductionlab.experiments import run_experiment
+    """Run experiment NAME (birth, hijack, length, nope3, interventions, icl-mc, or an import path
+    package.module:NAME): train or reuse its runs, write results and figures."""
+    from inductionlab.experiments import get_experiment, run_experiment
 
-    out_dir = Path(out) if out else Path("results") / name
+    out_dir = Path(out) if out else Path("results") / get_experiment(name).name
     run_experiment(name, out_dir, preset, backend=backend, workers=workers, address=address, progress=not quiet)
     click.echo(f"results: {out_dir / 'results.json'}")
     click.echo((out_dir / "README.md").read_text())

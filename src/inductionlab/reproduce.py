@@ -13,6 +13,10 @@ writes::
 
 Runs and analyses that are already finished are skipped, so an interrupted ``reproduce`` run
 again finishes only what is missing (delete ``OUT/EXPERIMENT`` to redo one analysis).
+
+Experiments are named as the registry knows them (:mod:`inductionlab.experiments`) or by an import
+path ``"package.module:NAME"``; each analysis runs in a spawned worker process, which is handed the
+experiment's import path and imports it itself.
 """
 
 from __future__ import annotations
@@ -29,13 +33,12 @@ import pandas as pd
 import torch
 
 from inductionlab import jsonio
+from inductionlab.backends import default_workers, quiet_pool
 from inductionlab.errors import ConfigError, InductionLabError
-from inductionlab.experiments import (
-    EXPERIMENT_PRESETS,
-    EXPERIMENTS,
-    experiment_module,
-    results_folder,
-)
+from inductionlab.estimate import estimate
+from inductionlab.experiments import EXPERIMENT_PRESETS, EXPERIMENTS, experiment_path, load_experiment
+from inductionlab.report.html import write_report
+from inductionlab.report.output import results_folder
 from inductionlab.runs import atomic_write
 from inductionlab.sweep import check_backend, check_specs, run_sweep
 
@@ -69,30 +72,39 @@ def planned_runs(preset: str, experiments: tuple[str, ...] = EXPERIMENTS) -> lis
         raise ConfigError(f"--preset: unknown preset {preset!r}; allowed: {', '.join(EXPERIMENT_PRESETS)}")
     if not experiments:
         raise ConfigError(f"experiments: name at least one of {', '.join(EXPERIMENTS)}")
-    specs = [spec for exp in experiments for spec in experiment_module(exp).plan(preset)]
+    specs = [spec for path in _paths(experiments).values() for spec in load_experiment(path).plan(preset)]
     check_specs(specs, f"--preset {preset}")
     return specs
 
 
-ANALYSIS_ORDER = ("hijack", "length", "nope3", "interventions", "icl-mc", "birth")  # longest analysis first
+def _paths(experiments: tuple[str, ...]) -> dict[str, str]:
+    """Each named experiment's name → its import path (ConfigError for an unknown one, or one named twice)."""
+    paths: dict[str, str] = {}
+    for name in experiments:
+        path = experiment_path(name)
+        found = load_experiment(path).name
+        if found in paths:
+            raise ConfigError(f"experiments: {found!r} is named twice")
+        paths[found] = path
+    return paths
 
 
-def _analyse(exp: str, out: Path, preset: str, threads: int) -> dict[str, Any]:
-    """One experiment's analysis (in a pool worker): ``out/exp/results.json`` and its figures."""
+def _analyse(path: str, out: Path, preset: str, threads: int) -> dict[str, Any]:
+    """One experiment's analysis (in a pool worker, given the experiment's import path):
+    ``out/NAME/results.json`` and its figures."""
     torch.set_num_threads(threads)
-    exp_dir = out / exp
+    experiment = load_experiment(path)
+    exp_dir = out / experiment.name
     exp_dir.mkdir(exist_ok=True)
-    return jsonio.loads(jsonio.dumps(experiment_module(exp).analyse(out / "runs", exp_dir, preset)))
+    return jsonio.loads(jsonio.dumps(experiment.analyse(out / "runs", exp_dir, preset)))
 
 
-def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: int | None,
+def analyse_all(out: Path, preset: str, experiments: dict[str, str], workers: int | None,
                 progress: bool) -> dict[str, Any]:
-    """Every experiment's results: read when its ``results.json`` exists, else analysed, several at once
-    (a process per core, the longest analysis first)."""
-    from inductionlab.backends import default_workers, quiet_pool
-
-    pending = sorted((e for e in experiments if not (out / e / "results.json").exists()),
-                     key=lambda e: ANALYSIS_ORDER.index(e) if e in ANALYSIS_ORDER else len(ANALYSIS_ORDER))
+    """Every experiment's results (``experiments``: name → import path): read when its ``results.json``
+    exists, else analysed, several at once (a process per core, the costliest analysis first)."""
+    cost = {e: load_experiment(path).analysis_cost for e, path in experiments.items()}
+    pending = sorted((e for e in experiments if not (out / e / "results.json").exists()), key=lambda e: -cost[e])
     done: dict[str, Any] = {}
     if pending:
         cores = default_workers()
@@ -101,7 +113,8 @@ def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: i
             print(f"analysing {', '.join(pending)} ({processes} at once) …", file=sys.stderr, flush=True)
         pool = quiet_pool(processes)  # as the sweep's: Ctrl-C stops it here, with one line
         try:
-            handles = {e: pool.apply_async(_analyse, (e, out, preset, max(1, cores // processes))) for e in pending}
+            handles = {e: pool.apply_async(_analyse, (experiments[e], out, preset, max(1, cores // processes)))
+                       for e in pending}
             for e, handle in handles.items():
                 try:
                     done[e] = handle.get()
@@ -118,9 +131,6 @@ def analyse_all(out: Path, preset: str, experiments: tuple[str, ...], workers: i
 
 def dry_run(preset: str, experiments: tuple[str, ...] = EXPERIMENTS, *, workers: int | None = None) -> dict[str, Any]:
     """The planned runs with their sizes and their estimated time on this machine; nothing is trained."""
-    from inductionlab.backends import default_workers
-    from inductionlab.estimate import estimate
-
     specs = planned_runs(preset, experiments)
     check_backend("local", workers)
     workers = workers or default_workers()
@@ -132,17 +142,16 @@ def reproduce(out: str | Path, preset: str = "quick", experiments: tuple[str, ..
               name: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train every run of ``experiments`` at ``preset`` on ``backend``, analyse them, write the report."""
     specs = planned_runs(preset, experiments)
-    modules = {exp: experiment_module(exp) for exp in experiments}
+    paths = _paths(experiments)
     check_backend(backend, workers, None, address)
     out = results_folder(out)
     start = time.perf_counter()
     run_sweep(specs, out, backend=backend, workers=workers, address=address, progress=progress,
               desc=f"reproduce {preset}")
     results: dict[str, Any] = {"name": name or f"inductionlab reproduce --preset {preset}", "preset": preset,
-                               "experiments": analyse_all(out, preset, tuple(modules), workers, progress),
+                               "experiments": analyse_all(out, preset, paths, workers, progress),
                                "environment": environment()}
     atomic_write(out / "results.json", jsonio.dumps(results, indent=2) + "\n")
-    from inductionlab.report.html import write_report
-
-    write_report(results, pd.read_parquet(out / "runs.parquet"), out, wall_s=time.perf_counter() - start)
+    titles = {name: load_experiment(path).title for name, path in paths.items()}
+    write_report(results, pd.read_parquet(out / "runs.parquet"), out, titles, wall_s=time.perf_counter() - start)
     return results

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from inductionlab.config import RunConfig
+from inductionlab.curves import first_crossing
 from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, RunDirError
 from inductionlab.evaluation import training_loss
 from inductionlab.footprint import check_memory
@@ -304,18 +305,15 @@ def milestones(rows: list[dict[str, Any]], keys: Milestones, level: float = 0.9)
     """
     out: dict[str, int | None] = {}
     for key in keys.reached:
-        out[key] = next((r["step"] for r in rows if r.get(key) is not None and r[key] >= level), None)
+        out[key] = first_crossing(rows, key, level)
     for key, share, name in [(k, 0.1, f"{k}_fell") for k in keys.fell] + [(k, 0.5, f"{k}_rose") for k in keys.rose]:
         logged = [r for r in rows if key in r]  # probe-only rows hold weight probes alone
         if not logged or logged[0].get(key) is None or logged[-1].get(key) is None:
             continue
         first, last = logged[0][key], logged[-1][key]
-        if name.endswith("_fell"):
-            target = last + share * (first - last)
-            out[name] = next((r["step"] for r in logged if r[key] <= target), None)
-        else:
-            target = first + share * (last - first)
-            out[name] = next((r["step"] for r in logged if r[key] >= target), None)
+        fell = name.endswith("_fell")
+        target = last + share * (first - last) if fell else first + share * (last - first)
+        out[name] = first_crossing(logged, key, target, below=fell)
     return out
 
 

@@ -14,12 +14,9 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from inductionlab.report.format import number
 from inductionlab.runs import RunDir, atomic_write
 
-TITLES = {"birth": "Birth of an induction head", "hijack": "Knowledge hijack: context against stored bigrams",
-          "length": "Length generalisation by positional encoding", "nope3": "nope3: induction without positions",
-          "interventions": "Interventions during training: what has to go right, and when",
-          "icl-mc": "Statistical induction heads: in-context Markov chains"}
 RUN_COLUMNS = ("name", "status", "step", "acc_in_context", "loss_global", "wo", "wk2", "wk1", "elapsed_s")
 
 
@@ -41,35 +38,27 @@ def _configs(out: Path, folders: list[str]) -> list[dict[str, str]]:
     return configs
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, wall_s: float | None = None) -> Path:
-    """Render ``out/report.html`` from the reproduce results and the runs table."""
+def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, titles: dict[str, str],
+                 wall_s: float | None = None) -> Path:
+    """Render ``out/report.html`` from the reproduce results and the runs table; ``titles``: experiment name →
+    the heading of its section."""
     sections = []
     for exp, res in results["experiments"].items():
         runs = _runs_of(table, exp, results["preset"])
         columns = [c for c in RUN_COLUMNS if c in runs.columns]
         sections.append({
-            "id": exp, "title": TITLES.get(exp, exp), "question": res.get("question", ""),
+            "id": exp, "title": titles.get(exp, exp), "question": res.get("question", ""),
             "setting": res.get("setting", ""), "claims": res.get("claims", []),
             "diverged_runs": res.get("diverged_runs") or [], "error": res.get("error"),
             "figures": [{"uri": _data_uri(out / exp / f), "alt": f"{exp}: {f}", "name": f}
                         for f in res.get("figures", []) if (out / exp / f).exists()],
-            "columns": columns, "runs": [[_fmt(v) for v in row] for row in runs[columns].itertuples(index=False)],
+            "columns": columns, "runs": [[number(v) for v in row] for row in runs[columns].itertuples(index=False)],
             "configs": _configs(out, list(runs["folder"])),
         })
     counts = {v: sum(c["verdict"] == v for s in sections for c in s["claims"]) for v in ("holds", "partly", "fails")}
     env = jinja2.Environment(loader=jinja2.PackageLoader("inductionlab.report", "."),
                              autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["number"] = _fmt
+    env.filters["number"] = number
     html = env.get_template("template.html.j2").render(
         name=results["name"], preset=results["preset"], sections=sections, counts=counts,
         environment=results["environment"], wall_min=None if wall_s is None else wall_s / 60,

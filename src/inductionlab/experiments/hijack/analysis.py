@@ -14,10 +14,8 @@ import torch
 from torch import Tensor
 
 from inductionlab.errors import ConfigError, ShapeError
-from inductionlab.experiments import seed_spread
-from inductionlab.experiments.hijack_eval import FEATURES, PromptTable
-from inductionlab.experiments.hijack_prompts import Setting
-from inductionlab.experiments.hijack_stats import (
+from inductionlab.experiments.hijack.eval import FEATURES, PromptTable
+from inductionlab.experiments.hijack.stats import (
     best_constant,
     crossover,
     crossover_error,
@@ -29,6 +27,8 @@ from inductionlab.experiments.hijack_stats import (
     within_r_squared,
     within_slope,
 )
+from inductionlab.experiments.kit.curves import seed_spread
+from inductionlab.prompts.query_pairs import Setting
 from inductionlab.theory.scalar import fit_scalar_form
 
 PREDICTIONS = ("weights_only", "readout", "scalar")

@@ -21,12 +21,16 @@ against the order.
 from __future__ import annotations
 
 import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from inductionlab.errors import RunDirError
-from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
-from inductionlab.experiments.claims import Rule, claim
+from inductionlab.experiments.birth.report import readme, setting, write_figures
+from inductionlab.experiments.kit.claims import Rule, claim
+from inductionlab.experiments.kit.curves import last_evaluation, milestone, seed_spread
+from inductionlab.experiments.kit.experiment import experiment_preset
+from inductionlab.experiments.kit.finish import finish
+from inductionlab.experiments.kit.runs import trained_runs
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
 
 PRESETS = {
@@ -65,15 +69,6 @@ def plan(preset_name: str) -> list[RunSpec]:
     return runs
 
 
-def first_step(rows: list[dict[str, Any]], key: str, test) -> int | None:
-    """The first logged step whose ``key`` passes ``test`` (rows without ``key`` are skipped; probe-only
-    rows lack the data metrics). RunDirError when no row has ``key``: a misnamed metric must not pass
-    for a milestone never reached."""
-    if not any(key in row for row in rows):
-        raise RunDirError(f"metrics: no logged row has {key!r}; cannot place its milestone")
-    return next((row["step"] for row in rows if row.get(key) is not None and test(row)), None)
-
-
 def classify(ms: dict[str, int | None], keys: tuple[str, ...]) -> str:
     """``in_order``, ``tied``, ``other_order`` or ``undetermined`` for one seed's milestones.
 
@@ -110,7 +105,7 @@ def order_statistic(milestones: dict[str, dict[str, int | None]], keys: tuple[st
 
 def _final(runs: dict[int, list[dict[str, Any]]], keys: tuple[str, ...]) -> dict[str, Any]:
     """Mean and spread over seeds of each key at the last evaluation row of every run."""
-    last = {seed: next(r for r in reversed(rows) if "loss_all" in r) for seed, rows in runs.items()}
+    last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
     return {k: seed_spread([row.get(k) for row in last.values()]) for k in keys
             if any(row.get(k) is not None for row in last.values())}
 
@@ -123,18 +118,15 @@ FINAL_KEYS = ("acc_in_context", "acc_in_context_all", "loss_global", "loss_globa
 def summarise_all_targets(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Setting (a): final numbers per depth, and per seed when the global and in-context milestones fall."""
     two, one = curves["two-layer"], curves["one-layer"]
-    one_final = {seed: next(r for r in reversed(rows) if "loss_all" in r)["acc_in_context"]
-                 for seed, rows in one.items()}
+    one_final = {seed: last_evaluation(rows)["acc_in_context"] for seed, rows in one.items()}
     by_distance = {}
     for nats in (GLOBAL_NATS, *GLOBAL_NATS_ALSO):
         milestones = {}
         for seed, rows in two.items():
             milestones[str(seed)] = {
-                "global_within_optimum": first_step(
-                    rows, "loss_global",
-                    lambda r, nats=nats: r["loss_global"] <= r["loss_global_bigram_optimum"] + nats),
-                "in_context_above_one_layer": first_step(
-                    rows, "acc_in_context", lambda r, s=seed: r["acc_in_context"] >= one_final[s] + ICL_MARGIN),
+                "global_within_optimum": milestone(
+                    rows, "loss_global", lambda r, nats=nats: r["loss_global_bigram_optimum"] + nats, below=True),
+                "in_context_above_one_layer": milestone(rows, "acc_in_context", one_final[seed] + ICL_MARGIN),
             }
         by_distance[str(nats)] = {"milestones": milestones, "order": order_statistic(
             milestones, ("global_within_optimum", "in_context_above_one_layer"), 0.5)}
@@ -154,8 +146,7 @@ def summarise_top_down(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> di
     for init, runs in curves.items():
         by_threshold = {}
         for level in THRESHOLDS:
-            milestones = {str(seed): {m: first_step(rows, m, lambda r, m=m, level=level: r[m] >= level)
-                                      for m in MEMORIES}
+            milestones = {str(seed): {m: milestone(rows, m, level) for m in MEMORIES}
                           for seed, rows in runs.items()}
             steps = {m: [ms[m] for ms in milestones.values() if ms[m] is not None] for m in MEMORIES}
             by_threshold[str(level)] = {
@@ -181,19 +172,13 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
             all_targets.setdefault(p["depth"], {})[p["seed"]] = rows
         else:
             top_down.setdefault(p["init"], {})[p["seed"]] = rows
-    from inductionlab.experiments.birth_report import setting, write_figures, write_readme
-
     results: dict[str, Any] = {
         "experiment": "birth", "preset": preset_name, "runs": [spec.folder for spec in specs],
         "all_targets": summarise_all_targets(all_targets), "top_down": summarise_top_down(top_down),
         "question": QUESTION, "setting": setting(runs_dir, specs),
     }
-    results["claims"] = claims(results)
-    mark_diverged(results, diverged)
-    results["figures"] = write_figures(all_targets, top_down, results, out)
-    write_readme(results, out)
-    write_results(results, out)
-    return results
+    return finish(out, results, claims=claims(results), diverged=diverged,
+                  figures=partial(write_figures, all_targets, top_down), readme=readme)
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,15 +20,25 @@ undefined and the claim that needs it fails.
 
 from __future__ import annotations
 
-import math
 import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
-from inductionlab.experiments.birth import first_step
-from inductionlab.experiments.claims import Rule, claim
+import torch
+
+from inductionlab.config import InterventionConfig
+from inductionlab.experiments.interventions.report import readme, setting, write_figures
+from inductionlab.experiments.kit.claims import Rule, claim
+from inductionlab.experiments.kit.curves import censored_median, interpolated_milestone, last_evaluation, seed_spread
+from inductionlab.experiments.kit.experiment import experiment_preset
+from inductionlab.experiments.kit.finish import finish
+from inductionlab.experiments.kit.runs import trained_runs
+from inductionlab.interventions import Interventions
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
+from inductionlab.tasks.bigram_task import label_metrics
+from inductionlab.tasks.build import evaluation_batch, make_task
+from inductionlab.train import open_trained
 
 PRESETS = {
     "quick": {"base": "interventions-quick", "seeds": (0, 1, 2, 3, 4), "freeze_until": 50},
@@ -68,36 +78,12 @@ def plan(preset_name: str) -> list[RunSpec]:
             for arm, overrides in arms(preset["freeze_until"]).items() for seed in preset["seeds"]]
 
 
-def crossing(rows: list[dict[str, Any]], key: str, level: float = MILESTONE) -> float | None:
-    """The step at which ``key`` first reaches ``level``, interpolated linearly between the last logged
-    value below it and the first at or above it (the evaluation grid would otherwise round every
-    milestone up to its next evaluation); None when never reached."""
-    reached = first_step(rows, key, lambda r: r[key] >= level)
-    if reached is None:
-        return None
-    logged = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-    index = next(i for i, (step, _) in enumerate(logged) if step == reached)
-    if index == 0:
-        return float(reached)
-    (s0, v0), (s1, v1) = logged[index - 1], logged[index]
-    return s0 + (level - v0) / (v1 - v0) * (s1 - s0)
-
-
 def milestones(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     """When in-context accuracy and ``wo`` first reach 0.9 (interpolated; None: never reached)."""
-    out = {"acc_in_context": crossing(rows, "acc_in_context")}
+    out = {"acc_in_context": interpolated_milestone(rows, "acc_in_context", MILESTONE)}
     if any("wo" in r for r in rows):
-        out["wo"] = crossing(rows, "wo")
+        out["wo"] = interpolated_milestone(rows, "wo", MILESTONE)
     return out
-
-
-def censored_median(steps: list[float | None]) -> float | None:
-    """Median with a never-reached milestone later than every step; None when the median is one of those."""
-    values = sorted(math.inf if s is None else s for s in steps)
-    if not values:
-        return None
-    median = statistics.median(values)
-    return None if math.isinf(median) else float(median)
 
 
 def summarise(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -105,7 +91,7 @@ def summarise(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, A
     out = {}
     for arm, runs in curves.items():
         ms = {str(seed): milestones(rows) for seed, rows in runs.items()}
-        last = {seed: next(r for r in reversed(rows) if "loss_all" in r) for seed, rows in runs.items()}
+        last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
         out[arm] = {
             "milestones": ms,
             "at_step_0": {key: statistics.fmean(rows[0][key] for rows in runs.values())
@@ -128,8 +114,6 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     for spec in specs:
         p = dict(spec.params)
         curves.setdefault(p["arm"], {})[p["seed"]] = RunDir(runs_dir / spec.folder).metrics()
-    from inductionlab.experiments.interventions_report import setting, write_figures, write_readme
-
     results: dict[str, Any] = {
         "experiment": "interventions", "preset": preset_name, "runs": [s.folder for s in specs],
         "freeze_until": preset["freeze_until"], "arms": summarise(curves), "question": QUESTION,
@@ -138,25 +122,13 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
             ablated_at_evaluation(runs_dir / spec.folder) for spec in specs
             if dict(spec.params)["arm"] == "none"]),
     }
-    results["claims"] = claims(results)
-    mark_diverged(results, diverged)
-    results["figures"] = write_figures(curves, results, out)
-    write_readme(results, out)
-    write_results(results, out)
-    return results
+    return finish(out, results, claims=claims(results), diverged=diverged, figures=partial(write_figures, curves),
+                  readme=readme)
 
 
 def ablated_at_evaluation(run_dir: Path) -> float:
     """In-context accuracy of a trained run on its own evaluation batch with layer 1's attention output
     zeroed at evaluation only (docs/science.md §8)."""
-    import torch
-
-    from inductionlab.config import InterventionConfig
-    from inductionlab.interventions import Interventions
-    from inductionlab.tasks.bigram_task import label_metrics
-    from inductionlab.tasks.build import evaluation_batch, make_task
-    from inductionlab.train import open_trained
-
     cfg, model, step = open_trained(run_dir)
     task = make_task(cfg, torch.device("cpu"))
     batch = evaluation_batch(cfg, task, torch.device("cpu"))

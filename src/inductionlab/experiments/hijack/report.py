@@ -1,12 +1,12 @@
-"""Claims, setting and README of the hijack experiment; the figures are in ``hijack_figures``."""
+"""Claims, setting and README of the hijack experiment; the figures are in :mod:`.figures`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from inductionlab.experiments.claims import Rule, claim, claims_table
-from inductionlab.experiments.hijack_analysis import WITHIN_BASELINES
+from inductionlab.experiments.hijack.analysis import WITHIN_BASELINES
+from inductionlab.experiments.kit.claims import Rule, claim, claims_section
+from inductionlab.report.format import number, spread
 
 LABELS = {"weights_only": "weights-only prediction", "readout": "readout with the measured layer-2 attention",
           "scalar": "scalar form of §4.4 (fitted on the other seeds)"}
@@ -117,12 +117,8 @@ def setting(preset: dict[str, Any], cfg, runs: dict) -> str:
             "are fitted on the other seeds' prompts and scored on this seed's.")
 
 
-def _cell(stats: dict[str, Any]) -> str:
-    mean, std = stats.get("mean"), stats.get("std")
-    return "–" if mean is None else f"{mean:.3f} ± {std:.3f}"
-
-
-def write_readme(results: dict[str, Any], out: Path) -> None:
+def readme(results: dict[str, Any]) -> str:
+    """The experiment's README.md: agreement per encoding and subset, crossovers by T, the claims."""
     lines = ["# Knowledge hijack (docs/science.md §5, §6, §7)", "", f"Preset `{results['preset']}`.", "",
              "Query pairs (a, b, c, rival j*): " + ", ".join(
                  f"({p['a']!r}, {p['b']!r}, {p['c']!r}, {p['rival']!r})"
@@ -133,15 +129,14 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
             lines += [f"## {pos_enc}, families 1–3, prompts: {subset} ({entry['prompts_per_seed']} per seed)", "",
                       "| predictor | pooled R² | within-setting R² |", "|---|---|---|"]
             for name, stats in entry["agreement"].items():
-                lines.append(f"| {name} | {_cell(stats['pooled_r2'])} | {_cell(stats['within_r2'])} |")
+                lines.append(f"| {name} | {spread(stats['pooled_r2'])} | {spread(stats['within_r2'])} |")
             lines.append("")
         lines += [f"## {pos_enc}: crossover n* (mean over pairs and seeds; crossed / points)", "",
                   "| T | model | weights-only | readout | scalar (held out) |", "|---|---|---|---|---|"]
         for seq_len, row in enc["crossover"]["by_T"].items():
             lines.append(f"| {seq_len} | " + " | ".join(
-                ("–" if row[k]["mean"] is None else f"{row[k]['mean']:.2f}") + f" ({row[k]['crossed']}/{row[k]['of']})"
+                number(row[k]["mean"], 2) + f" ({row[k]['crossed']}/{row[k]['of']})"
                 for k in ("model", "weights_only", "readout", "scalar")) + " |")
         lines.append("")
-    lines += ["## Claims", "", claims_table(results["claims"])]
-    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
-    (out / "README.md").write_text("\n".join(lines))
+    lines += claims_section(results)
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inductionlab.jsonio import to_strict
+from inductionlab.report.format import number
 
 VERDICTS = ("holds", "partly", "fails")
 
@@ -106,14 +107,16 @@ def claim(text: str, predicted: str, statistic: str, measured: float | None, nul
     return out
 
 
-def _number(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+def claims_section(results: dict[str, Any]) -> list[str]:
+    """The end of every experiment's README: its claims (:func:`claims_table`) and the figures it wrote."""
+    return ["## Claims", "", claims_table(results["claims"]), "",
+            "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
 
 
 def claims_table(claims: list[dict[str, Any]]) -> str:
     """The claims as a Markdown table: measured, null and rule side by side, then the verdict."""
     lines = ["| claim | statistic | measured | null | rule | verdict |", "|---|---|---|---|---|---|"]
-    lines += [f"| {c['claim']} | {c['statistic']} | {_number(c['measured'])} | {_number(c['null'])} ({c['null_name']}) "
+    lines += [f"| {c['claim']} | {c['statistic']} | {number(c['measured'])} | {number(c['null'])} ({c['null_name']}) "
               f"| {c['rule']} | {c['verdict']} |" for c in claims]
     notes = dict.fromkeys(c["diverged_note"] for c in claims if c.get("diverged_note"))
     lines += ["", *(f"Every claim above: {note}." for note in notes)] if notes else []

@@ -1,4 +1,4 @@
-"""Figures and README of the nope3 experiment (written next to ``results.json``)."""
+"""Setting, figures and README of the nope3 experiment (written next to ``results.json``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,22 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
-from inductionlab.experiments.claims import claims_table
-from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.kit.claims import claims_section
+from inductionlab.report.figures import save_figure
+from inductionlab.report.format import number
 
 DISTRIBUTIONS = {"random_tokens": "repeated random tokens", "task": "task sequences"}
 KINDS = ("previous_token", "induction")
+
+
+def setting(cfg: dict[str, Any], test_lengths: list[int]) -> str:
+    """One paragraph: the model (``cfg``: a variant's ``config`` entry), how it was trained and evaluated."""
+    return (f"General transformer (docs/science.md §3.2): {cfg['n_layers']} layers, {cfg['n_heads']} heads, "
+            f"d = {cfg['d_model']},"
+            f" pre-LayerNorm, no positional encoding, trained {cfg['steps']} AdamW steps at T_train = "
+            f"{cfg['train_len']} with {cfg['trigger_mode']} triggers, loss on {cfg['loss_on']} targets, "
+            f"attention-only and with MLPs; evaluated up to {test_lengths[-1]} tokens on non-degenerate sequences; "
+            "head scores on repeated random tokens and on the task's own sequences.")
 
 
 def write_figures(results: dict[str, Any], out: Path) -> list[str]:
@@ -48,7 +59,7 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
             image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
             for layer, values in enumerate(grid):
                 for head, value in enumerate(values):
-                    ax.text(head, layer, "–" if value != value else f"{value:.2f}", ha="center", va="center",
+                    ax.text(head, layer, number(value, 2), ha="center", va="center",
                             color="white" if value != value or value < 0.6 else "black", fontsize=8)
             ax.set_xticks(range(len(grid[0])), [f"head {h + 1}" for h in range(len(grid[0]))])
             ax.set_yticks(range(len(grid)), [f"layer {layer + 1}" for layer in range(len(grid))])
@@ -60,10 +71,11 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
 
 def _best(grid: list[list[float]]) -> str:
     values = [v for row in grid for v in row if v == v]
-    return "–" if not values else f"{max(values):.2f}"
+    return number(max(values), 2) if values else number(None)
 
 
-def write_readme(results: dict[str, Any], out: Path) -> None:
+def readme(results: dict[str, Any]) -> str:
+    """The experiment's README.md: accuracy by length and best heads per variant, the claims."""
     lengths = results["test_lengths"]
     lines = ["# nope3: three-layer position-free general transformers (docs/science.md §6)", "",
              f"Preset `{results['preset']}`. {results['setting']}", "",
@@ -72,11 +84,10 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
              "|---" * (len(lengths) + 5) + "|"]
     for variant, data in results["variants"].items():
         first = data["first_step_acc_in_context"]
-        accs = " | ".join(f"{data['by_length'][str(t)]['acc_in_context']:.3f}" for t in lengths)
+        accs = " | ".join(number(data['by_length'][str(t)]['acc_in_context']) for t in lengths)
         heads = data["head_scores"]
         lines.append(f"| {variant} | {first['0.5']} | {first['0.9']} | {accs} | "
                      f"{_best(heads['task']['previous_token'])} / {_best(heads['random_tokens']['previous_token'])} | "
                      f"{_best(heads['task']['induction'])} / {_best(heads['random_tokens']['induction'])} |")
-    lines += ["", "## Claims", "", claims_table(results["claims"])]
-    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
-    (out / "README.md").write_text("\n".join(lines))
+    lines += ["", *claims_section(results)]
+    return "\n".join(lines)

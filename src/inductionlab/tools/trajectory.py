@@ -33,10 +33,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from inductionlab.config import RunConfig  # noqa: E402
+from inductionlab.curves import first_crossing  # noqa: E402
 from inductionlab.errors import CheckpointError, ConfigError, RunDirError  # noqa: E402
 from inductionlab.interventions import Interventions  # noqa: E402
 from inductionlab.models.build import build_model  # noqa: E402
 from inductionlab.models.names import hook_layers, hook_name  # noqa: E402
+from inductionlab.report.figures import save_figure  # noqa: E402
 from inductionlab.runs import RunDir  # noqa: E402
 from inductionlab.tasks.build import make_task  # noqa: E402
 
@@ -102,14 +104,9 @@ def series(rows: Rows, key: str) -> tuple[list[int], list[float]]:
     return [s for s, _ in points], [v for _, v in points]
 
 
-def first_crossing(rows: Rows, key: str, threshold: float) -> int | None:
-    """The first step at which ``key`` is at least ``threshold``; None if it never is (or is never logged)."""
-    steps, values = series(rows, key)
-    return next((s for s, v in zip(steps, values, strict=True) if v >= threshold), None)
-
-
 def milestones(rows: Rows) -> dict[str, int | None]:
-    """Milestone step of every :data:`MILESTONES` key the rows log (None: never reached)."""
+    """Milestone step of every :data:`MILESTONES` key the rows log (None: never reached;
+    :func:`inductionlab.curves.first_crossing`)."""
     present = {k for r in rows for k, v in r.items() if _number(v)}
     return {key: first_crossing(rows, key, level) for key, level in MILESTONES.items() if key in present}
 
@@ -214,13 +211,11 @@ def draw_trajectory(run_dirs: list[Path], out: Path, *, labels: list[str] | None
     fig = trajectory_figure(runs, run_labels(run_dirs, labels))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "trajectory.png", out / "trajectory.svg"]
     try:
-        for path in paths:
-            fig.savefig(path, dpi=120)
+        save_figure(fig, out, "trajectory")
     finally:
         plt.close(fig)
-    return paths
+    return [out / "trajectory.png", out / "trajectory.svg"]
 
 
 # ---------------------------------------------------------------------------- the attention animation

@@ -17,10 +17,17 @@ import torch
 
 from inductionlab.errors import ConfigError
 from inductionlab.evaluation import batch_at_length, evaluate_length
-from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
+from inductionlab.experiments.kit.curves import seed_spread
+from inductionlab.experiments.kit.experiment import experiment_preset
+from inductionlab.experiments.kit.finish import finish
+from inductionlab.experiments.kit.runs import trained_runs
+from inductionlab.experiments.length.report import claims, readme, setting, write_figures
 from inductionlab.models.names import POS_ENCODINGS
+from inductionlab.prompts.families import PromptSpec, default_pair, make_prompts
 from inductionlab.runs import RunSpec, seed_overrides
 from inductionlab.tasks.build import make_sampler
+from inductionlab.theory.scalar import scalar_terms
+from inductionlab.theory.trained import recall_matrices
 from inductionlab.train import open_trained
 
 PRESETS = {
@@ -64,14 +71,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
                 evaluate_length(model, batch, train_len))
     results = summarise(per_run, train_len, lengths, preset_name)
     results["designed_distance"] = designed_distance(runs, preset, base, lengths[-1])
-    from inductionlab.experiments.length_report import claims, setting, write_figures, write_readme
-
-    results.update(question=QUESTION, setting=setting(preset, base, lengths), claims=claims(results))
-    mark_diverged(results, diverged)
-    results["figures"] = write_figures(results, out)
-    write_readme(results, out)
-    write_results(results, out)
-    return results
+    results.update(question=QUESTION, setting=setting(preset, base, lengths))
+    return finish(out, results, claims=claims(results), diverged=diverged, figures=write_figures, readme=readme)
 
 
 def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_len: int) -> dict[str, Any]:
@@ -81,10 +82,6 @@ def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_
     the theory applies (ape, ape-sincos, rpe, bias) the §4.4 gap with the model's read-off
     memories (:func:`~inductionlab.theory.scalar.scalar_terms`, no fit); mean and spread over seeds.
     """
-    from inductionlab.prompts import PromptSpec, default_pair, make_prompts
-    from inductionlab.theory.scalar import scalar_terms
-    from inductionlab.theory.trained import recall_matrices
-
     train_len = base.data.seq_len
     positions = sorted(p for p in {2, train_len // 2, train_len - 4, train_len + 8, 2 * train_len, seq_len // 2,
                                    seq_len - 4} if 0 <= p <= seq_len - 3)

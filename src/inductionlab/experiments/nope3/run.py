@@ -17,11 +17,17 @@ from typing import Any
 
 import torch
 
+from inductionlab.curves import first_crossing
 from inductionlab.evaluation import batch_at_length, evaluate_length
-from inductionlab.experiments import experiment_preset, mark_diverged, trained_runs, write_results
-from inductionlab.experiments.claims import Rule, claim
+from inductionlab.experiments.kit.claims import Rule, claim
+from inductionlab.experiments.kit.curves import last_evaluation
+from inductionlab.experiments.kit.experiment import experiment_preset
+from inductionlab.experiments.kit.finish import finish
+from inductionlab.experiments.kit.runs import trained_runs
+from inductionlab.experiments.nope3.report import readme, setting, write_figures
 from inductionlab.models.build import build_model
-from inductionlab.runs import RunSpec
+from inductionlab.probes.attention import head_scores, task_head_scores
+from inductionlab.runs import RunDir, RunSpec
 from inductionlab.train import open_trained
 
 PRESETS = {
@@ -43,9 +49,6 @@ def plan(preset_name: str) -> list[RunSpec]:
 
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """Accuracy at every test length and head scores of both variants; results, figure, README."""
-    from inductionlab.probes.attention import head_scores, task_head_scores
-    from inductionlab.runs import RunDir
-
     preset = experiment_preset(PRESETS, preset_name)
     variants: dict[str, Any] = {}
     specs, diverged = trained_runs(runs_dir, plan(preset_name))
@@ -55,8 +58,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         model.eval()
         rows = RunDir(run_dir).metrics()
         train_len = cfg.data.seq_len
-        first = {level: next((r["step"] for r in rows if r.get("acc_in_context", -1) >= level), None)
-                 for level in (0.5, 0.9)}
+        first = {level: first_crossing(rows, "acc_in_context", level) for level in (0.5, 0.9)}
         untrained = build_model(cfg.model, cfg.data.n_tokens, cfg.seeds.init).eval()
         by_length, untrained_by_length = {}, {}
         for seq_len in (max(2, int(f * train_len)) for f in preset["factors"]):
@@ -78,7 +80,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
                        "mlp": cfg.model.mlp, "steps": cfg.train.steps, "train_len": train_len,
                        "trigger_mode": cfg.data.trigger_mode, "loss_on": cfg.train.loss_on},
             "first_step_acc_in_context": {str(k): v for k, v in first.items()},
-            "final_acc_in_context_train_len": next(r for r in reversed(rows) if "loss_all" in r)["acc_in_context"],
+            "final_acc_in_context_train_len": last_evaluation(rows)["acc_in_context"],
             "by_length": by_length,
             "head_scores": scores["trained"],
             "untrained": {"acc_in_context_by_length": untrained_by_length, "head_scores": scores["untrained"]},
@@ -86,21 +88,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         }
     results: dict[str, Any] = {"experiment": "nope3", "preset": preset_name, "variants": variants,
                                "test_lengths": [int(t) for t in next(iter(variants.values()))["by_length"]]}
-    from inductionlab.experiments.nope3_report import write_figures, write_readme
-
-    cfg = variants["with-mlp"]["config"]
-    results.update(question=QUESTION, claims=claims(results), setting=(
-        f"General transformer (docs/science.md §3.2): {cfg['n_layers']} layers, {cfg['n_heads']} heads, "
-        f"d = {cfg['d_model']},"
-        f" pre-LayerNorm, no positional encoding, trained {cfg['steps']} AdamW steps at T_train = {cfg['train_len']} "
-        f"with {cfg['trigger_mode']} triggers, loss on {cfg['loss_on']} targets, attention-only and with MLPs; "
-        f"evaluated up to {results['test_lengths'][-1]} tokens on non-degenerate sequences; head scores on "
-        "repeated random tokens and on the task's own sequences."))
-    mark_diverged(results, diverged)
-    results["figures"] = write_figures(results, out)
-    write_readme(results, out)
-    write_results(results, out)
-    return results
+    results.update(question=QUESTION, setting=setting(variants["with-mlp"]["config"], results["test_lengths"]))
+    return finish(out, results, claims=claims(results), diverged=diverged, figures=write_figures, readme=readme)
 
 
 def _best(scores: dict[str, list[list[float]]], kind: str, layers: slice = slice(None)) -> float:

@@ -3,7 +3,7 @@
 Families 1–3 and 5 run on models trained with random triggers, all-target loss and a linear
 ``W_F``, once with relative (``rpe``) and once with absolute (``ape``) positions; family 4 on the
 same model trained with fixed triggers. Every configuration is trained with several seeds. Each
-setting's prompts come from several query pairs (:mod:`~inductionlab.experiments.hijack_prompts`),
+setting's prompts come from several query pairs (:mod:`~inductionlab.prompts.query_pairs`),
 every prompt is evaluated on the model and on the three predictions of docs/science.md §4.5, and every
 claim compares a statistic of the theory with the same statistic of a null (docs/science.md §7):
 
@@ -23,10 +23,16 @@ from typing import Any
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.experiments import experiment_preset, mark_diverged, trained_runs, write_results
-from inductionlab.experiments.hijack_analysis import analyse_encoding, analyse_non_trigger, mean_decomposition
-from inductionlab.experiments.hijack_eval import PromptTable, evaluate_model
-from inductionlab.experiments.hijack_prompts import (
+from inductionlab.experiments.hijack.analysis import analyse_encoding, analyse_non_trigger, mean_decomposition
+from inductionlab.experiments.hijack.eval import PromptTable, evaluate_model
+from inductionlab.experiments.hijack.figures import write_figures
+from inductionlab.experiments.hijack.report import claims, readme, setting
+from inductionlab.experiments.kit.experiment import experiment_preset
+from inductionlab.experiments.kit.finish import finish
+from inductionlab.experiments.kit.runs import trained_runs
+from inductionlab.models.names import ABSOLUTE_ENCODINGS
+from inductionlab.prompts.query_pairs import (
+    PAIR_SEED,
     SettingPrompts,
     build_prompts,
     core_settings,
@@ -35,7 +41,6 @@ from inductionlab.experiments.hijack_prompts import (
     trigger_contrast_settings,
     unigram_settings,
 )
-from inductionlab.models.names import ABSOLUTE_ENCODINGS
 from inductionlab.runs import RunSpec, seed_overrides
 from inductionlab.tasks.build import make_sampler
 from inductionlab.theory.trained import recall_matrices, score_decomposition
@@ -55,7 +60,6 @@ PRESETS = {
 }
 MODELS = (("random", "rpe"), ("random", "ape"), ("fixed", "rpe"))
 ENCODINGS = ("rpe", "ape")
-PAIR_SEED = 5
 QUESTION = ("When the prompt and the stored bigram disagree, which wins, and do the closed-form logits of "
             "docs/science.md §4.4/§4.5 predict the model's choice better than predictors that know nothing of the "
             "mechanism?")
@@ -134,12 +138,9 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     fixed_tables = {seed: _evaluate(run_dir, fixed_prompts)[0] for seed, run_dir in runs[("fixed", "rpe")].items()}
     results["family_4"] = analyse_non_trigger(fixed_tables, fixed_settings, n_non_trigger, preset)
 
-    from inductionlab.experiments.hijack_figures import write_figures
-    from inductionlab.experiments.hijack_report import claims, setting, write_readme
+    results.update(question=QUESTION, setting=setting(preset, cfg, runs))
 
-    results.update(question=QUESTION, setting=setting(preset, cfg, runs), claims=claims(results))
-    mark_diverged(results, diverged)
-    results["figures"] = write_figures(results, tables_by_encoding, core, unigram, out)
-    write_readme(results, out)
-    write_results(results, out)
-    return results
+    def figures(results: dict[str, Any], out: Path) -> list[str]:
+        return write_figures(results, tables_by_encoding, core, unigram, out)
+
+    return finish(out, results, claims=claims(results), diverged=diverged, figures=figures, readme=readme)

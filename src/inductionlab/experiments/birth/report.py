@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.experiments.claims import claims_table
-from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.kit.claims import claims_section
+from inductionlab.experiments.kit.curves import last_evaluation
+from inductionlab.experiments.kit.figures import seed_band
+from inductionlab.report.figures import save_figure
+from inductionlab.report.format import spread
 from inductionlab.runs import RunDir
 
 MEMORY_COLORS = {"wo": "tab:green", "wk2": "tab:orange", "wk1": "tab:purple"}
@@ -32,30 +34,15 @@ def setting(runs_dir: Path, specs) -> str:
     return " ".join(parts) + " Accuracies are over non-degenerate evaluation sequences."
 
 
-def _band(ax, runs: dict[int, list[dict[str, Any]]], key: str, **style) -> None:
-    """Mean over seeds as a line, min–max over seeds as a band (steps where every seed logged ``key``)."""
-    by_step: dict[int, list[float]] = {}
-    for rows in runs.values():
-        for r in rows:
-            if r.get(key) is not None:
-                by_step.setdefault(r["step"], []).append(r[key])
-    steps = [s for s, v in sorted(by_step.items()) if len(v) == len(runs)]
-    if not steps:
-        return
-    line, = ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps], **style)
-    ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
-                    color=line.get_color(), alpha=0.2, lw=0)
-
-
 def write_figures(all_targets, top_down, results: dict[str, Any], out: Path) -> list[str]:
     """Setting (a): losses and accuracy, 2 vs 1 layer; setting (b): probes per init and the milestones."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.2))
     two, one = all_targets["two-layer"], all_targets["one-layer"]
     for runs, style, label in ((two, "-", "2 layers"), (one, "--", "1 layer")):
-        _band(ax_loss, runs, "loss_global", ls=style, color="tab:blue", label=f"global bigram targets, {label}")
-        _band(ax_loss, runs, "loss_in_context", ls=style, color="tab:red", label=f"in-context targets, {label}")
-        _band(ax_acc, runs, "acc_in_context", ls=style, color="black", label=label)
-    optimum = next(r for r in reversed(next(iter(two.values()))) if "loss_all" in r)["loss_global_bigram_optimum"]
+        seed_band(ax_loss, runs, "loss_global", ls=style, color="tab:blue", label=f"global bigram targets, {label}")
+        seed_band(ax_loss, runs, "loss_in_context", ls=style, color="tab:red", label=f"in-context targets, {label}")
+        seed_band(ax_acc, runs, "acc_in_context", ls=style, color="black", label=label)
+    optimum = last_evaluation(next(iter(two.values())))["loss_global_bigram_optimum"]
     ax_loss.axhline(optimum, color="tab:blue", lw=0.8, ls=":", label="bigram optimum")
     ax_loss.set(xlabel="step", ylabel="loss", title="(a) losses, mean and min–max over seeds")
     ax_acc.set(xlabel="step", ylabel="accuracy", ylim=(0, 1.02),
@@ -68,8 +55,8 @@ def write_figures(all_targets, top_down, results: dict[str, Any], out: Path) -> 
     fig, axes = plt.subplots(1, len(inits) + 1, figsize=(6 * len(inits) + 5, 4.2), squeeze=False)
     for ax, init in zip(axes[0], inits, strict=False):
         for mem, color in MEMORY_COLORS.items():
-            _band(ax, top_down[init], mem, color=color, label=mem)
-        _band(ax, top_down[init], "wk2_triggers", color=MEMORY_COLORS["wk2"], ls=":", label="wk2_triggers")
+            seed_band(ax, top_down[init], mem, color=color, label=mem)
+        seed_band(ax, top_down[init], "wk2_triggers", color=MEMORY_COLORS["wk2"], ls=":", label="wk2_triggers")
         for level in (0.8, 0.9, 0.95):
             ax.axhline(level, color="grey", lw=0.6, ls=":")
         ax.set(xlabel="step", ylabel="recall", ylim=(0, 1.02), title=f"(b) memory probes, {init} init")
@@ -88,11 +75,8 @@ def write_figures(all_targets, top_down, results: dict[str, Any], out: Path) -> 
     return names
 
 
-def _cell(stats: dict[str, Any] | None) -> str:
-    return "–" if not stats or stats.get("mean") is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
-
-
-def write_readme(results: dict[str, Any], out: Path) -> None:
+def readme(results: dict[str, Any]) -> str:
+    """The experiment's README.md: both settings' tables and the claims."""
     a, b = results["all_targets"], results["top_down"]
     lines = ["# Birth of an induction head (docs/science.md §6)", "",
              f"Preset `{results['preset']}`. {results['setting']}", "",
@@ -100,9 +84,9 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
              "| depth | in-context acc. | over all sequences | degenerate share of in-context targets | global loss "
              "| bigram optimum |", "|---|---|---|---|---|---|"]
     for depth, final in a["final"].items():
-        lines.append(f"| {depth} | {_cell(final.get('acc_in_context'))} | {_cell(final.get('acc_in_context_all'))} | "
-                     f"{_cell(final.get('degenerate_in_context_share'))} | {_cell(final.get('loss_global'))} | "
-                     f"{_cell(final.get('loss_global_bigram_optimum'))} |")
+        lines.append(f"| {depth} | {spread(final.get('acc_in_context'))} | {spread(final.get('acc_in_context_all'))} | "
+                     f"{spread(final.get('degenerate_in_context_share'))} | {spread(final.get('loss_global'))} | "
+                     f"{spread(final.get('loss_global_bigram_optimum'))} |")
     lines += ["", "Global knowledge first, by how close to the bigram optimum the global loss must come (the claim "
               "uses 0.05 nats; in-context milestone: accuracy above the one-layer model's final + 0.1):", "",
               "| within (nats) | global first / tied / in-context first / undetermined | steps per seed (global, "
@@ -124,6 +108,5 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
                             for m in ("wo", "wk2", "wk1"))
             lines.append(f"| {init} | {level} | {o['in_order']} / {o['tied']} / {o['other_order']} / "
                          f"{o['undetermined']} | {med} | {rng} |")
-    lines += ["", "## Claims", "", claims_table(results["claims"]), "",
-              "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
-    (out / "README.md").write_text("\n".join(lines))
+    lines += ["", *claims_section(results)]
+    return "\n".join(lines)

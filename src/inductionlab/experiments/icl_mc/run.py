@@ -21,14 +21,23 @@ Bayes loss or stops at the bigram one.
 from __future__ import annotations
 
 import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from inductionlab.experiments import experiment_preset, mark_diverged, seed_spread, trained_runs, write_results
-from inductionlab.experiments.claims import Rule, claim
+from inductionlab.experiments.icl_mc.report import readme, setting, write_figures
+from inductionlab.experiments.kit.claims import Rule, claim
+from inductionlab.experiments.kit.curves import evaluations, last_evaluation, seed_spread
+from inductionlab.experiments.kit.experiment import experiment_preset
+from inductionlab.experiments.kit.finish import finish
+from inductionlab.experiments.kit.runs import trained_runs
+from inductionlab.models.build import build_model
+from inductionlab.probes.attention import task_head_scores
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
+from inductionlab.tasks.build import make_task
+from inductionlab.train import open_trained
 
 PRESETS = {
     "quick": {"base": "icl-mc-quick", "seeds": (0, 1, 2), "orders": (2,)},
@@ -65,7 +74,7 @@ def _on_plateau(row: dict[str, Any]) -> bool:
 def plateau_share(rows: list[dict[str, Any]], steps: int) -> float:
     """Share of training spent on the unigram plateau: the evaluation intervals with both ends where
     ``KL(unigram ‖ model) < 0.25 κ`` and ``KL(Bayes ‖ model) > 0.5 κ`` (``κ = KL(unigram ‖ Bayes)``)."""
-    evals = [r for r in rows if "kl_bayes" in r]
+    evals = evaluations(rows)
     on = sum(b["step"] - a["step"] for a, b in zip(evals, evals[1:], strict=False) if _on_plateau(a) and _on_plateau(b))
     return on / steps
 
@@ -73,7 +82,7 @@ def plateau_share(rows: list[dict[str, Any]], steps: int) -> float:
 def left_for_bayes(rows: list[dict[str, Any]]) -> bool:
     """Whether the model ends at the Bayes strategy, ``KL(Bayes ‖ model) < 0.25 κ`` at the last evaluation:
     a plateau counts only if it was left (a model that stays at the unigram strategy sits on it forever)."""
-    last = _last_eval(rows)
+    last = last_evaluation(rows)
     return last["kl_bayes"] < 0.25 * last["kl_unigram_to_bayes"]
 
 
@@ -81,11 +90,6 @@ def left_for_bayes(rows: list[dict[str, Any]]) -> bool:
 def head_scores_held_out(run_dir: Path, n: int = 64) -> dict[str, dict[str, float]]:
     """The best previous-token score in layer 1 and induction score in layer 2 (docs/science.md §4.2, on
     held-out sequences of the run's task), for the trained model and the same model at step 0."""
-    from inductionlab.models.build import build_model
-    from inductionlab.probes.attention import task_head_scores
-    from inductionlab.tasks.build import make_task
-    from inductionlab.train import open_trained
-
     cfg, trained, _ = open_trained(run_dir)
     batch = make_task(cfg, torch.device("cpu")).sample(n, torch.Generator().manual_seed(10_000))
     out = {}
@@ -98,10 +102,6 @@ def head_scores_held_out(run_dir: Path, n: int = 64) -> dict[str, dict[str, floa
     return out
 
 
-def _last_eval(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return next(r for r in reversed(rows) if "kl_bayes" in r)
-
-
 def summarise(curves: dict[tuple[int, str], dict[int, list[dict[str, Any]]]], runs_dir: Path,
               specs: list[RunSpec]) -> dict[str, Any]:
     """Per (order, depth): final losses and KLs over seeds, plateau shares, and (two layers) head scores."""
@@ -111,7 +111,7 @@ def summarise(curves: dict[tuple[int, str], dict[int, list[dict[str, Any]]]], ru
     out: dict[str, Any] = {}
     for (order, depth), runs in curves.items():
         steps = RunDir(runs_dir / folders[(order, depth, next(iter(runs)))]).config().train.steps
-        last = {seed: _last_eval(rows) for seed, rows in runs.items()}
+        last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
         entry: dict[str, Any] = {
             "final": {k: seed_spread([row.get(k) for row in last.values()]) for k in keys
                   if any(row.get(k) is not None for row in last.values())},
@@ -132,17 +132,11 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     for spec in specs:
         p = dict(spec.params)
         curves.setdefault((p["order"], p["depth"]), {})[p["seed"]] = RunDir(runs_dir / spec.folder).metrics()
-    from inductionlab.experiments.icl_mc_report import setting, write_figures, write_readme
-
     results: dict[str, Any] = {"experiment": "icl-mc", "preset": preset_name, "runs": [s.folder for s in specs],
                                "question": QUESTION, "setting": setting(runs_dir, specs),
                                "models": summarise(curves, runs_dir, specs)}
-    results["claims"] = claims(results)
-    mark_diverged(results, diverged)
-    results["figures"] = write_figures(curves, results, out)
-    write_readme(results, out)
-    write_results(results, out)
-    return results
+    return finish(out, results, claims=claims(results), diverged=diverged, figures=partial(write_figures, curves),
+                  readme=readme)
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:

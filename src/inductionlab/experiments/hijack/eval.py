@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from inductionlab.experiments.hijack_prompts import SettingPrompts
-from inductionlab.theory.scalar import read_off_scalars, scalar_gap_terms
+from inductionlab.prompts.query_pairs import SettingPrompts
+from inductionlab.theory.scalar import SCALE_GRID, read_off_scalars, scalar_gap_terms
 from inductionlab.theory.trained import (
     RecallMatrices,
     measured_layer2_pattern,
@@ -132,8 +132,6 @@ def evaluate_model(model, rec: RecallMatrices, prompts: Sequence[SettingPrompts]
 
 def _unit_grid_index() -> int:
     """The grid point with both scales 1: the read-off form without a fit."""
-    from inductionlab.theory.scalar import SCALE_GRID
-
     return SCALE_GRID.index(1.0) * len(SCALE_GRID) + SCALE_GRID.index(1.0)
 
 

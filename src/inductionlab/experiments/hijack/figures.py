@@ -8,11 +8,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from inductionlab.experiments.figures import save_figure
-from inductionlab.experiments.hijack_analysis import WITHIN_BASELINES
-from inductionlab.experiments.hijack_prompts import Setting
-from inductionlab.experiments.hijack_report import JUDGED, claim_subset
-from inductionlab.experiments.hijack_stats import group_means
+from inductionlab.experiments.hijack.analysis import WITHIN_BASELINES
+from inductionlab.experiments.hijack.report import JUDGED, claim_subset
+from inductionlab.experiments.hijack.stats import group_means
+from inductionlab.prompts.query_pairs import Setting
+from inductionlab.report.figures import save_figure
+from inductionlab.report.format import number
 
 PANELS = ("weights_only", "readout", "scalar")
 COLORS = {"model": "black", "weights_only": "tab:orange", "readout": "tab:blue", "scalar": "tab:green",
@@ -57,19 +58,15 @@ def _scatter(results, tables, core, out: Path, centred: bool) -> str:
                        rasterized=True)
             lo, hi = float(measured.min()), float(measured.max())
             ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
-            ax.set_title(f"{pos_enc}: {name}\nwithin R² {_fmt(stats[name]['within_r2']['mean'])} "
-                         f"({best.replace('_', ' ')} {_fmt(baselines[best])}), "
-                         f"pooled {_fmt(stats[name]['pooled_r2']['mean'])}", fontsize=9)
+            ax.set_title(f"{pos_enc}: {name}\nwithin R² {number(stats[name]['within_r2']['mean'], 2)} "
+                         f"({best.replace('_', ' ')} {number(baselines[best], 2)}), "
+                         f"pooled {number(stats[name]['pooled_r2']['mean'], 2)}", fontsize=9)
             ax.set_xlabel("measured gap" + (" − setting mean" if centred else ""))
             ax.legend(fontsize=7, loc="upper left")
             if col == 0:
                 ax.set_ylabel(f"predicted gap{' − setting mean' if centred else ''} ({subset} prompts)")
     name = "within_setting" if centred else "predicted_vs_measured"
     return save_figure(fig, out, name)
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
 
 
 def _gaps(tables: list, name: str, centred: bool) -> torch.Tensor:
@@ -116,8 +113,8 @@ def _crossover(results, out: Path) -> str:
         ax.set(xscale="log", xlabel="prompt length T", ylabel="n* (mean over crossing pairs and seeds)")
         judged = "" if "crossover" in JUDGED.get(pos_enc, ()) else " (not judged: most pairs lie beyond T_train)"
         ax.set_title(f"{pos_enc}: crossover n*{judged}\nMAE " + ", ".join(
-            f"{name} {_fmt(cross['mae'][name]['mean'])}" for name in PANELS)
-            + f", constant per T {_fmt(cross['constant_mae']['mean'])}", fontsize=9)
+            f"{name} {number(cross['mae'][name]['mean'], 2)}" for name in PANELS)
+            + f", constant per T {number(cross['constant_mae']['mean'], 2)}", fontsize=9)
         ax.set_xticks(lengths, [str(t) for t in lengths])
         ax.minorticks_off()
         ax.legend(fontsize=7)

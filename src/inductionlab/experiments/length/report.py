@@ -8,7 +8,9 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
-from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.kit.claims import Rule, claim, claims_section
+from inductionlab.report.figures import save_figure
+from inductionlab.report.format import number, spread
 
 
 def _series(results: dict[str, Any], pos_enc: str, key: str) -> tuple[list[int], list[float], list[float]]:
@@ -81,11 +83,8 @@ def _distance_figure(results: dict[str, Any], out: Path) -> str:
     return save_figure(fig, out, "designed_distance")
 
 
-def _fmt(stats: dict[str, Any] | None) -> str:
-    return "–" if stats is None or stats["mean"] is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
-
-
-def write_readme(results: dict[str, Any], out: Path) -> None:
+def readme(results: dict[str, Any]) -> str:
+    """The experiment's README.md: accuracy by test length, before and beyond T_train, family 2, the claims."""
     lengths = results["test_lengths"]
     train_len = results["train_len"]
     lines = [
@@ -97,10 +96,10 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         "|---" * (len(lengths) + 1) + "|",
     ]
     for pos_enc, by_len in results["encodings"].items():
-        lines.append(f"| {pos_enc} | " + " | ".join(_fmt(by_len[str(t)]["acc_in_context"]) for t in lengths) + " |")
+        lines.append(f"| {pos_enc} | " + " | ".join(spread(by_len[str(t)]["acc_in_context"]) for t in lengths) + " |")
     shares = next(iter(results["encodings"].values()))
     lines += ["", "Accuracies are over non-degenerate sequences; the degenerate ones (the same sequences for every "
-              "encoding) supply " + ", ".join(f"{shares[str(t)]['degenerate_in_context_share']['mean']:.2f}"
+              "encoding) supply " + ", ".join(number(shares[str(t)]['degenerate_in_context_share']['mean'], 2)
                                               for t in lengths)
               + f" of the in-context targets at T = {', '.join(str(t) for t in lengths)}."]
     longest = str(lengths[-1])
@@ -108,9 +107,9 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
               "| encoding | before | beyond | layer-1 previous-token, beyond |", "|---|---|---|---|"]
     for pos_enc, by_len in results["encodings"].items():
         row = by_len[longest]
-        lines.append(f"| {pos_enc} | {_fmt(row['acc_in_context_before_train_len'])} | "
-                     f"{_fmt(row['acc_in_context_beyond_train_len'])} | "
-                     f"{_fmt(row['layer1_prev_token_beyond_train_len'])} |")
+        lines.append(f"| {pos_enc} | {spread(row['acc_in_context_before_train_len'])} | "
+                     f"{spread(row['acc_in_context_beyond_train_len'])} | "
+                     f"{spread(row['layer1_prev_token_beyond_train_len'])} |")
     if results.get("designed_distance"):
         data = results["designed_distance"]
         positions = [r["position"] for r in next(iter(data["rows"].values()))]
@@ -120,14 +119,11 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
                   "| encoding | " + " | ".join(f"s₀={p}" for p in positions) + " |",
                   "|---" * (len(positions) + 1) + "|"]
         for pos_enc, rows in data["rows"].items():
-            cells = [f"{r['model_p_b']['mean']:.2f} ± {r['model_p_b']['std']:.2f} ({r['model_gap']['mean']:.1f}"
-                     + (f"; {r['theory_gap']['mean']:.1f})" if "theory_gap" in r else ")") for r in rows]
+            cells = [f"{spread(r['model_p_b'], 2)} ({number(r['model_gap']['mean'], 1)}"
+                     + (f"; {number(r['theory_gap']['mean'], 1)})" if "theory_gap" in r else ")") for r in rows]
             lines.append(f"| {pos_enc} | " + " | ".join(cells) + " |")
-    from inductionlab.experiments.claims import claims_table
-
-    lines += ["", "## Claims", "", claims_table(results["claims"])]
-    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
-    (out / "README.md").write_text("\n".join(lines))
+    lines += ["", *claims_section(results)]
+    return "\n".join(lines)
 
 
 def setting(preset: dict[str, Any], base, lengths: list[int]) -> str:
@@ -141,8 +137,6 @@ def setting(preset: dict[str, Any], base, lengths: list[int]) -> str:
 
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     """§4.4 (iv): absolute positions do not extrapolate, relative ones do; each against a null (docs/science.md §7)."""
-    from inductionlab.experiments.claims import Rule, claim
-
     lengths, train_len, enc = results["test_lengths"], results["train_len"], results["encodings"]
     longest = str(lengths[-1])
     at_4x = str(min(lengths, key=lambda t: abs(t - 4 * train_len)))

@@ -1,4 +1,4 @@
-"""The designed prompts of the hijack experiment (docs/science.md §5): settings × query pairs.
+"""Query pairs and settings of designed prompts (docs/science.md §5), as the hijack experiment and patching use them.
 
 A **setting** fixes what the theory varies (family, ``T``, ``n``, the pair's position, ``n_b``/``n_c``,
 planted copies); its prompts are drawn from several **query pairs** ``(a, b, c, rival)``, so that
@@ -17,8 +17,10 @@ import torch
 from torch import Tensor
 
 from inductionlab.errors import ConfigError
-from inductionlab.prompts import PromptSpec, default_pair, global_favourite, make_prompts
+from inductionlab.prompts.families import PromptSpec, default_pair, global_favourite, make_prompts
 from inductionlab.tasks.sources import BigramSource
+
+PAIR_SEED = 5  # the seed the hijack experiment draws its query pairs with (patching draws seed 0's pairs from it)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """Activation patching at evaluation: which layer and position carry the knowledge hijack (docs/science.md §5, §8).
 
 **Prompts.** A *clean* prompt is one of the hijack experiment's family-1 prompts (docs/science.md §5,
-``count``; :mod:`~inductionlab.experiments.hijack_prompts`): ``n`` pairs ``(a, b)`` in a bigram filler
+``count``; :mod:`~inductionlab.prompts.query_pairs`): ``n`` pairs ``(a, b)`` in a bigram filler
 that never emits ``a``, then the query ``a`` at the last position. Its *corrupted* twin is the same
 prompt, same length, with every token right after an earlier ``a`` (the planted ``b``) replaced by a
 filler drawn from the bigram row ``π_b(·|a)`` without ``a`` and ``b`` (:func:`corrupt`, seeded): what the
 stored bigram would have put there, so only the in-context evidence for ``b`` is gone. Query pairs come
-from :func:`~inductionlab.experiments.hijack_prompts.query_pairs` as the hijack experiment draws them:
+from :func:`~inductionlab.prompts.query_pairs.query_pairs` as the hijack experiment draws them:
 any frequent token for a run trained with random triggers, a fixed trigger otherwise.
 
 **Gap.** ``ξ_b − ξ_rival`` at the last position, ``rival = j* = argmax_j π_b(j|a)`` (docs/science.md §5).
@@ -34,15 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 from torch import Tensor, nn
 
 from inductionlab import jsonio
 from inductionlab.errors import ConfigError, ShapeError
-from inductionlab.experiments import results_folder
-from inductionlab.experiments.hijack import PAIR_SEED
-from inductionlab.experiments.hijack_prompts import QueryPair, Setting, build_prompts, query_pairs
 from inductionlab.models.names import HEAD_POINTS, hook_name, hook_template, is_hook_point
+from inductionlab.prompts.query_pairs import PAIR_SEED, QueryPair, Setting, build_prompts, query_pairs
+from inductionlab.report.figures import save_figure
+from inductionlab.report.output import results_folder
 from inductionlab.runs import atomic_write
 from inductionlab.tasks.build import make_sampler
 from inductionlab.tasks.sources import BigramSource
@@ -262,10 +263,6 @@ def _summary(prompts: PatchPrompts, found: dict[str, Any]) -> dict[str, Any]:
 def write_heatmaps(tables: dict[str, Tensor], b_share: list[float], out: Path, title: str) -> list[str]:
     """One heatmap per site kind (rows: layers, columns: positions; colour: fraction restored, clipped to
     [−1, 1], diverging around 0), above the share of kept prompts whose token at ``p`` was corrupted."""
-    import matplotlib.pyplot as plt
-
-    from inductionlab.experiments.figures import save_figure  # selects the Agg backend
-
     names = []
     for kind, table in tables.items():
         n_layers, seq_len = table.shape

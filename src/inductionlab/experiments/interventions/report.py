@@ -7,9 +7,10 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.experiments.birth_report import _band
-from inductionlab.experiments.claims import claims_table
-from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.kit.claims import claims_section
+from inductionlab.experiments.kit.figures import seed_band
+from inductionlab.report.figures import save_figure
+from inductionlab.report.format import spread
 from inductionlab.runs import RunDir
 
 ARM_COLORS = {"none": "black", "clamp-previous-token": "tab:blue", "freeze-wk2": "tab:orange",
@@ -38,7 +39,7 @@ def write_figures(curves: dict[str, dict[int, list[dict[str, Any]]]], results: d
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, (key, title) in zip(axes, panels, strict=True):
         for arm, runs in curves.items():
-            _band(ax, runs, key, color=ARM_COLORS.get(arm), label=arm)
+            seed_band(ax, runs, key, color=ARM_COLORS.get(arm), label=arm)
         ax.axhline(0.9, color="grey", lw=0.6, ls=":")
         ax.set(xlabel="step", title=title, ylim=(0, 1.02))
     axes[0].legend(fontsize=7)
@@ -64,7 +65,8 @@ def write_figures(curves: dict[str, dict[int, list[dict[str, Any]]]], results: d
     return names
 
 
-def write_readme(results: dict[str, Any], out: Path) -> None:
+def readme(results: dict[str, Any]) -> str:
+    """The experiment's README.md: milestones per arm and seed, the ablation at evaluation, the claims."""
     lines = ["# Interventions during training (docs/science.md §8)", "",
              f"Preset `{results['preset']}`. {results['setting']}", "",
              "| arm | milestone acc ≥ 0.9 per seed | median | wo ≥ 0.9 per seed | median | final in-context acc. |",
@@ -76,20 +78,14 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
         med = data["median"]
         final = data["final"]["acc_in_context"]
         lines.append(f"| {arm} | {acc} | {_step(med['acc_in_context'])} | {wo} | {_step(med['wo'])} | "
-                     f"{_num(final['mean'])} ± {_num(final['std'])} |")
+                     f"{spread(final)} |")
     removed = results["none_ablated_at_evaluation"]
     lines += ["", "Milestones are interpolated between the last logged value below 0.9 and the first at or above "
               "it. A milestone never reached counts as later than every step; a median that falls on one is "
               "undefined (–).", "", f"The trained `none` arm with layer 1's attention output zeroed at evaluation "
-              f"only: in-context accuracy {_num(removed['mean'])} ± {_num(removed['std'])}.", "", "## Claims", "",
-              claims_table(results["claims"]), "",
-              "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
-    (out / "README.md").write_text("\n".join(lines))
+              f"only: in-context accuracy {spread(removed)}.", "", *claims_section(results)]
+    return "\n".join(lines)
 
 
 def _step(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f}"
-
-
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:g}" if float(value).is_integer() else f"{value:.3f}"
+    return "never" if value is None else f"{value:.1f}"  # a step, interpolated: one decimal at any size

@@ -7,9 +7,10 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.experiments.birth_report import _band
-from inductionlab.experiments.claims import claims_table
-from inductionlab.experiments.figures import save_figure
+from inductionlab.experiments.kit.claims import claims_section
+from inductionlab.experiments.kit.figures import seed_band
+from inductionlab.report.figures import save_figure
+from inductionlab.report.format import number
 from inductionlab.runs import RunDir
 
 STRATEGY_COLORS = {"uniform": "tab:grey", "unigram": "tab:orange", "bayes": "tab:blue", "true": "black"}
@@ -37,8 +38,8 @@ def write_figures(curves, results: dict[str, Any], out: Path) -> list[str]:
         fig, axes = plt.subplots(1, len(depths), figsize=(6 * len(depths), 4), squeeze=False)
         for ax, depth in zip(axes[0], depths, strict=True):
             for name, color in STRATEGY_COLORS.items():
-                _band(ax, curves[(order, depth)], f"kl_{name}", color=color, label=f"KL({name} ‖ model)")
-            _band(ax, curves[(order, depth)], "kl_unigram_to_bayes", color="tab:purple", ls=":",
+                seed_band(ax, curves[(order, depth)], f"kl_{name}", color=color, label=f"KL({name} ‖ model)")
+            seed_band(ax, curves[(order, depth)], "kl_unigram_to_bayes", color="tab:purple", ls=":",
                   label="KL(unigram ‖ Bayes)")
             ax.set(xlabel="step", ylabel="nats", yscale="log", title=f"order {order}, {depth}")
             ax.legend(fontsize=7)
@@ -61,26 +62,26 @@ def write_figures(curves, results: dict[str, Any], out: Path) -> list[str]:
     return names
 
 
-def write_readme(results: dict[str, Any], out: Path) -> None:
+def readme(results: dict[str, Any]) -> str:
+    """The experiment's README.md: final losses against the reference strategies, plateaus, the claims."""
     lines = ["# Statistical induction heads: in-context Markov chains (docs/science.md §10)", "",
              f"Preset `{results['preset']}`. {results['setting']}", "",
              "| model | final loss | L_uniform | L_unigram | L_Bayes | L_true | unigram-plateau share per seed |",
              "|---|---|---|---|---|---|---|"]
     for name, model in results["models"].items():
         f = model["final"]
-        shares = ", ".join(f"{v:.2f}" for v in model["plateau_share"].values())
-        lines.append(f"| {name} | {_cell(f['loss_in_context'])} | {_cell(f['loss_uniform'])} | "
-                     f"{_cell(f['loss_unigram'])} | {_cell(f['loss_bayes'])} | {_cell(f['loss_true'])} | {shares} |")
+        shares = ", ".join(number(v, 2) for v in model["plateau_share"].values())
+        lines.append(f"| {name} | {_mean(f['loss_in_context'])} | {_mean(f['loss_uniform'])} | "
+                     f"{_mean(f['loss_unigram'])} | {_mean(f['loss_bayes'])} | {_mean(f['loss_true'])} | {shares} |")
     if "n3-two-layer" in results["models"]:
         lower = results["models"]["n3-two-layer"]["final"]["loss_bayes_lower_order"]
-        lines += ["", f"Order 3: the bigram Bayes predictor's loss on the same targets is {_cell(lower)}."]
+        lines += ["", f"Order 3: the bigram Bayes predictor's loss on the same targets is {_mean(lower)}."]
     lines += ["", "A plateau counts for a seed only if the model leaves it: it ends with KL(Bayes ‖ model) < 0.25 κ "
               "(left per seed, two layers: " + ", ".join(
                   str(v) for v in results["models"]["n2-two-layer"]["left_for_bayes"].values()) + ")."]
-    lines += ["", "## Claims", "", claims_table(results["claims"]), "",
-              "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
-    (out / "README.md").write_text("\n".join(lines))
+    lines += ["", *claims_section(results)]
+    return "\n".join(lines)
 
 
-def _cell(stats: dict[str, Any]) -> str:
-    return "–" if stats.get("mean") is None else f"{stats['mean']:.4f}"
+def _mean(stats: dict[str, Any]) -> str:
+    return number(stats.get("mean"), 4)

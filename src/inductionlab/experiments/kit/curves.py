@@ -1,0 +1,63 @@
+"""Numbers over the seeds of an experiment (docs/science.md §7): spreads, censored medians, milestones.
+
+- :func:`evaluations`, :func:`last_evaluation`: the rows evaluation steps logged, and the last of
+  them (probe-only rows hold the memory probes alone, a diverged step its cause; an evaluation row
+  of every task holds ``loss_in_context``);
+- :func:`seed_spread`: mean, std, min, max and count over seeds, a missing value left out;
+- :func:`censored_median`: the median of milestone steps where a milestone never reached counts as
+  later than every step;
+- :func:`milestone` and :func:`interpolated_milestone`: :mod:`inductionlab.curves`' crossings of a
+  metric every run must log (RunDirError when no row holds it).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from inductionlab.curves import Level, Rows, first_crossing, interpolated_crossing
+from inductionlab.errors import RunDirError
+
+EVALUATION_KEY = "loss_in_context"  # logged at every evaluation step of every task, never by a probe step
+
+
+def evaluations(rows: Rows) -> Rows:
+    """The metrics rows evaluation steps logged, in order (no probe-only or divergence row)."""
+    return [r for r in rows if EVALUATION_KEY in r]
+
+
+def last_evaluation(rows: Rows) -> dict[str, Any]:
+    """The last metrics row an evaluation step logged (RunDirError when there is none)."""
+    row = next((r for r in reversed(rows) if EVALUATION_KEY in r), None)
+    if row is None:
+        raise RunDirError("metrics: no evaluation row logged; train the run first")
+    return row
+
+
+def seed_spread(values: list[float | None]) -> dict[str, float | None]:
+    """Mean, std, min, max and count over seeds, ignoring missing values."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
+    return {"mean": statistics.fmean(present), "std": statistics.pstdev(present), "min": min(present),
+            "max": max(present), "seeds": len(present)}
+
+
+def censored_median(steps: list[float | None]) -> float | None:
+    """Median with a never-reached milestone later than every step; None when the median is one of those."""
+    values = sorted(math.inf if s is None else s for s in steps)
+    if not values:
+        return None
+    median = statistics.median(values)
+    return None if math.isinf(median) else float(median)
+
+
+def milestone(rows: Rows, key: str, level: Level, *, below: bool = False) -> int | None:
+    """The first logged step with ``key ≥ level`` (``≤`` with ``below``); None: never reached."""
+    return first_crossing(rows, key, level, below=below, required=True)
+
+
+def interpolated_milestone(rows: Rows, key: str, level: float) -> float | None:
+    """The step at which ``key`` first reaches ``level``, interpolated between evaluations; None: never reached."""
+    return interpolated_crossing(rows, key, level, required=True)
