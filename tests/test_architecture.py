@@ -7,14 +7,16 @@ import ast
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from inductionlab.errors import ConfigError
 from inductionlab.experiments import EXPERIMENTS, experiment_names, get_experiment, register_experiment
 from inductionlab.reproduce import planned_runs, reproduce
+from inductionlab.runs import RunDir
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inductionlab"
-TOY = "toy_experiment:TOY"  # tests/ is on sys.path under pytest, and so in the processes it spawns
+TOY = "toy_plugin:TOY"  # tests/ is on sys.path under pytest, and so in the processes it spawns
 
 
 def _module_name(path: Path) -> str:
@@ -74,16 +76,21 @@ def test_the_registry_resolves_names_and_import_paths():
     assert toy.name == "toy" and "toy" in experiment_names() and get_experiment("toy") is toy
     assert [s.name for s in planned_runs("smoke", (TOY,))] == ["toy-smoke-s0", "toy-smoke-s1"]
     for bad, message in (("nope", "unknown experiment 'nope'"), ("no_such_module:X", "cannot import"),
-                         ("toy_experiment:plan", "defines no Experiment"), ("toy_experiment", "unknown"),
-                         (".toy:TOY", "an import path is"), ("toy_experiment:", "an import path is")):
+                         ("toy_plugin:plan", "defines no Experiment"), ("toy_plugin", "unknown"),
+                         (".toy:TOY", "an import path is"), ("toy_plugin:", "an import path is")):
         with pytest.raises(ConfigError, match=message):
             get_experiment(bad)
 
 
 @pytest.mark.slow
 def test_an_experiment_from_outside_the_package_runs_through_reproduce(tmp_path):
-    """Trained by the local sweep, analysed in a spawned worker that imports it by its path, reported."""
+    """A task and an experiment from tests/toy_plugin.py, named by import path only: the local sweep trains two
+    smoke runs of the task in spawned workers, a spawned worker analyses them, and the report has its section."""
     results = reproduce(tmp_path, "smoke", (TOY,), workers=2, progress=False)
+    runs = pd.read_parquet(tmp_path / "runs.parquet")
+    assert sorted(runs["name"]) == ["toy-smoke-s0", "toy-smoke-s1"] and set(runs["status"]) == {"finished"}
+    for name in runs["name"]:  # trained on the task outside the package, named by its import path
+        assert RunDir(tmp_path / "runs" / name).config().data.task == "toy_plugin:RepeatTask"
     toy = results["experiments"]["toy"]
     assert list(results["experiments"]) == ["toy"] and "error" not in toy, toy
     assert [c["verdict"] for c in toy["claims"]] == ["holds"] and toy["figures"] == ["toy.png"]

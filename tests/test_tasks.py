@@ -12,52 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from pydantic import Field
 
 from inductionlab.cli import main
 from inductionlab.config import SHARED_DATA_FIELDS, load_config, to_yaml, validate
 from inductionlab.errors import ConfigError
 from inductionlab.runs import RunDir
-from inductionlab.tasks.base import Batch, Milestones, Task
 from inductionlab.tasks.build import make_task
-from inductionlab.tasks.registry import DataConfig, register_task, task_class, task_names
+from inductionlab.tasks.registry import register_task, task_class, task_names
 from inductionlab.train import train
+from toy_plugin import TASK, RepeatConfig, RepeatTask
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "inductionlab"
 
 
-class RepeatConfig(DataConfig):
-    vocab: int = Field(8, ge=2, description="N")
-
-    @property
-    def n_tokens(self) -> int:
-        return self.vocab
-
-
-class RepeatTask(Task):
-    """A random segment, then the same segment again: the second copy is predictable from the context."""
-
-    name = "repeat-segment"
-    config_model = RepeatConfig
-    summary_keys = ("acc_repeat",)
-    progress_keys = {"acc": "acc_repeat"}
-    milestones = Milestones(reached=("acc_repeat",))
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        length = self.config.seq_len + 1
-        half = (length + 1) // 2
-        segment = torch.randint(self.config.vocab, (batch_size, half), generator=generator, device=self.device)
-        tokens = segment.repeat(1, 2)[:, :length]
-        mask = torch.zeros(batch_size, length - 1, dtype=torch.bool, device=self.device)
-        mask[:, half - 1 :] = True  # the targets z_{half+1}.. repeat the segment
-        return Batch(tokens, mask)
-
-    def evaluate(self, model, batch, train_len, forward=None):
-        logits = (forward or model)(batch.inputs)
-        return {"acc_repeat": (logits.argmax(-1) == batch.targets)[batch.loss_mask].float().mean().item()}
-
-
-def repeat_config(tiny, task="test_tasks:RepeatTask", **train_fields):
+def repeat_config(tiny, task=TASK, **train_fields):
     return tiny(data={"task": task, "vocab": 8}, train={"loss_on": "in-context", **train_fields})
 
 
@@ -65,9 +33,10 @@ def test_a_task_named_by_import_path_trains_and_resumes_exactly(tmp_path, tiny):
     cfg = repeat_config(tiny)
     assert isinstance(cfg.data, RepeatConfig) and cfg.data.n_tokens == 8
     summary = train(cfg, tmp_path / "whole", progress=False)
-    assert summary["finished"] and "acc_repeat" in summary and set(summary["milestones"]) == {"acc_repeat"}
+    assert summary["finished"] and "acc_in_context" in summary
+    assert set(summary["milestones"]) == {"acc_in_context", "loss_in_context_fell"}
     assert yaml.safe_load((tmp_path / "whole" / "config.yaml").read_text())["data"] == {
-        "task": "test_tasks:RepeatTask", "seq_len": 24, "vocab": 8}
+        "task": TASK, "seq_len": 24, "vocab": 8}
     assert RunDir(tmp_path / "whole").config() == cfg
     train(cfg, tmp_path / "parts", stop_after=3, progress=False)
     train(cfg, tmp_path / "parts", progress=False)
@@ -79,7 +48,7 @@ def test_a_task_named_by_import_path_trains_and_resumes_exactly(tmp_path, tiny):
 
 
 def test_a_registered_task_is_found_by_name(tiny):
-    assert register_task("test_tasks:RepeatTask") is RepeatTask
+    assert register_task(TASK) is RepeatTask
     assert "repeat-segment" in task_names() and task_class("repeat-segment") is RepeatTask
     assert isinstance(make_task(repeat_config(tiny, task="repeat-segment")), RepeatTask)
     with pytest.raises(ConfigError, match="not an import path"):
@@ -101,7 +70,7 @@ def test_the_batch_declares_its_loss_mask_and_moves_every_tensor(tiny):
 @pytest.mark.parametrize("task,message", [
     ("nope", "data.task: unknown task 'nope'; allowed: bigram-triggers, icl-mc"),
     ("no_such_module:Task", "data.task: cannot import 'no_such_module'"),
-    ("test_tasks:repeat_config", "data.task: 'test_tasks:repeat_config' is not a task"),
+    ("toy_plugin:plan", "data.task: 'toy_plugin:plan' is not a task"),
 ])
 def test_an_unknown_task_is_one_line_naming_the_allowed_ones(tmp_path, capsys, task, message):
     with pytest.raises(SystemExit) as info:
@@ -153,9 +122,30 @@ def test_a_run_directory_in_the_old_layout_opens_and_resumes(tmp_path, tiny):
 
 
 def test_no_module_outside_the_tasks_compares_a_task_name():
-    """Training, evaluation, the memory estimate, the CLI and the run directory read a task through its class."""
-    for name in ("train.py", "evaluation.py", "footprint.py", "cli.py", "estimate.py", "runs.py", "bench.py",
-                 "config.py", "sweep.py"):
-        text = (SRC / name).read_text()
-        assert not re.search(r"""["'](icl-mc|bigram-triggers)["']""", text), name
-        assert "task.source is not None" not in text and "isinstance(model, AMTransformer)" not in text, name
+    """Training, evaluation, the memory estimate, the CLI, the experiments and the tools read a task through its
+    class: no module outside tasks/ compares a task's name or tells tasks apart by what they hold."""
+    forbidden = {
+        "a task name": re.compile(r"""["'](icl-mc|bigram-triggers)["']\s*(==|!=|\bin\b)|"""
+                                  r"""(==|!=|\bin\b|\bnot in\b)\s*\(?["'](icl-mc|bigram-triggers)["']|"""
+                                  r"""\.task\s*(==|!=|\bin\b)"""),
+        "a task told apart by its fields": re.compile(r"task\.source is (not )?None|hasattr\([^)]*task"),
+    }
+    found = []
+    for path in SRC.rglob("*.py"):
+        if path.parent.name == "tasks":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            found += [f"{path.relative_to(SRC)}:{number}: {what}" for what, rx in forbidden.items() if rx.search(line)]
+    assert not found, "\n".join(found)
+
+
+class SilentTask(RepeatTask):
+    """Logs no ``loss_in_context``: the analyses could not tell its evaluation rows."""
+
+    def evaluate(self, model, batch, train_len, forward=None):
+        return {"acc_in_context": 0.0}
+
+
+def test_a_task_whose_evaluation_logs_no_in_context_loss_is_refused_at_the_first_evaluation(tmp_path, tiny):
+    with pytest.raises(ConfigError, match="SilentTask.evaluate logs no 'loss_in_context'"):
+        train(repeat_config(tiny, task="test_tasks:SilentTask"), tmp_path / "r", progress=False)

@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -18,8 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inductionlab.errors import SweepError
-from inductionlab.runs import RunSpec, first_line
+import torch
+from tqdm import tqdm as tqdm_class
+
+from inductionlab.errors import DivergenceError, SweepError
+from inductionlab.runs import RunDir, RunSpec, first_line
+from inductionlab.train import train
 
 BACKENDS = ("local", "ray")
 
@@ -32,15 +38,6 @@ def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
 
     A run that diverges returns its diverged summary (``"diverged": true``): an outcome, not a failure.
     """
-    import threading
-
-    import torch
-    from tqdm import tqdm as tqdm_class
-
-    from inductionlab.errors import DivergenceError
-    from inductionlab.runs import RunDir
-    from inductionlab.train import train
-
     # A thread lock instead of tqdm's default process lock: a worker stopped by Ctrl-C leaves no
     # interprocess semaphore behind.
     tqdm_class.set_lock(threading.RLock())
@@ -83,9 +80,6 @@ def death_cause(exitcode: int | None) -> str:
 def _exit_with_parent(parent: int) -> None:
     """End this worker as soon as the process that started it is gone (killed sweeps leave no orphans that
     would go on writing into run directories a rerun resumes)."""
-    import threading
-    import time
-
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)

@@ -1,7 +1,7 @@
 """Typed errors raised by the library.
 
 Library code raises these with a message a user can act on; only the CLI turns them into a
-one-line message and an exit code (DESIGN "House style").
+one-line message and an exit code (docs/architecture.md).
 """
 
 

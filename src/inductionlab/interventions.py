@@ -23,11 +23,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from inductionlab.config import IDEAL_PATTERNS, InterventionConfig
 from inductionlab.errors import CheckpointError, ConfigError, ShapeError
 from inductionlab.models.hooks import Forward, HookFn, HookSite
+from inductionlab.runs import RunDir
 
 
 def ideal_pattern(kind: str, tokens: Tensor, query_pos: Tensor) -> Tensor:
@@ -191,15 +194,10 @@ class Interventions:
 
 def _from_checkpoint(source: str | None, name: str, like: Tensor) -> Tensor:
     """Matrix ``name`` from another run's latest checkpoint (a run directory) or a checkpoint file."""
-    from inductionlab.runs import RunDir
-
     path = Path(source or "")
     if path.is_dir():
         tensors, _ = RunDir(path).load_checkpoint()
     else:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError) as err:

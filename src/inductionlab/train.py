@@ -33,7 +33,7 @@ from inductionlab.footprint import check_memory
 from inductionlab.interventions import Interventions
 from inductionlab.models.build import build_model
 from inductionlab.runs import METRICS_VERSION, RunDir
-from inductionlab.tasks.base import Batch, Milestones, Task
+from inductionlab.tasks.base import EVALUATION_KEY, Batch, Milestones, Task
 from inductionlab.tasks.build import make_task
 
 
@@ -160,6 +160,9 @@ class Trainer:
         forward = self.interventions.forward(self.model, self.step, "eval")
         metrics = self.task.evaluate(self.model, self.eval_batch, self.cfg.data.seq_len, forward=forward)
         self.model.train()
+        if EVALUATION_KEY not in metrics:
+            raise ConfigError(f"data.task: {type(self.task).__name__}.evaluate logs no {EVALUATION_KEY!r} (the loss on "
+                              "the in-context targets), by which every evaluation row is known; add it")
         row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics,
                **self.task.count_metrics(self.train_counts.tolist())}
         self.run.append_metrics(row)

@@ -19,6 +19,10 @@ from torch import Tensor, nn
 from inductionlab.models.hooks import Forward
 from inductionlab.tasks.registry import DataConfig
 
+# Every evaluation row logs it (the loss on the in-context targets, those of ``loss_mask``), and no probe-only or
+# divergence row does: it is how the analyses tell an evaluation row (experiments/kit/curves.py).
+EVALUATION_KEY = "loss_in_context"
+
 if TYPE_CHECKING:  # types only: the config layer imports the registry, not the tasks
     from inductionlab.config import TrainConfig
 
@@ -114,8 +118,9 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, batch: Batch, train_len: int, forward: Forward | None = None
                  ) -> dict[str, float]:
-        """Every metric an evaluation step logs. ``forward`` runs the model with the interventions active at this
-        step (docs/science.md §8; default: the model); ``train_len`` is the run's training length T."""
+        """Every metric an evaluation step logs, :data:`EVALUATION_KEY` (``loss_in_context``) among them. ``forward``
+        runs the model with the interventions active at this step (docs/science.md §8; default: the model);
+        ``train_len`` is the run's training length T."""
 
     def reference_metrics(self, batch: Batch) -> dict[str, float]:
         """What reference predictors that need no model score on ``batch`` (none unless the task has some)."""

@@ -18,8 +18,7 @@ from typing import Any
 
 from inductionlab.curves import Level, Rows, first_crossing, interpolated_crossing
 from inductionlab.errors import RunDirError
-
-EVALUATION_KEY = "loss_in_context"  # logged at every evaluation step of every task, never by a probe step
+from inductionlab.tasks.base import EVALUATION_KEY  # logged at every evaluation step of every task
 
 
 def evaluations(rows: Rows) -> Rows:
