@@ -4,7 +4,7 @@ The trainer, the evaluation, the memory estimate and the CLI read a task only th
 never by its name. A new task is one module: a config model (extending
 :class:`~inductionlab.tasks.registry.DataConfig`), a :class:`Task` subclass, and either a line in the
 registry (:func:`~inductionlab.tasks.registry.register_task`) or its import path written as ``data.task``.
-See docs/architecture.md, "Adding a task".
+See docs/architecture.md, "Adding a task, a model variant or an experiment".
 """
 
 from __future__ import annotations
