@@ -14,7 +14,7 @@ from inductionlab.experiments import run_experiment
 from inductionlab.experiments.birth.run import INITS, MEMORIES, PRESETS, THRESHOLDS, plan
 from inductionlab.models.build import build_model
 from inductionlab.probes.memory import memory_probes
-from inductionlab.tasks.build import make_sampler
+from inductionlab.tasks.bigram_task import make_sampler
 
 
 def test_top_down_setting_is_bietti_reference():

@@ -11,10 +11,7 @@ import torch
 from inductionlab.config import RunConfig
 from inductionlab.errors import ConfigError
 from inductionlab.tasks.base import Batch, Task
-from inductionlab.tasks.bigram_task import make_sampler
 from inductionlab.tasks.registry import task_class
-
-__all__ = ["evaluation_batch", "make_sampler", "make_task"]
 
 
 def make_task(cfg: RunConfig, device: torch.device | str = "cpu") -> Task:

@@ -45,7 +45,7 @@ from inductionlab.prompts.query_pairs import PAIR_SEED, QueryPair, Setting, buil
 from inductionlab.report.figures import save_figure
 from inductionlab.report.output import results_folder
 from inductionlab.runs import atomic_write
-from inductionlab.tasks.build import make_sampler
+from inductionlab.tasks.bigram_task import make_sampler
 from inductionlab.tasks.sources import BigramSource
 from inductionlab.train import open_trained
 

@@ -42,7 +42,7 @@ from inductionlab.prompts.query_pairs import (
     unigram_settings,
 )
 from inductionlab.runs import RunSpec, seed_overrides
-from inductionlab.tasks.build import make_sampler
+from inductionlab.tasks.bigram_task import make_sampler
 from inductionlab.theory.trained import recall_matrices, score_decomposition
 from inductionlab.train import open_trained
 

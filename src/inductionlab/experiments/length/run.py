@@ -25,7 +25,7 @@ from inductionlab.experiments.length.report import claims, readme, setting, writ
 from inductionlab.models.names import POS_ENCODINGS
 from inductionlab.prompts.families import PromptSpec, default_pair, make_prompts
 from inductionlab.runs import RunSpec, seed_overrides
-from inductionlab.tasks.build import make_sampler
+from inductionlab.tasks.bigram_task import make_sampler
 from inductionlab.theory.scalar import scalar_terms
 from inductionlab.theory.trained import recall_matrices
 from inductionlab.train import open_trained
