@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+import toy_plugin
 from inductionlab.backends import check_ray_address
 from inductionlab.cli import main
 from inductionlab.config import to_yaml
@@ -81,11 +82,15 @@ def test_interrupted_run_in_a_sweep_resumes(grid_file, tmp_path):
 
 @pytest.mark.slow  # spawns worker processes
 def test_ray_backend_matches_the_local_backend(grid_file, tmp_path):
-    specs = load_grid(grid_file)
+    """The same numbers on both backends, also for runs of a task outside the package named by its import path
+    (tests/toy_plugin.py), which Ray workers and spawned local workers import themselves."""
+    grid = load_grid(grid_file)
+    specs = grid + toy_plugin.plan("smoke")
     local = run_sweep(specs, tmp_path / "local", backend="local", workers=2, threads=1, progress=False)
     ray = run_sweep(specs, tmp_path / "ray", backend="ray", workers=2, threads=1, progress=False)
+    assert set(ray["status"]) == {"finished"}
     pd.testing.assert_frame_equal(_comparable(ray), _comparable(local))
-    for spec in specs:
+    for spec in grid:
         assert RunDir(tmp_path / "ray" / "runs" / spec.folder).metrics()[-1]["wo"] == (
             RunDir(tmp_path / "local" / "runs" / spec.folder).metrics()[-1]["wo"])
 

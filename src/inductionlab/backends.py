@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -46,6 +47,14 @@ def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
         return train(spec.config(), run_dir, progress=False)
     except DivergenceError:
         return RunDir(run_dir).summary() or {}
+
+
+def execute_run_on_path(spec: RunSpec, run_dir: str, threads: int, sys_path: list[str]) -> dict[str, Any]:
+    """:func:`execute_run` with the driver's import path added to this worker's: a task or an experiment named
+    by an import path (``"module:Name"``) resolves on a Ray worker as it does in the process that submitted it
+    (spawned local workers inherit the path by themselves)."""
+    sys.path.extend(p for p in sys_path if p not in sys.path)
+    return execute_run(spec, run_dir, threads)
 
 
 @contextmanager
@@ -252,10 +261,11 @@ class RayBackend:
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise SweepError(f"--backend ray: cannot start or join Ray ({str(err).splitlines()[0]})") from None
         # a worker that dies is replaced and its task retried (the run resumes from its checkpoint)
-        self.task = ray.remote(num_cpus=threads, max_retries=retries)(execute_run)
+        self.task = ray.remote(num_cpus=threads, max_retries=retries)(execute_run_on_path)
+        self.sys_path = [os.path.abspath(p) for p in sys.path]  # "" is this process's working directory
 
     def submit(self, spec: RunSpec, run_dir: Path, threads: int):
-        return self.task.remote(spec, str(run_dir.resolve()), threads)
+        return self.task.remote(spec, str(run_dir.resolve()), threads, self.sys_path)
 
     def poll(self) -> list[str]:
         """Nothing to do: Ray notices dead workers and retries their tasks itself."""
