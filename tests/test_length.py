@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.evaluation import evaluate_length, previous_occurrence_distance
 from inductionlab.experiments import run_experiment
 from inductionlab.models.amt import AMTransformer
 from inductionlab.tasks.bigram import BigramTriggerSampler
+from inductionlab.tasks.bigram_length import evaluate_length, previous_occurrence_distance, previous_token_hits
 from inductionlab.tasks.sources import dirichlet_source
 
 
@@ -42,8 +42,6 @@ def test_bad_preset(tmp_path):
 
 
 def test_previous_token_hits_picks_the_best_head():
-    from inductionlab.evaluation import previous_token_hits
-
     seq_len = 6
     prev = torch.zeros(1, 2, seq_len, seq_len)
     prev[0, 1, torch.arange(1, seq_len), torch.arange(seq_len - 1)] = 1.0  # head 1 of layer 0: previous token

@@ -24,6 +24,7 @@ from inductionlab.config import RunConfig, validate
 from inductionlab.evaluation import training_loss
 from inductionlab.interventions import Interventions
 from inductionlab.models.build import build_model
+from inductionlab.models.names import hook_name
 from inductionlab.tasks.build import make_task
 from inductionlab.tasks.markov import ICLMarkovSampler
 from inductionlab.train import make_optimizer, resolve_device
@@ -115,7 +116,7 @@ def run_benchmarks(device: str = "auto", steps: int = 5) -> dict:
     dev = resolve_device(device)
     cfg = validate(PAPER_SCALE)
     step = training_step_time(cfg, dev, steps)
-    clamp = "{target: blocks.0.attn.hook_pattern, op: clamp, pattern: previous-token"
+    clamp = f"{{target: {hook_name('pattern', 0)}, op: clamp, pattern: previous-token"
     variants = {"none": step["median_s"]}
     for name, spec in (("window_not_open", clamp + ", start: 1000000}"), ("clamp_layer1", clamp + "}")):
         raw = {**PAPER_SCALE, "interventions": [yaml.safe_load(spec)]}

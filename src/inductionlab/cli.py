@@ -63,7 +63,7 @@ def format_summary(summary: dict, out_dir: Path, task_keys: tuple[str, ...]) -> 
     lines += [f"  {k:28s} {summary[k]:.4f}" if isinstance(summary.get(k), float) else f"  {k:28s} {summary.get(k)}"
               for k in keys if k in summary]
     if summary.get("milestones"):
-        lines.append(f"  first step ≥ 0.9: {json.dumps(summary['milestones'])}")
+        lines.append(f"  milestones (first step; docs/science.md §6): {json.dumps(summary['milestones'])}")
     if summary.get("diverged"):
         lines.append(f"  diverged at step {summary['diverged_step']} ({summary['divergence']}); trained on through it")
     return "\n".join(lines)

@@ -19,12 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from inductionlab.errors import ConfigError
 from inductionlab.models.families import family
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, HEAD_POINTS, is_hook_point
-from inductionlab.tasks.registry import DEFAULT_TASK, DataConfig, config_model
+from inductionlab.tasks.registry import DEFAULT_TASK, SEED_LIMIT, DataConfig, config_model
 
 # docs/science.md §3.1: models/names.py's POS_ENCODINGS, spelled out for validation
 PosEnc = Literal["ape", "ape-sincos", "rpe", "bias", "rope", "none"]
 
-SEED_LIMIT = 2**63 - 100  # torch seeds are 64-bit; a sweep adds 100 to the data seed
 
 
 class _Strict(BaseModel):

@@ -21,7 +21,7 @@ import torch
 
 from inductionlab.config import RunConfig
 from inductionlab.runs import RunSpec
-from inductionlab.sweep import _cost
+from inductionlab.sweep import run_cost
 from inductionlab.train import prepare
 
 
@@ -93,7 +93,7 @@ def estimate(specs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]
         rows.append({"run": spec.folder, "d_model": cfg.model.d_model, "seq_len": cfg.data.seq_len,
                      "batch_size": cfg.train.batch_size, "steps": cfg.train.steps, "seed_init": cfg.seeds.init,
                      "seed_data": cfg.seeds.data, "evaluations": evals, "probe_rows": probes,
-                     "estimated_s": seconds, "_cost": _cost(cfg)})
+                     "estimated_s": seconds, "_cost": run_cost(cfg)})
     free = [0.0] * workers  # the local pool: longest first, each run to the first free worker
     for row in sorted(rows, key=lambda r: -r["_cost"]):
         i = free.index(min(free))

@@ -40,7 +40,6 @@ from inductionlab.models.families import family
 from inductionlab.tasks.registry import task_class
 
 FLOAT = 4  # bytes of a float32
-DOUBLE = 8
 
 
 @dataclass(frozen=True)

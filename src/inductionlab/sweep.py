@@ -126,8 +126,8 @@ class _Progress:
     steps: dict[str, int] = field(default_factory=dict)
 
     def permille(self) -> int:
-        total = sum(_cost(c) for c in self.configs.values())
-        done = sum(_cost(self.configs[f]) * min(1.0, s / self.configs[f].train.steps) for f, s in self.steps.items())
+        total = sum(run_cost(c) for c in self.configs.values())
+        done = sum(run_cost(self.configs[f]) * min(1.0, s / self.configs[f].train.steps) for f, s in self.steps.items())
         return round(1000 * done / total)
 
     def update(self, done: int, running: int, left: int) -> None:
@@ -218,7 +218,7 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
     return table
 
 
-def _cost(cfg: RunConfig) -> float:
+def run_cost(cfg: RunConfig) -> float:
     """A run's rough cost, for scheduling and progress: steps × tokens per batch × width × depth,
     × the model family's cost factor (models/families.py)."""
     t, m = cfg.train, cfg.model
@@ -227,7 +227,7 @@ def _cost(cfg: RunConfig) -> float:
 
 def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) -> dict[str, str]:
     """Submit ``todo`` to ``runner`` and wait, updating progress; the failures (run name → cause)."""
-    order = sorted(todo, key=lambda spec: -_cost(configs[spec.folder]))  # longest first: a short tail
+    order = sorted(todo, key=lambda spec: -run_cost(configs[spec.folder]))  # longest first: a short tail
     handles = {spec.folder: (spec, runner.submit(spec, runs_dir / spec.folder, threads)) for spec in order}
     failures: dict[str, str] = {}
     try:

@@ -55,7 +55,7 @@ def hook_name(point: str, layer: int | None = None) -> str:
     if point in BLOCK_POINTS:
         if layer is None:
             raise ConfigError(f"hook point {point!r} is inside a block; give its layer")
-        return f"blocks.{layer}.{BLOCK_POINTS[point]}"
+        return f"{block_name(layer)}.{BLOCK_POINTS[point]}"
     if point in MODEL_POINTS:
         if layer is not None:
             raise ConfigError(f"hook point {point!r} is not inside a block; it takes no layer")
@@ -63,11 +63,16 @@ def hook_name(point: str, layer: int | None = None) -> str:
     raise ConfigError(f"unknown hook point {point!r}; allowed: {', '.join((*MODEL_POINTS, *BLOCK_POINTS))}")
 
 
+def block_name(layer: int | str) -> str:
+    """The prefix of block ``layer``'s hook and weight names (0-based): ``"blocks.0"``."""
+    return f"blocks.{layer}"
+
+
 def hook_template(point: str) -> str:
     """The name of block point ``point`` with ``{layer}`` left to fill: ``"blocks.{layer}.hook_attn_out"``."""
     if point not in BLOCK_POINTS:
         raise ConfigError(f"unknown block hook point {point!r}; allowed: {', '.join(BLOCK_POINTS)}")
-    return "blocks.{layer}." + BLOCK_POINTS[point]
+    return block_name("{layer}") + "." + BLOCK_POINTS[point]
 
 
 def parse_hook_name(name: str) -> tuple[int | None, str]:

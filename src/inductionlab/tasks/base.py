@@ -122,9 +122,6 @@ class Task(ABC):
         runs the model with the interventions active at this step (docs/science.md §8; default: the model);
         ``train_len`` is the run's training length T."""
 
-    def reference_metrics(self, batch: Batch) -> dict[str, float]:
-        """What reference predictors that need no model score on ``batch`` (none unless the task has some)."""
-        return {}
 
     def count(self, batch: Batch) -> Tensor:
         """(n_counts,) int64 counts over one training batch; the trainer sums them over the run (checkpointed)."""

@@ -64,12 +64,6 @@ class BigramTask(Task):
                  ) -> dict[str, float]:
         return evaluate(model, batch, self.source.bigram, train_len, self.fixed_triggers, forward=forward)
 
-    def reference_metrics(self, batch: TriggerBatch) -> dict[str, float]:
-        """The loss of the true bigram ``π_b`` on the global targets (label 0) of the non-degenerate sequences."""
-        kept = (batch.labels == 0) & ~batch.degenerate[:, None]
-        bigram = self.source.bigram.to(batch.tokens.device)
-        nll = -torch.log(bigram[batch.inputs, batch.targets].clamp_min(1e-30))
-        return {"loss_global_bigram_optimum": nll[kept].mean().item() if kept.any() else math.nan}
 
     def count(self, batch: TriggerBatch) -> Tensor:
         in_context = batch.loss_mask.sum(1)

@@ -11,8 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from inductionlab.config import SEED_LIMIT
-from inductionlab.tasks.registry import DataConfig
+from inductionlab.tasks.registry import SEED_LIMIT, DataConfig
 
 
 class BigramConfig(DataConfig):

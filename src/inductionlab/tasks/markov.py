@@ -38,7 +38,6 @@ from inductionlab.probes.progress import progress_measures
 from inductionlab.tasks.base import Batch, Task
 from inductionlab.tasks.configs import MarkovConfig
 
-STRATEGIES = ("uniform", "unigram", "bayes", "true")
 DOUBLE = 8
 STARTS = ("stationary", "uniform")
 
@@ -232,10 +231,6 @@ class MarkovTask(Task):
                  ) -> dict[str, float]:
         return markov_metrics(model, batch, self.config.k, self.config.alpha, forward)
 
-    def reference_metrics(self, batch: MarkovBatch) -> dict[str, float]:
-        """Each reference predictor's loss (uniform, unigram, Bayes, true) on the targets with a complete context."""
-        return {f"loss_{name}": ref["loss"] for name, ref in reference_losses(batch, self.config.k,
-                                                                               self.config.alpha).items()}
 
     @classmethod
     def memory(cls, config: MarkovConfig, train: TrainConfig) -> dict[str, tuple[int, str]]:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inductionlab.errors import ConfigError
 
+SEED_LIMIT = 2**63 - 100  # torch seeds are 64-bit; a sweep adds 100 to the data seed
 DEFAULT_TASK = "bigram-triggers"
 IMPORT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 

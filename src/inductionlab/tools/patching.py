@@ -34,15 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import torch
 from torch import Tensor, nn
 
 from inductionlab import jsonio
 from inductionlab.errors import ConfigError, ShapeError
-from inductionlab.models.names import HEAD_POINTS, hook_name, hook_template, is_hook_point
+from inductionlab.models.names import HEAD_POINTS, block_name, hook_name, hook_template, is_hook_point
 from inductionlab.prompts.query_pairs import PAIR_SEED, QueryPair, Setting, build_prompts, query_pairs
-from inductionlab.report.figures import save_figure
+from inductionlab.report.figures import plt, save_figure  # the Agg backend, selected before pyplot loads
 from inductionlab.report.output import results_folder
 from inductionlab.runs import atomic_write
 from inductionlab.tasks.bigram_task import make_sampler
@@ -272,7 +271,7 @@ def write_heatmaps(tables: dict[str, Tensor], b_share: list[float], out: Path, t
         strip = fig.add_subplot(grid[1, 0], sharex=ax)
         cmap = plt.get_cmap("RdBu_r").with_extremes(bad="lightgrey")
         image = ax.imshow(table.numpy(), cmap=cmap, vmin=-1.0, vmax=1.0, aspect="auto", interpolation="nearest")
-        ax.set_yticks(range(n_layers), [f"layer {layer + 1} (blocks.{layer})" for layer in range(n_layers)])
+        ax.set_yticks(range(n_layers), [f"layer {layer + 1} ({block_name(layer)})" for layer in range(n_layers)])
         ax.set_title(f"{kind} ({hook_template(kind).format(layer='l')}): {title}", fontsize=9)
         fig.colorbar(image, cax=cax, label="fraction restored")
         strip.bar(range(seq_len), b_share, width=1.0, color="0.4")

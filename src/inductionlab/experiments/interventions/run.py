@@ -30,14 +30,21 @@ import torch
 from inductionlab.config import InterventionConfig
 from inductionlab.experiments.interventions.report import readme, setting, write_figures
 from inductionlab.experiments.kit.claims import Rule, claim
-from inductionlab.experiments.kit.curves import censored_median, interpolated_milestone, last_evaluation, seed_spread
+from inductionlab.experiments.kit.curves import (
+    censored_median,
+    evaluations,
+    interpolated_milestone,
+    last_evaluation,
+    seed_spread,
+)
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
 from inductionlab.experiments.kit.runs import trained_runs
 from inductionlab.interventions import Interventions
+from inductionlab.models.names import hook_name
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
 from inductionlab.tasks.bigram_task import label_metrics
-from inductionlab.tasks.build import evaluation_batch, make_task
+from inductionlab.tasks.build import make_task
 from inductionlab.train import open_trained
 
 PRESETS = {
@@ -61,11 +68,11 @@ def arms(freeze_until: int) -> dict[str, tuple[str, ...]]:
         return (f"interventions=[{spec}]",)
     return {
         "none": (),
-        "clamp-previous-token": one("{target: blocks.0.attn.hook_pattern, op: clamp, pattern: previous-token}"),
+        "clamp-previous-token": one(f"{{target: {hook_name('pattern', 0)}, op: clamp, pattern: previous-token}}"),
         "freeze-wk2": one(f"{{target: wk2, op: freeze, value: zero, stop: {freeze_until}}}"),
-        "ablate-layer1": one("{target: blocks.0.hook_attn_out, op: zero-ablate}"),
+        "ablate-layer1": one(f"{{target: {hook_name('attn_out', 0)}, op: zero-ablate}}"),
         "one-layer": ("model.n_layers=1",),
-        "clamp-induction": one("{target: blocks.1.attn.hook_pattern, op: clamp, pattern: induction}"),
+        "clamp-induction": one(f"{{target: {hook_name('pattern', 1)}, op: clamp, pattern: induction}}"),
     }
 
 
@@ -94,14 +101,14 @@ def summarise(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, A
         last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
         out[arm] = {
             "milestones": ms,
-            "at_step_0": {key: statistics.fmean(rows[0][key] for rows in runs.values())
-                          for key in ("acc_in_context", "wo") if all(rows[0].get(key) is not None
+            "at_step_0": {key: statistics.fmean(evaluations(rows)[0][key] for rows in runs.values())
+                          for key in ("acc_in_context", "wo") if all(evaluations(rows)[0].get(key) is not None
                                                                     for rows in runs.values())},
             "median": {key: censored_median([m.get(key) for m in ms.values()]) for key in ("acc_in_context", "wo")},
             "final": {key: seed_spread([row.get(key) for row in last.values()])
                       for key in ("acc_in_context", "acc_in_context_all", "loss_in_context", "wo", "wk2", "wk1",
                                   "attn1_prev_token", "attn2_induction")},
-            "steps": max(rows[-1]["step"] for rows in runs.values()),
+            "steps": max(row["step"] for row in last.values()),
         }
     return out
 
@@ -131,8 +138,8 @@ def ablated_at_evaluation(run_dir: Path) -> float:
     zeroed at evaluation only (docs/science.md §8)."""
     cfg, model, step = open_trained(run_dir)
     task = make_task(cfg, torch.device("cpu"))
-    batch = evaluation_batch(cfg, task, torch.device("cpu"))
-    ablate = InterventionConfig(target="blocks.0.hook_attn_out", op="zero-ablate", phase="eval")
+    batch = task.evaluation_batch(cfg.train.eval_batch_size, cfg.seeds.eval)
+    ablate = InterventionConfig(target=hook_name("attn_out", 0), op="zero-ablate", phase="eval")
     model.eval()
     return label_metrics(Interventions([ablate], model).forward(model, step, "eval"), batch,
                          task.source.bigram)["acc_in_context"]

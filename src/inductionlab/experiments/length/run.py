@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from inductionlab.errors import ConfigError
-from inductionlab.evaluation import batch_at_length, evaluate_length
 from inductionlab.experiments.kit.curves import seed_spread
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
@@ -25,6 +24,7 @@ from inductionlab.experiments.length.report import claims, readme, setting, writ
 from inductionlab.models.names import POS_ENCODINGS
 from inductionlab.prompts.families import PromptSpec, default_pair, make_prompts
 from inductionlab.runs import RunSpec, seed_overrides
+from inductionlab.tasks.bigram_length import batch_at_length, evaluate_length
 from inductionlab.tasks.bigram_task import make_sampler
 from inductionlab.theory.scalar import scalar_terms
 from inductionlab.theory.trained import recall_matrices

@@ -18,9 +18,8 @@ from typing import Any
 import torch
 
 from inductionlab.curves import first_crossing
-from inductionlab.evaluation import batch_at_length, evaluate_length
 from inductionlab.experiments.kit.claims import Rule, claim
-from inductionlab.experiments.kit.curves import last_evaluation
+from inductionlab.experiments.kit.curves import evaluations, last_evaluation
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
 from inductionlab.experiments.kit.runs import trained_runs
@@ -28,6 +27,7 @@ from inductionlab.experiments.nope3.report import readme, setting, write_figures
 from inductionlab.models.build import build_model
 from inductionlab.probes.attention import head_scores, task_head_scores
 from inductionlab.runs import RunDir, RunSpec
+from inductionlab.tasks.bigram_length import batch_at_length, evaluate_length
 from inductionlab.train import open_trained
 
 PRESETS = {
@@ -84,7 +84,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
             "by_length": by_length,
             "head_scores": scores["trained"],
             "untrained": {"acc_in_context_by_length": untrained_by_length, "head_scores": scores["untrained"]},
-            "curve": [{"step": r["step"], "acc_in_context": r["acc_in_context"]} for r in rows],
+            "curve": [{"step": r["step"], "acc_in_context": r["acc_in_context"]} for r in evaluations(rows)],
         }
     results: dict[str, Any] = {"experiment": "nope3", "preset": preset_name, "variants": variants,
                                "test_lengths": [int(t) for t in next(iter(variants.values()))["by_length"]]}
