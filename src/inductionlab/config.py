@@ -17,12 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from inductionlab.errors import ConfigError
-from inductionlab.models.families import family
-from inductionlab.models.names import ABSOLUTE_ENCODINGS, HEAD_POINTS, is_hook_point
+from inductionlab.models.families import FAMILIES, family
+from inductionlab.models.names import ABSOLUTE_ENCODINGS, HEAD_POINTS, POS_ENCODINGS, is_hook_point
 from inductionlab.tasks.registry import DEFAULT_TASK, SEED_LIMIT, DataConfig, config_model
 
-# docs/science.md §3.1: models/names.py's POS_ENCODINGS, spelled out for validation
-PosEnc = Literal["ape", "ape-sincos", "rpe", "bias", "rope", "none"]
+# docs/science.md §3.1: the one list of encodings, in models/names.py
+PosEnc = Literal[POS_ENCODINGS]  # type: ignore[valid-type]
 
 
 
@@ -40,7 +40,7 @@ SHARED_DATA_FIELDS = ("k", "alpha", "order", "start", "source", "vocab_size", "c
 class ModelConfig(_Strict):
     """The model (docs/science.md §3): the associative-memory transformer or the general transformer."""
 
-    arch: Literal["amt", "transformer"] = "amt"
+    arch: Literal[tuple(FAMILIES)] = "amt"  # type: ignore[valid-type]  # the families of models/families.py
     d_model: int = Field(256, gt=0)
     n_layers: int = Field(2, gt=0, le=256)
     pos_enc: PosEnc = "ape"
@@ -106,7 +106,7 @@ class InterventionConfig(_Strict):
     op: Literal["clamp", "zero-ablate", "mean-ablate", "freeze", "scale", "stop-gradient"]
     head: int | None = Field(None, ge=0, description="one head of a hook_pattern/hook_attn_scores target; "
                              "default: every head")
-    pattern: Literal["previous-token", "induction", "uniform"] | None = Field(
+    pattern: Literal[IDEAL_PATTERNS] | None = Field(  # type: ignore[valid-type]
         None, description="clamp: the ideal pattern mixed in")
     strength: float = Field(1.0, ge=0, le=1, description="clamp: λ in λ·ideal + (1 − λ)·model")
     factor: float = Field(1.0, description="scale: the factor")
