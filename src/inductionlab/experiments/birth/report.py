@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 from inductionlab.experiments.kit.claims import claims_section
 from inductionlab.experiments.kit.curves import last_evaluation
 from inductionlab.experiments.kit.figures import seed_band
+from inductionlab.experiments.kit.finish import readme_heading
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import spread
 from inductionlab.runs import RunDir
@@ -78,8 +79,7 @@ def write_figures(all_targets, top_down, results: dict[str, Any], out: Path) -> 
 def readme(results: dict[str, Any]) -> str:
     """The experiment's README.md: both settings' tables and the claims."""
     a, b = results["all_targets"], results["top_down"]
-    lines = ["# Birth of an induction head (docs/science.md §6)", "",
-             f"Preset `{results['preset']}`. {results['setting']}", "",
+    lines = readme_heading("Birth of an induction head (docs/science.md §6)", results) + [
              "## (a) All targets, with W_F", "",
              "| depth | in-context acc. | over all sequences | degenerate share of in-context targets | global loss "
              "| bigram optimum |", "|---|---|---|---|---|---|"]

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 
 from inductionlab.experiments.kit.claims import claims_section
 from inductionlab.experiments.kit.figures import seed_band
+from inductionlab.experiments.kit.finish import readme_heading
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number
 from inductionlab.runs import RunDir
@@ -64,10 +65,9 @@ def write_figures(curves, results: dict[str, Any], out: Path) -> list[str]:
 
 def readme(results: dict[str, Any]) -> str:
     """The experiment's README.md: final losses against the reference strategies, plateaus, the claims."""
-    lines = ["# Statistical induction heads: in-context Markov chains (docs/science.md §10)", "",
-             f"Preset `{results['preset']}`. {results['setting']}", "",
-             "| model | final loss | L_uniform | L_unigram | L_Bayes | L_true | unigram-plateau share per seed |",
-             "|---|---|---|---|---|---|---|"]
+    lines = readme_heading("Statistical induction heads: in-context Markov chains (docs/science.md §10)", results,
+                           "model", "final loss", "L_uniform", "L_unigram", "L_Bayes", "L_true",
+                           "unigram-plateau share per seed")
     for name, model in results["models"].items():
         f = model["final"]
         shares = ", ".join(number(v, 2) for v in model["plateau_share"].values())

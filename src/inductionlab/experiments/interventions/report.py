@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 
 from inductionlab.experiments.kit.claims import claims_section
 from inductionlab.experiments.kit.figures import seed_band
+from inductionlab.experiments.kit.finish import readme_heading
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import spread
 from inductionlab.runs import RunDir
@@ -67,10 +68,9 @@ def write_figures(curves: dict[str, dict[int, list[dict[str, Any]]]], results: d
 
 def readme(results: dict[str, Any]) -> str:
     """The experiment's README.md: milestones per arm and seed, the ablation at evaluation, the claims."""
-    lines = ["# Interventions during training (docs/science.md §8)", "",
-             f"Preset `{results['preset']}`. {results['setting']}", "",
-             "| arm | milestone acc ≥ 0.9 per seed | median | wo ≥ 0.9 per seed | median | final in-context acc. |",
-             "|---|---|---|---|---|---|"]
+    lines = readme_heading("Interventions during training (docs/science.md §8)", results, "arm",
+                           "milestone acc ≥ 0.9 per seed", "median", "wo ≥ 0.9 per seed", "median",
+                           "final in-context acc.")
     for arm, data in results["arms"].items():
         ms = data["milestones"].values()
         acc = ", ".join(_step(m["acc_in_context"]) for m in ms)

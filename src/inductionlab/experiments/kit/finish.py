@@ -15,6 +15,15 @@ from inductionlab.experiments.kit.runs import mark_diverged
 from inductionlab.runs import atomic_write
 
 
+def readme_heading(title: str, results: dict[str, Any], *columns: str) -> list[str]:
+    """The first lines of an experiment's README.md: its title, the preset and setting, and the header of a
+    Markdown table with ``columns`` when some are given."""
+    lines = [f"# {title}", "", f"Preset `{results['preset']}`. {results['setting']}", ""]
+    if columns:
+        lines += ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    return lines
+
+
 def write_results(results: dict[str, Any], out: Path) -> None:
     """``results.json`` written atomically, in strict JSON."""
     atomic_write(out / "results.json", jsonio.dumps(results, indent=2) + "\n")

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
 from inductionlab.experiments.kit.claims import claims_section
+from inductionlab.experiments.kit.finish import readme_heading
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number
 
@@ -77,11 +78,9 @@ def _best(grid: list[list[float]]) -> str:
 def readme(results: dict[str, Any]) -> str:
     """The experiment's README.md: accuracy by length and best heads per variant, the claims."""
     lengths = results["test_lengths"]
-    lines = ["# nope3: three-layer position-free general transformers (docs/science.md §6)", "",
-             f"Preset `{results['preset']}`. {results['setting']}", "",
-             "| variant | first step acc ≥ 0.5 | ≥ 0.9 | " + " | ".join(f"T={t}" for t in lengths)
-             + " | best previous-token head (task / random) | best induction head (task / random) |",
-             "|---" * (len(lengths) + 5) + "|"]
+    lines = readme_heading("nope3: three-layer position-free general transformers (docs/science.md §6)", results,
+                           "variant", "first step acc ≥ 0.5", "≥ 0.9", *(f"T={t}" for t in lengths),
+                           "best previous-token head (task / random)", "best induction head (task / random)")
     for variant, data in results["variants"].items():
         first = data["first_step_acc_in_context"]
         accs = " | ".join(number(data['by_length'][str(t)]['acc_in_context']) for t in lengths)
