@@ -122,7 +122,6 @@ class Task(ABC):
         runs the model with the interventions active at this step (docs/science.md §8; default: the model);
         ``train_len`` is the run's training length T."""
 
-
     def count(self, batch: Batch) -> Tensor:
         """(n_counts,) int64 counts over one training batch; the trainer sums them over the run (checkpointed)."""
         return torch.zeros(self.n_counts, dtype=torch.int64)

@@ -64,7 +64,6 @@ class BigramTask(Task):
                  ) -> dict[str, float]:
         return evaluate(model, batch, self.source.bigram, train_len, self.fixed_triggers, forward=forward)
 
-
     def count(self, batch: TriggerBatch) -> Tensor:
         in_context = batch.loss_mask.sum(1)
         degenerate = batch.degenerate.to(in_context.device)

@@ -231,7 +231,6 @@ class MarkovTask(Task):
                  ) -> dict[str, float]:
         return markov_metrics(model, batch, self.config.k, self.config.alpha, forward)
 
-
     @classmethod
     def memory(cls, config: MarkovConfig, train: TrainConfig) -> dict[str, tuple[int, str]]:
         """Each sequence's transition rows and context chain, and the count tables the Bayes reference fills
