@@ -34,19 +34,22 @@ def training_loss(model: Forward, batch: Batch, loss_on: str, buckets: int = 8) 
 
     The in-context loss reads only the masked positions, so the last layer computes its
     queries only there. Rows differ in how many such positions they have (a degenerate sequence
-    has nearly all), so rows are sorted by that count and cut into ``buckets`` groups, each padded
-    only to its own longest row. The loss is the same as on the full logits; only the work shrinks.
+    has nearly all), so rows are sorted by that count and cut into ``buckets`` row groups
+    (models/hooks.py), each padded only to its own longest row; the layers below the last run once
+    for the whole batch. The loss is the same as on the full logits; only the work shrinks.
     ``model``: the model, or a callable with its signature running interventions (docs/science.md §8).
     """
     if loss_on == "all":
         logits = model(batch.inputs)
         return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
-    counts = batch.loss_mask.sum(dim=1)
+    order = torch.argsort(batch.loss_mask.sum(dim=1))
+    mask, targets = batch.loss_mask[order], batch.targets[order]
+    groups = [in_context_positions(rows) for rows in mask.split(-(-len(order) // buckets))]
+    logits = model(batch.inputs[order], query_positions=[positions for positions, _ in groups])
     total = torch.zeros((), device=batch.tokens.device)
-    for rows in torch.argsort(counts).chunk(buckets):
-        positions, valid = in_context_positions(batch.loss_mask[rows])
-        logits = model(batch.inputs[rows], query_positions=positions)
-        targets = torch.gather(batch.targets[rows], 1, positions)
-        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    split_targets = targets.split([len(valid) for _, valid in groups])
+    for (positions, valid), group_logits, group_targets in zip(groups, logits, split_targets, strict=True):
+        picked = torch.gather(group_targets, 1, positions)
+        losses = F.cross_entropy(group_logits.flatten(0, 1), picked.flatten(), reduction="none")
         total = total + (losses * valid.flatten()).sum()
-    return total / counts.sum().clamp_min(1)
+    return total / mask.sum().clamp_min(1)

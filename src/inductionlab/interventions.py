@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from inductionlab.config import IDEAL_PATTERNS, InterventionConfig
 from inductionlab.errors import CheckpointError, ConfigError, ShapeError
-from inductionlab.models.hooks import Forward, HookFn, HookSite
+from inductionlab.models.hooks import Forward, HookFn, HookSite, QueryGroups
 from inductionlab.runs import RunDir
 
 
@@ -160,7 +160,8 @@ class Interventions:
         if not hooks and not weights:
             return model
 
-        def run(tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None) -> Tensor:
+        def run(tokens: Tensor, query_positions: Tensor | QueryGroups | None = None, cache: dict | None = None
+                ) -> Tensor | list[Tensor]:
             kwargs = {"query_positions": query_positions, "cache": cache, "hooks": hooks}
             if weights:
                 return torch.func.functional_call(model, weights, (tokens,), kwargs)

@@ -20,7 +20,14 @@ Speed comes from algebra the model allows, not from approximations:
   lookups in ``[E; P] Φ_1ᵀ`` (``Φ_1 = W_O^1 W_V^1``);
 - frozen products fold: the last layer's values go straight to logits through
   ``W_U (I + W_F) W_O^L W_V^L``, an ``N × d`` matrix;
-- the last layer computes queries only at ``query_positions`` (the positions the loss reads).
+- the last layer computes queries only at ``query_positions`` (the positions the loss reads);
+- in a one- or two-layer model (every preset) the residual stream after layer 1 is
+  ``h^1 = h^0 + β¹ (h^0 Φ_1ᵀ)``, so everything read from it through a fixed matrix (the logits, the values of
+  layer 2 through ``W_U (I + W_F) Φ_2``) is a lookup in an ``(N+T) × N`` table mixed by ``β¹``: no
+  ``(B, T, d) × (d, N)`` product;
+- each table is built once while the matrices it comes from are unchanged (:meth:`AMTransformer.table`):
+  once per run when they are frozen, once per training step when they train, however many groups of rows
+  the loss runs the model on.
 
 ``forward(..., cache={}, hooks={...})`` takes the explicit path through TransformerLens-style hook
 points (models/hooks.py), which record activations and let interventions replace them.
@@ -29,6 +36,7 @@ points (models/hooks.py), which record activations and let interventions replace
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +45,7 @@ from torch import Tensor, nn
 from inductionlab.errors import ConfigError
 from inductionlab.models import positional as pe
 from inductionlab.models.families import AMTFamily
-from inductionlab.models.hooks import HookPoints, Hooks
+from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
 from inductionlab.models.names import (
     ABSOLUTE_ENCODINGS,
     AMT_LAYER_MATRICES,
@@ -118,6 +126,9 @@ class AMTransformer(nn.Module):
             hidden = d_mlp or 4 * d
             self._store("wf_in", matrix(hidden, d, "wf"))
             self._store("wf_out", matrix(d, hidden, "wf"))
+        # name → (what it was built from, table): see `table`; not part of the state dict
+        self._tables: dict[str, tuple[tuple, Tensor]] = {}
+        self._calls = 0  # forward calls in progress (a table recording gradients lives as long as its call)
 
     @classmethod
     def from_config(cls, m, n_tokens: int, init_seed: int) -> AMTransformer:
@@ -142,6 +153,34 @@ class AMTransformer(nn.Module):
             self.register_buffer(name, value)
 
     # ------------------------------------------------------------------ pieces
+
+    def table(self, name: str, seq_len: int, build: Callable[[], Tensor]) -> Tensor:
+        """``build()``, a product of this model's matrices (a table the fast path looks rows up in), computed
+        once while those matrices are unchanged.
+
+        The key is every stored tensor's memory and version counter (an in-place update, ``load_state_dict``,
+        an optimiser step or an intervention's substitute changes it), the sequence length and whether
+        gradients are recorded. A table of frozen matrices, or one built without gradients, is kept across
+        calls: built once per run. One that records gradients is kept only until the forward call that built
+        it returns (built once per training step however many row groups the loss reads): two calls never
+        share a graph, so each can be backpropagated on its own, as with any module.
+        """
+        stamp = (seq_len, torch.is_grad_enabled(), tuple((t.data_ptr(), t._version) for t in self._matrices()))
+        held = self._tables.get(name)
+        if held is not None and held[0] == stamp:
+            return held[1]
+        value = build()
+        if not value.requires_grad or self._calls:
+            self._tables[name] = (stamp, value)
+        return value
+
+    def _drop_graph_tables(self) -> None:
+        for name in [name for name, (_, value) in self._tables.items() if value.requires_grad]:
+            del self._tables[name]
+
+    def _matrices(self) -> list[Tensor]:
+        """Every stored tensor, as the forward sees it (``torch.func.functional_call`` may substitute some)."""
+        return [getattr(self, name) for name in (*self._parameters, *self._buffers)]
 
     def mat(self, name: str) -> Tensor:
         return getattr(self, name)
@@ -227,9 +266,9 @@ class AMTransformer(nn.Module):
         """
         batch, seq_len = tokens.shape
         n = self.n_tokens
-        basis = self.embed_basis(seq_len)
-        basis_w = basis @ (self.score_scale * self.wk1)
-        table = basis_w @ basis.T  # (N [+T], N [+T])
+        basis = self.basis(seq_len)
+        basis_w = self.table("basis_wk1", seq_len, lambda: basis @ (self.score_scale * self.wk1))
+        table = self.table("scores1", seq_len, lambda: basis_w @ basis.T)  # (N [+T], N [+T])
         q_tok = _take(tokens, query_pos)
         token_rows = F.embedding(q_tok, table[:n, :n])  # (B, Tq, N): query token × key token
         absolute = self.pos_enc in ABSOLUTE_ENCODINGS
@@ -267,9 +306,10 @@ class AMTransformer(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None,
-                hooks: Hooks | None = None) -> Tensor:
-        """tokens: (B, T) int64 → logits (B, T, N), or (B, Tq, N) at ``query_positions`` (B, Tq).
+    def forward(self, tokens: Tensor, query_positions: Tensor | QueryGroups | None = None, cache: dict | None = None,
+                hooks: Hooks | None = None) -> Tensor | list[Tensor]:
+        """tokens: (B, T) int64 → logits (B, T, N), or (B, Tq, N) at ``query_positions`` (B, Tq), or one
+        ``(b, Tq_g, N)`` per row group when ``query_positions`` is a list of groups (models/hooks.py).
 
         With ``cache`` (a dict) or ``hooks`` (``{name: fn}``, models/hooks.py) the explicit path runs
         through the TransformerLens-style hook points ``hook_embed``, ``hook_pos_embed``,
@@ -278,13 +318,27 @@ class AMTransformer(nn.Module):
         ``blocks.{l}.hook_resid_post`` (B, Tq, d) and ``hook_logits``; layer indices are 0-based as in
         TransformerLens. A hook replaces the activation it names (docs/science.md §8).
         """
+        self._calls += 1
+        try:
+            return self._forward(tokens, query_positions, cache, hooks)
+        finally:
+            self._calls -= 1
+            if not self._calls:
+                self._drop_graph_tables()
+
+    def _forward(self, tokens: Tensor, query_positions: Tensor | QueryGroups | None, cache: dict | None,
+                 hooks: Hooks | None) -> Tensor | list[Tensor]:
         seq_len = tokens.shape[1]
         self.check_length(seq_len)
         all_pos = torch.arange(seq_len, device=tokens.device)
         last_q = all_pos if query_positions is None else query_positions
+        from_tables = self.pos_enc != "rope" and self.ff != "mlp" and self.n_layers <= 2
+        if isinstance(last_q, list) and (cache is not None or hooks or not from_tables):
+            return per_group(self, tokens, last_q, cache=cache, hooks=hooks)
         if cache is not None or hooks:
             return self._forward_explicit(tokens, all_pos, last_q, HookPoints(tokens, cache, hooks))
-
+        if from_tables:
+            return self._forward_from_tables(tokens, all_pos, last_q)
         h = None  # residual stream (B, T, d); layer 1 never needs it materialised
         for layer in range(1, self.n_layers + 1):
             last = layer == self.n_layers
@@ -307,6 +361,101 @@ class AMTransformer(nn.Module):
             h = (h if not last else _take(h, query_pos)) + update
         return self.final_logits(h)
 
+    def _forward_from_tables(self, tokens: Tensor, all_pos: Tensor, last_q: Tensor | QueryGroups,
+                             with_pattern: bool = False) -> Tensor | list[Tensor] | tuple[Tensor, Tensor]:
+        """The forward of a one- or two-layer model without rope or MLP (module docstring), (B, Tq, N).
+
+        With ``R = W_U (I + W_F)``: one layer gives ``ξ_t = R h^0_t + β¹_t (R Φ_1 h^0)``, lookups in tables
+        over the basis vectors. Two layers: ``h^1 = h^0 + β¹ V¹`` (``V¹_s = Φ_1 h^0_s``) and
+        ``ξ_t = R h^1_t + R Φ_2 β²_t h^1``; :meth:`_second_layer` chooses how to compute it. With row groups
+        (models/hooks.py) layer 1 runs once for the whole batch and layer 2 once per group. ``with_pattern``:
+        also the last layer's pattern (B, Tq, T) (a single tensor of query positions only).
+        """
+        seq_len, n = tokens.shape[1], self.n_tokens
+        basis = self.basis(seq_len)  # (N [+T], d)
+        if self.n_layers == 1:
+            if isinstance(last_q, list):
+                return [self._forward_from_tables(rows, all_pos, q)
+                        for rows, q in zip(split_groups(tokens, last_q), last_q, strict=True)]
+            beta = self.pattern(self.layer1_scores_from_tables(tokens, last_q), last_q)
+            maps = self.table("readout1", seq_len, lambda: basis @ self._readout_maps(1).T)  # (N [+T], 2N)
+            direct, through_values = self.embed_lookup(maps, tokens).split(n, -1)  # (B, T, N) each
+            logits = _take(direct, last_q) + beta @ through_values
+            return (logits, beta) if with_pattern else logits
+        beta1 = self.pattern(self.layer1_scores_from_tables(tokens, all_pos), all_pos)  # (B, T, T)
+        if isinstance(last_q, list):
+            parts = zip(split_groups(tokens, last_q), split_groups(beta1, last_q), last_q, strict=True)
+            return [self._second_layer(rows, rows_beta1, q)[0] for rows, rows_beta1, q in parts]
+        logits, beta2 = self._second_layer(tokens, beta1, last_q)
+        return (logits, beta2) if with_pattern else logits
+
+    def _second_layer(self, tokens: Tensor, beta1: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Layer 2 (the last) of a two-layer model from the tokens (B, T) and ``β¹`` (B, T, T) at query positions
+        ``q`` (B, Tq): logits (B, Tq, N) and ``β²`` (B, Tq, T).
+
+        ``h^0_s`` and ``V¹_s = Φ_1 h^0_s`` are sums of rows of the tables ``[E; P]`` and ``[E; P] Φ_1ᵀ``
+        (:meth:`embed_lookup`). Two ways, the cheaper for these sizes chosen (multiply-adds per row, ``Tq``
+        queries, ``M`` table rows):
+
+        - through ``h^1``: look ``h^0`` and ``V¹`` up, form ``h^1 = h^0 + β¹ V¹`` (``T²d``), score its keys, read
+          ``h^1 [Rᵀ, (RΦ_2)ᵀ]``; for a loss at every position;
+        - through the tables: nothing of size (B, T, d). A product with ``h^0`` or ``V¹`` is a product with the
+          tables, looked up at the tokens (keys: ``(c h^1_q W_K²) h^1ᵀ = x h^0ᵀ + (x V¹ᵀ) β¹ᵀ``) or preceded by
+          summing the weights onto table rows (values: ``β² h^1 = β² h^0 + (β² β¹) V¹``), all
+          ``O(Tq·(T² + M d))``; for a few queries (the in-context loss, the last position of a long prompt).
+        """
+        seq_len, d, n = tokens.shape[1], self.d_model, self.n_tokens
+        tq = q.shape[-1]
+        basis = self.basis(seq_len)  # (M, d): M = N [+T]
+        values1 = self.table("values1", seq_len, lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
+        through_h1 = seq_len * seq_len * d + tq * seq_len * d + 2 * seq_len * d * n + tq * seq_len * n
+        through_tables = tq * (2 * seq_len * seq_len + 4 * basis.shape[0] * d + 2 * d * n)
+        if through_h1 <= through_tables:
+            h0, v1 = self.embed_lookup(basis, tokens), self.embed_lookup(values1, tokens)  # (B, T, d) each
+            h1 = h0 + beta1 @ v1
+            beta2 = self.pattern(self.attention_scores(2, h1, q), q)
+            direct, through_values = (h1 @ self._readout_maps(2).T).split(n, -1)  # h^1 Rᵀ, h^1 (RΦ_2)ᵀ: (B, T, N)
+            return _take(direct, q) + beta2 @ through_values, beta2
+        both = self.table("basis_values1", seq_len, lambda: torch.cat((basis, values1)))  # (2M, d)
+        q = q.expand(tokens.shape[0], -1)  # (Tq,) → (B, Tq)
+        beta1_q = _take(beta1, q)  # (B, Tq, T)
+        h1_q = self.embed_lookup(basis, tokens, q) + self._onto_rows(beta1_q, tokens) @ values1  # (B, Tq, d)
+        qw = h1_q @ (self.score_scale * self.mat(amt_matrix("wk", 2)))
+        key_rows = qw @ both.T  # (B, Tq, 2M): x·b for every table row b
+        m = basis.shape[0]
+        scores = (self._at_tokens(key_rows[..., :m], tokens) + self._at_tokens(key_rows[..., m:], tokens)
+                  @ beta1.transpose(1, 2) + self.positional_scores(2, qw, q, seq_len))
+        beta2 = self.pattern(scores, q)
+        weights = torch.cat((self._onto_rows(beta2, tokens), self._onto_rows(beta2 @ beta1, tokens)), -1)
+        value_readout = self.table("readout2_rows", seq_len, lambda: both @ self._readout_maps(2)[n:].T)  # (2M, N)
+        return h1_q @ self.readout().T + weights @ value_readout, beta2
+
+    def _onto_rows(self, weights: Tensor, tokens: Tensor) -> Tensor:
+        """Weights over positions (B, Tq, T) summed onto the basis rows they select: (B, Tq, M), so that
+        ``weights @ embed_lookup(table, tokens) = _onto_rows(weights, tokens) @ table``."""
+        index = tokens[:, None, :].expand_as(weights)
+        out = weights.new_zeros(*weights.shape[:-1], self.n_tokens).scatter_add(-1, index, weights)
+        return torch.cat((out, weights), -1) if self.pos_enc in ABSOLUTE_ENCODINGS else out
+
+    def _at_tokens(self, rows: Tensor, tokens: Tensor) -> Tensor:
+        """Values per basis row (B, Tq, M) read at each position's rows: (B, Tq, T), the transpose of
+        :meth:`_onto_rows`."""
+        seq_len = tokens.shape[1]
+        out = torch.gather(rows[..., : self.n_tokens], -1, tokens[:, None, :].expand(-1, rows.shape[1], -1))
+        if self.pos_enc in ABSOLUTE_ENCODINGS:
+            out = out + rows[..., self.n_tokens : self.n_tokens + seq_len]
+        return out
+
+    def _readout_maps(self, layer: int) -> Tensor:
+        """``[R; R Φ_ℓ]`` (2N, d) with ``R = W_U (I + W_F)``: the direct and the layer-``ℓ`` value readouts."""
+        readout = self.readout()
+        readout_phi = (readout @ self.mat(amt_matrix("wo", layer))) @ self.mat(amt_matrix("wv", layer))
+        return torch.cat((readout, readout_phi))
+
+    def basis(self, seq_len: int) -> Tensor:
+        """:meth:`embed_basis`, built once per run (a table)."""
+        return self.table("basis", seq_len, lambda: self.embed_basis(seq_len))
+
     def _residual_map(self, h: Tensor | None, tokens: Tensor, linear_map, positions: Tensor | None = None
                       ) -> Tensor:
         """``linear_map(h)`` (B, T, k) at every position or at ``positions`` (B, Tq);
@@ -322,11 +471,16 @@ class AMTransformer(nn.Module):
             return torch.cat((self.emb, self.pos[:seq_len]))
         return self.emb
 
-    def embed_lookup(self, table: Tensor, tokens: Tensor) -> Tensor:
-        """``table[z_t] (+ table[N + t])``: a per-basis-vector table summed over the parts of ``h^0_t``."""
-        out = table[tokens]
+    def embed_lookup(self, table: Tensor, tokens: Tensor, positions: Tensor | None = None) -> Tensor:
+        """``table[z_t] (+ table[N + t])``: a per-basis-vector table summed over the parts of ``h^0_t``, at every
+        position (B, T, k) or at ``positions`` (B, Tq) → (B, Tq, k)."""
+        if positions is None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device)
+            out = table[tokens]
+        else:
+            out = table[torch.gather(tokens, 1, positions)]
         if self.pos_enc in ABSOLUTE_ENCODINGS:
-            out = out + table[self.n_tokens : self.n_tokens + tokens.shape[1]]
+            out = out + table[self.n_tokens + positions]
         return out
 
     def _forward_explicit(self, tokens: Tensor, all_pos: Tensor, last_q: Tensor, hook: HookPoints) -> Tensor:
@@ -360,3 +514,4 @@ def _take(x: Tensor, positions: Tensor) -> Tensor:
     if x.dim() == 2:
         return torch.gather(x, 1, positions)
     return torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))
+

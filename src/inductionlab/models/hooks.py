@@ -33,6 +33,23 @@ class HookSite:
 HookFn = Callable[[Tensor, HookSite], Tensor]
 Hooks = Mapping[str, HookFn]
 Forward = Callable[..., Tensor]  # a model, or a callable with its signature (running interventions: interventions.py)
+# Row groups: ``[positions (b_1, Tq_1), positions (b_2, Tq_2), …]`` for consecutive blocks of rows that cover the
+# batch in order (``Σ b_g = B``). A forward given them as ``query_positions`` returns one ``(b_g, Tq_g, N)`` logits
+# tensor per block: the logits of those rows at those positions. The models run the layers below the last once
+# for the whole batch where they can, so a loss that reads rows with few targets pads each block only to its own
+# widest row (evaluation.training_loss sorts the rows so that such blocks form).
+QueryGroups = list[Tensor]
+
+
+def split_groups(x: Tensor, groups: QueryGroups) -> tuple[Tensor, ...]:
+    """``x`` (B, …) cut into the groups' consecutive blocks of rows: views, nothing copied."""
+    return torch.split(x, [positions.shape[0] for positions in groups])
+
+
+def per_group(forward: Forward, tokens: Tensor, groups: QueryGroups, **kwargs) -> list[Tensor]:
+    """The logits of each row group from one forward call per group (the path with hooks or a cache)."""
+    return [forward(rows, query_positions=positions, **kwargs)
+            for rows, positions in zip(split_groups(tokens, groups), groups, strict=True)]
 
 
 class HookPoints:

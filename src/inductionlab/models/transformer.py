@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
 from inductionlab.models.families import TransformerFamily
-from inductionlab.models.hooks import HookPoints, Hooks
+from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, POS_ENCODINGS, RELATIVE_ENCODINGS, hook_name
 from inductionlab.models.positional import causal_mask, clipped_distances, rope_angles, rope_rotate, sincos_table
 
@@ -203,16 +203,17 @@ class GeneralTransformer(nn.Module):
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
 
     def forward(
-        self, tokens: Tensor, query_positions: Tensor | None = None, cache: dict | None = None,
+        self, tokens: Tensor, query_positions: Tensor | QueryGroups | None = None, cache: dict | None = None,
         hooks: Hooks | None = None,
-    ) -> Tensor:
-        """tokens: (B, T) int64.  query_positions: optional (B, Tq) int64 (may repeat).
+    ) -> Tensor | list[Tensor]:
+        """tokens: (B, T) int64.  query_positions: optional (B, Tq) int64 (may repeat), or row groups.
 
         Returns logits (B, T, n_tokens) float32, or (B, Tq, n_tokens) at ``query_positions`` only:
         every layer but the last runs all positions; the last layer's queries and the unembedding
-        run at the requested positions only.  ``cache``, if a dict, receives the hooks listed in the
-        module docstring; ``hooks`` (``{name: fn}``, models/hooks.py) replace the activations they
-        name (docs/science.md §8).
+        run at the requested positions only. Given row groups (models/hooks.py), one logits tensor per
+        group, the layers below the last run once for the whole batch. ``cache``, if a dict, receives
+        the hooks listed in the module docstring; ``hooks`` (``{name: fn}``, models/hooks.py) replace
+        the activations they name (docs/science.md §8).
         """
         B, T = tokens.shape
         if self.pos_enc in ABSOLUTE_ENCODINGS and T > self.max_len:
@@ -220,13 +221,23 @@ class GeneralTransformer(nn.Module):
                 f"sequence length {T} exceeds max_len={self.max_len} of pos_enc={self.pos_enc!r}; "
                 "build the model with a larger max_len or use a relative encoding"
             )
+        if isinstance(query_positions, list) and (cache is not None or hooks):
+            return per_group(self, tokens, query_positions, cache=cache, hooks=hooks)
         hook = HookPoints(tokens, cache, hooks) if cache is not None or hooks else None
         x = _hook(hook, hook_name("embed"), self.W_E[tokens])                           # (B, T, d)
         pos_table = self.W_pos if self.W_pos is not None else self.sincos_pos
         if pos_table is not None:
             x = x + _hook(hook, hook_name("pos_embed"), pos_table[:T].expand(B, T, self.d_model))
-        for l, block in enumerate(self.blocks):
-            x = block(x, query_positions if l == self.n_layers - 1 else None, hook, l)
+        for l, block in enumerate(self.blocks[:-1]):
+            x = block(x, None, hook, l)
+        if isinstance(query_positions, list):
+            return [self._last_layer(rows_x, positions, None)
+                    for rows_x, positions in zip(split_groups(x, query_positions), query_positions, strict=True)]
+        return self._last_layer(x, query_positions, hook)
+
+    def _last_layer(self, x: Tensor, query_positions: Tensor | None, hook: HookPoints | None) -> Tensor:
+        """The last block, the final LayerNorm and the unembedding: (B, T, d) → (B, Tq, N)."""
+        x = self.blocks[-1](x, query_positions, hook, self.n_layers - 1)
         x = _hook(hook, hook_name(self.family.final_point), self.ln_final(x), query_positions)
         return (x @ self.W_U).float()
 
