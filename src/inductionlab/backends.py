@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from tqdm import tqdm as tqdm_class
 
+from inductionlab.allocator import keep_freed_memory
 from inductionlab.errors import DivergenceError, SweepError
 from inductionlab.runs import RunDir, RunSpec, first_line
 from inductionlab.train import train
@@ -43,6 +44,7 @@ def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
     # interprocess semaphore behind.
     tqdm_class.set_lock(threading.RLock())
     torch.set_num_threads(threads)
+    keep_freed_memory()
     try:
         return train(spec.config(), run_dir, progress=False)
     except DivergenceError:

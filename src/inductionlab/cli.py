@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from inductionlab import jsonio
+from inductionlab.allocator import keep_freed_memory
 from inductionlab.errors import InductionLabError
 
 EXIT_USAGE = 2
@@ -252,6 +253,7 @@ def bench(out: str | None, device: str, steps: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per error, exit code 2, never a traceback for bad input."""
+    keep_freed_memory()  # the training and analyses of this process reuse freed tensor memory (allocator.py)
     try:
         cli.main(args=argv, prog_name="inductionlab", standalone_mode=False)
     except click.exceptions.Abort:
