@@ -36,6 +36,7 @@ points (models/hooks.py), which record activations and let interventions replace
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -127,7 +128,7 @@ class AMTransformer(nn.Module):
             self._store("wf_in", matrix(hidden, d, "wf"))
             self._store("wf_out", matrix(d, hidden, "wf"))
         # name → (what it was built from, table): see `table`; not part of the state dict
-        self._tables: dict[str, tuple[tuple, Tensor]] = {}
+        self._tables: dict[str, tuple[tuple, tuple, Tensor]] = {}
         self._calls = 0  # forward calls in progress (a table recording gradients lives as long as its call)
 
     @classmethod
@@ -158,24 +159,29 @@ class AMTransformer(nn.Module):
         """``build()``, a product of this model's matrices (a table the fast path looks rows up in), computed
         once while those matrices are unchanged.
 
-        The key is every stored tensor's memory and version counter (an in-place update, ``load_state_dict``,
-        an optimiser step or an intervention's substitute changes it), the sequence length and whether
-        gradients are recorded. A table of frozen matrices, or one built without gradients, is kept across
+        The key is every stored tensor, by identity (a weak reference: a substitute that has been freed never
+        matches, even where a new one takes its memory), and its version counter (an in-place update,
+        ``load_state_dict`` or an optimiser step changes it), the sequence length and whether gradients are
+        recorded. A table of frozen matrices, or one built without gradients, is kept across
         calls: built once per run. One that records gradients is kept only until the forward call that built
         it returns (built once per training step however many row groups the loss reads): two calls never
         share a graph, so each can be backpropagated on its own, as with any module.
         """
-        stamp = (seq_len, torch.is_grad_enabled(), tuple((t.data_ptr(), t._version) for t in self._matrices()))
+        matrices = self._matrices()
+        stamp = (seq_len, torch.is_grad_enabled(), tuple(t._version for t in matrices))
         held = self._tables.get(name)
-        if held is not None and held[0] == stamp:
-            return held[1]
+        if held is not None and held[0] == stamp and all(ref() is t for ref, t in zip(held[1], matrices, strict=True)):
+            return held[2]
         value = build()
         if not value.requires_grad or self._calls:
-            self._tables[name] = (stamp, value)
+            self._tables[name] = (stamp, tuple(weakref.ref(t) for t in matrices), value)
         return value
 
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_tables": {}}  # weak references do not pickle; tables rebuild
+
     def _drop_graph_tables(self) -> None:
-        for name in [name for name, (_, value) in self._tables.items() if value.requires_grad]:
+        for name in [name for name, (*_, value) in self._tables.items() if value.requires_grad]:
             del self._tables[name]
 
     def _matrices(self) -> list[Tensor]:
@@ -318,9 +324,31 @@ class AMTransformer(nn.Module):
         ``blocks.{l}.hook_resid_post`` (B, Tq, d) and ``hook_logits``; layer indices are 0-based as in
         TransformerLens. A hook replaces the activation it names (docs/science.md §8).
         """
+        return self._in_call(self._forward, tokens, query_positions, cache, hooks)
+
+    def logits_and_pattern(self, tokens: Tensor, query_positions: Tensor) -> tuple[Tensor, Tensor]:
+        """The logits (B, Tq, N) and the last layer's attention ``β^L`` (B, Tq, T) at ``query_positions`` (Tq,) or
+        (B, Tq): the fast path where it applies (a one- or two-layer model without rope or MLP), else the
+        explicit one."""
+        if not self.from_tables:
+            cache: dict = {}
+            logits = self(tokens, query_positions=query_positions, cache=cache)
+            return logits, cache[hook_name("pattern", self.n_layers - 1)][:, 0]
+        self.check_length(tokens.shape[1])
+        all_pos = torch.arange(tokens.shape[1], device=tokens.device)
+        logits, pattern = self._in_call(self._forward_from_tables, tokens, all_pos, query_positions, with_pattern=True)
+        return logits, pattern.expand(tokens.shape[0], *pattern.shape[-2:])
+
+    @property
+    def from_tables(self) -> bool:
+        """Whether the forward without hooks runs from tables (:meth:`_forward_from_tables`)."""
+        return self.pos_enc != "rope" and self.ff != "mlp" and self.n_layers <= 2
+
+    def _in_call(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` as one forward call: tables recording gradients live until it returns."""
         self._calls += 1
         try:
-            return self._forward(tokens, query_positions, cache, hooks)
+            return fn(*args, **kwargs)
         finally:
             self._calls -= 1
             if not self._calls:
@@ -332,12 +360,11 @@ class AMTransformer(nn.Module):
         self.check_length(seq_len)
         all_pos = torch.arange(seq_len, device=tokens.device)
         last_q = all_pos if query_positions is None else query_positions
-        from_tables = self.pos_enc != "rope" and self.ff != "mlp" and self.n_layers <= 2
-        if isinstance(last_q, list) and (cache is not None or hooks or not from_tables):
+        if isinstance(last_q, list) and (cache is not None or hooks or not self.from_tables):
             return per_group(self, tokens, last_q, cache=cache, hooks=hooks)
         if cache is not None or hooks:
             return self._forward_explicit(tokens, all_pos, last_q, HookPoints(tokens, cache, hooks))
-        if from_tables:
+        if self.from_tables:
             return self._forward_from_tables(tokens, all_pos, last_q)
         h = None  # residual stream (B, T, d); layer 1 never needs it materialised
         for layer in range(1, self.n_layers + 1):

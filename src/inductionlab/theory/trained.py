@@ -141,11 +141,9 @@ def measured_layer2_pattern(model: AMTransformer, tokens: Tensor) -> tuple[Tenso
 
     Layer 2 is computed for the last query only (layer 1 for every position, as its keys need).
     """
-    cache: dict = {}
     last = torch.full((1,), tokens.shape[1] - 1, dtype=torch.int64, device=tokens.device)
-    logits = model(tokens, query_positions=last, cache=cache)
-    pattern = cache[hook_name("pattern", 1)][:, 0, -1, :]
-    return logits[:, -1].cpu(), pattern.cpu()
+    logits, pattern = model.logits_and_pattern(tokens, last)
+    return logits[:, -1].cpu(), pattern[:, -1].cpu()
 
 
 @torch.no_grad()

@@ -59,12 +59,12 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     if base.model.max_len < max(lengths):
         raise ConfigError(f"preset {preset['preset']}: max_len {base.model.max_len} < longest test {max(lengths)}")
     per_run: dict[str, dict[str, dict[str, Any]]] = {}
-    runs: dict[str, dict[int, Path]] = {}
+    runs: dict[str, dict[int, tuple[Any, torch.nn.Module]]] = {}
     for spec in specs:
         params = dict(spec.params)
-        runs.setdefault(params["pos_enc"], {})[params["seed"]] = runs_dir / spec.folder
-        cfg, model, _ = open_trained(runs_dir / spec.folder)
+        cfg, model, _ = open_trained(runs_dir / spec.folder)  # each run opened once, for both analyses
         model.eval()
+        runs.setdefault(params["pos_enc"], {})[params["seed"]] = (cfg, model)
         for seq_len in lengths:
             batch = batch_at_length(cfg, seq_len, preset["eval_batch"])
             per_run.setdefault(params["pos_enc"], {}).setdefault(str(seq_len), {})[str(params["seed"])] = (
@@ -75,7 +75,8 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     return finish(out, results, claims=claims(results), diverged=diverged, figures=write_figures, readme=readme)
 
 
-def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_len: int) -> dict[str, Any]:
+def designed_distance(runs: dict[str, dict[int, tuple[Any, torch.nn.Module]]], preset: dict, base, seq_len: int
+                      ) -> dict[str, Any]:
     """Family 2 (docs/science.md §5): one pair (a, b) at position s₀, query at T, s₀ before and beyond T_train.
 
     For every seed of each encoding, the measured ``p(b)`` and logit gap ``ξ_b − ξ_{j*}``, and where
@@ -88,9 +89,7 @@ def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_
     out_rows: dict[str, Any] = {}
     for pos_enc, by_seed in runs.items():
         per_seed: dict[int, list[dict[str, float]]] = {}
-        for run_dir in by_seed.values():
-            cfg, model, _ = open_trained(run_dir)
-            model.eval()
+        for cfg, model in by_seed.values():
             source, sampler = make_sampler(cfg, torch.device("cpu"))
             a, b, j_star = default_pair(source)
             triggers = sampler.fixed_triggers
@@ -98,8 +97,9 @@ def designed_distance(runs: dict[str, dict[int, Path]], preset: dict, base, seq_
             for pos in positions:
                 spec = PromptSpec("distance", seq_len, a, b, position=pos, n_prompts=preset["eval_batch"], seed=pos)
                 tokens = make_prompts(spec, source, triggers).tokens
+                last = torch.full((1,), seq_len - 1, dtype=torch.int64)
                 with torch.no_grad():
-                    logits = model(tokens)[:, -1]
+                    logits = model(tokens, query_positions=last)[:, -1]  # the last layer at the query only
                 row = {"model_p_b": torch.softmax(logits, -1)[:, b].mean().item(),
                        "model_gap": (logits[:, b] - logits[:, j_star]).mean().item()}
                 if rec is not None:
