@@ -236,12 +236,21 @@ def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backen
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--steps", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Timed training steps (after one warm-up).")
-def bench(out: str | None, device: str, steps: int) -> None:
-    """Sampler throughput, paper-scale training-step time, peak memory, matmul GFLOP/s (JSON)."""
+              help="Timed training steps (after one warm-up; at least 20 for a quick preset's step).")
+@click.option("--presets", default=None, metavar="NAME,...",
+              help="Quick presets whose step is measured against the GEMM peak (default: every *-quick preset).")
+@click.option("--no-paper", is_flag=True, help="Skip the paper-scale training steps (a fast comparison on a CPU).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Torch threads for the steps measured against the GEMM peak (restored afterwards).")
+def bench(out: str | None, device: str, steps: int, presets: str | None, no_paper: bool, threads: int) -> None:
+    """Sampler throughput, paper-scale training-step time, peak memory, matmul GFLOP/s, and each step's counted
+    FLOPs, time and GFLOP/s against a GEMM measured here (JSON on stdout; that table on stderr)."""
     from inductionlab.bench import run_benchmarks
+    from inductionlab.bench_steps import format_table, parse_presets
 
-    result = run_benchmarks(device=device, steps=steps)
+    names = parse_presets(presets)  # a bad name: one line, before anything is measured
+    result = run_benchmarks(device=device, steps=steps, presets=names, paper=not no_paper, threads=threads)
+    click.echo(format_table(result["steps_vs_peak"]), err=True)
     text = jsonio.dumps(result, indent=2)
     if out:
         try:

@@ -46,6 +46,12 @@ def schedule(cfg: RunConfig) -> tuple[int, int]:
     return evals, probes
 
 
+def run_seconds(cfg: RunConfig, cost: RunCost) -> tuple[float, float]:
+    """Estimated seconds of a run's training steps, and of its evaluations and probe rows (:func:`schedule`)."""
+    evals, probes = schedule(cfg)
+    return cfg.train.steps * cost.step_s, evals * cost.eval_s + probes * cost.probe_s
+
+
 def _shape_key(cfg: RunConfig) -> str:
     raw = cfg.model_dump(mode="json")
     for key in ("name", "description", "seeds"):
@@ -89,7 +95,7 @@ def estimate(specs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]
             costs[key] = measure(cfg, threads)
         cost = costs[key]
         evals, probes = schedule(cfg)
-        seconds = cfg.train.steps * cost.step_s + evals * cost.eval_s + probes * cost.probe_s
+        seconds = sum(run_seconds(cfg, cost))
         rows.append({"run": spec.folder, "d_model": cfg.model.d_model, "seq_len": cfg.data.seq_len,
                      "batch_size": cfg.train.batch_size, "steps": cfg.train.steps, "seed_init": cfg.seeds.init,
                      "seed_data": cfg.seeds.data, "evaluations": evals, "probe_rows": probes,
