@@ -458,3 +458,19 @@ def test_memo_follows_substituted_weights(tiny, pos_enc, ff, n_layers, pos_all):
             want = torch.func.functional_call(model, {"wk1": substitute}, (tokens,), {"hooks": D_SPACE_HOOKS})
             assert_close(got, want, f"substitute {i} over one storage (a new tensor at the same address each time)")
             substitute.copy_(model.wk1 + noise[i + 1])  # the next one's values, written before it exists
+
+
+@pytest.mark.parametrize("pos_enc,ff,n_layers,pos_all", CONFIGS)
+def test_logits_and_pattern_equal_explicit(tiny, pos_enc, ff, n_layers, pos_all):
+    """``logits_and_pattern`` (the hijack analysis's last-query read) gives the explicit path's logits and last-layer
+    pattern, for 1-D and (B, Tq) query positions."""
+    model = build(tiny, pos_enc, ff, n_layers, pos_all)
+    tokens = tokens_for(model)
+    last = torch.full((1,), tokens.shape[1] - 1, dtype=torch.int64)
+    for query_positions in (last, random_queries(tokens.shape[0], 3)):
+        cache: dict = {}
+        with torch.no_grad():
+            logits, pattern = model.logits_and_pattern(tokens, query_positions)
+            want = model(tokens, query_positions=query_positions, cache=cache)
+        assert_close(logits, want, "logits")
+        assert_close(pattern, cache[hook_name("pattern", n_layers - 1)][:, 0], "last layer's pattern")
