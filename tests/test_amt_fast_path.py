@@ -131,57 +131,19 @@ def assert_grads_close(actual: dict, expected: dict, what: str) -> None:
         assert_close(actual[name], expected[name], f"{what}: gradient of {name}")
 
 
-class _Verdict:
-    """Stands in for ``d_model`` inside :meth:`AMTransformer._second_layer`: every sum and product with it is
-    itself, and comparing the two costs gives the verdict the test asks for, so a test picks the branch without
-    depending on the cost formula (``through_h1 <= through_tables`` and its mirror images)."""
-
-    def __init__(self, through_h1: bool):
-        self.through_h1 = through_h1
-
-    def _same(self, other):
-        return self
-
-    __add__ = __radd__ = __mul__ = __rmul__ = __sub__ = __rsub__ = _same
-
-    def __le__(self, other):
-        return self.through_h1
-
-    def __ge__(self, other):  # ``through_tables >= through_h1``
-        return self.through_h1
-
-    def __lt__(self, other):  # ``through_tables < through_h1``
-        return not self.through_h1
-
-    def __gt__(self, other):  # ``through_h1 > through_tables``
-        return not self.through_h1
-
-
-BRANCHES = ("through_h1", "without_h1")  # the dense way, and the way through the tables for a few queries
+BRANCHES = ("h1", "tables")  # AMTransformer.second_layer_route: the dense way, and the one for a few queries
 
 
 def force_branch(monkeypatch, model: AMTransformer, branch: str) -> list[str]:
-    """Make ``model._second_layer`` take ``branch`` (one of ``BRANCHES``); returns the list the branches
-    taken are appended to (told apart by whether layer 2's scores go through ``attention_scores`` on ``h^1``)."""
-    original, real_d, taken = model._second_layer, model.d_model, []
-    original_scores = model.attention_scores
+    """Make ``model._second_layer`` take ``branch`` (one of ``BRANCHES``); returns the list the routes
+    chosen are appended to."""
+    taken = []
 
-    def spy_scores(layer, h, query_pos):
-        if layer == 2:
-            taken[-1] = "through_h1"
-        return original_scores(layer, h, query_pos)
+    def route(seq_len, n_queries):
+        taken.append(branch)
+        return branch
 
-    def second_layer(*args, **kwargs):
-        taken.append("without_h1")
-        object.__setattr__(model, "d_model", _Verdict(branch == "through_h1"))
-        object.__setattr__(model, "attention_scores", spy_scores)
-        try:
-            return original(*args, **kwargs)
-        finally:
-            object.__setattr__(model, "d_model", real_d)
-            del model.attention_scores
-
-    monkeypatch.setattr(model, "_second_layer", second_layer)
+    monkeypatch.setattr(model, "second_layer_route", route)
     return taken
 
 

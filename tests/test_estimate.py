@@ -20,14 +20,32 @@ def test_estimate_schedules_longest_first_on_the_workers(monkeypatch, tmp_path, 
 
     monkeypatch.setattr(module, "measure", lambda cfg, threads: RunCost(step_s=1.0, eval_s=0.0, probe_s=0.0))
     specs = []
-    for name, steps in (("a", 30), ("b", 20), ("c", 20), ("d", 10)):
+    for seed, (name, steps) in enumerate((("a", 30), ("b", 20), ("c", 20), ("d", 10))):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(to_yaml(tiny(train={"steps": steps})))
+        path.write_text(to_yaml(tiny(train={"steps": steps}, seeds={"data": seed})))  # four trajectories
         specs.append(RunSpec(name, str(path)))
     result = estimate(specs, workers=2, threads=1)
     assert [r["estimated_s"] for r in result["runs"]] == [30, 20, 20, 10]
     assert result["worker_seconds"] == 80
     assert result["wall_seconds"] == 40  # a | b, then c after b and d after a: 30+10 and 20+20
+
+
+def test_estimate_counts_a_shared_trajectory_once(monkeypatch, tmp_path, tiny):
+    from inductionlab import estimate as module
+    from inductionlab.config import to_yaml
+
+    monkeypatch.setattr(module, "measure", lambda cfg, threads: RunCost(step_s=1.0, eval_s=0.5, probe_s=0.0))
+    specs = []
+    for name, steps, seed in (("long", 30, 0), ("short", 20, 0), ("other", 25, 1)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(to_yaml(tiny(train={"steps": steps, "eval_every": 10}, seeds={"data": seed})))
+        specs.append(RunSpec(name, str(path)))
+    result = estimate(specs, workers=2, threads=1)
+    rows = {r["run"]: r for r in result["runs"]}
+    assert rows["short"]["trained_along"] == "long" and rows["long"]["trained_along"] is None
+    assert rows["short"]["estimated_s"] == 3 * 0.5  # its evaluations only (steps 0, 10, 20)
+    assert rows["long"]["estimated_s"] == 30 + 4 * 0.5
+    assert result["wall_seconds"] == 30 + 4 * 0.5 + 3 * 0.5  # the leader's job carries its follower
 
 
 @pytest.mark.slow

@@ -35,10 +35,12 @@ BACKENDS = ("local", "ray")
 RETRIES = 2  # a run whose worker dies is resubmitted this many times (it resumes from its checkpoint)
 
 
-def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
+def execute_run(spec: RunSpec, run_dir: str, threads: int, followers: tuple[tuple[RunSpec, str], ...] = ()
+                ) -> dict[str, Any]:
     """Train one run of a sweep in this process with ``threads`` torch threads; its summary.
 
     A run that diverges returns its diverged summary (``"diverged": true``): an outcome, not a failure.
+    ``followers`` (run, directory) ride along its training (train.py, :func:`~inductionlab.train.shared_trajectory`).
     """
     # A thread lock instead of tqdm's default process lock: a worker stopped by Ctrl-C leaves no
     # interprocess semaphore behind.
@@ -46,17 +48,19 @@ def execute_run(spec: RunSpec, run_dir: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     keep_freed_memory()
     try:
-        return train(spec.config(), run_dir, progress=False)
+        return train(spec.config(), run_dir, progress=False,
+                     followers=tuple((follower.config(), path) for follower, path in followers))
     except DivergenceError:
         return RunDir(run_dir).summary() or {}
 
 
-def execute_run_on_path(spec: RunSpec, run_dir: str, threads: int, sys_path: list[str]) -> dict[str, Any]:
+def execute_run_on_path(spec: RunSpec, run_dir: str, threads: int, sys_path: list[str],
+                        followers: tuple[tuple[RunSpec, str], ...] = ()) -> dict[str, Any]:
     """:func:`execute_run` with the driver's import path added to this worker's: a task or an experiment named
     by an import path (``"module:Name"``) resolves on a Ray worker as it does in the process that submitted it
     (spawned local workers inherit the path by themselves)."""
     sys.path.extend(p for p in sys_path if p not in sys.path)
-    return execute_run(spec, run_dir, threads)
+    return execute_run(spec, run_dir, threads, followers)
 
 
 @contextmanager
@@ -119,7 +123,7 @@ def _serve(conn, parent: int) -> None:
 class LocalJob:
     """One run submitted to the local backend: its arguments, the deaths of its workers so far, its outcome."""
 
-    args: tuple[RunSpec, str, int]
+    args: tuple[RunSpec, str, int, tuple[tuple[RunSpec, str], ...]]
     outcome: tuple[str, Any] | None = None  # ("ok", summary) or ("error", message)
     deaths: list[str] = field(default_factory=list)
 
@@ -153,8 +157,9 @@ class LocalBackend:
         child.close()
         return _Worker(process, parent)
 
-    def submit(self, spec: RunSpec, run_dir: Path, threads: int) -> LocalJob:
-        job = LocalJob((spec, str(run_dir), threads))
+    def submit(self, spec: RunSpec, run_dir: Path, threads: int, followers: tuple[tuple[RunSpec, Path], ...] = ()
+               ) -> LocalJob:
+        job = LocalJob((spec, str(run_dir), threads, tuple((f, str(path)) for f, path in followers)))
         self.queue.append(job)
         self.poll()
         return job
@@ -266,8 +271,9 @@ class RayBackend:
         self.task = ray.remote(num_cpus=threads, max_retries=retries)(execute_run_on_path)
         self.sys_path = [os.path.abspath(p) for p in sys.path]  # "" is this process's working directory
 
-    def submit(self, spec: RunSpec, run_dir: Path, threads: int):
-        return self.task.remote(spec, str(run_dir.resolve()), threads, self.sys_path)
+    def submit(self, spec: RunSpec, run_dir: Path, threads: int, followers: tuple[tuple[RunSpec, Path], ...] = ()):
+        return self.task.remote(spec, str(run_dir.resolve()), threads, self.sys_path,
+                                tuple((f, str(path.resolve())) for f, path in followers))
 
     def poll(self) -> list[str]:
         """Nothing to do: Ray notices dead workers and retries their tasks itself."""

@@ -4,7 +4,9 @@ Each kind of run (a config up to its seeds and name) is measured once, the way a
 it (its device, ``threads`` torch threads): one warm-up training step, then a few timed steps, one
 evaluation and, when the run logs memory probes between evaluations, one probe row. A run's
 estimate is ``steps × step time + evaluations × evaluation time + probe rows × probe time`` with
-the counts taken from its schedule. The sweep's wall time is the schedule of those estimates on
+the counts taken from its schedule; a run that rides along another's training
+(:func:`~inductionlab.sweep.shared_trajectories`) costs only its evaluations and probe rows, added to that
+run's. The sweep's wall time is the schedule of those estimates on
 ``workers`` workers, longest run first, as the local backend runs them. Analyses and the report
 are not included.
 """
@@ -21,7 +23,7 @@ import torch
 
 from inductionlab.config import RunConfig
 from inductionlab.runs import RunSpec
-from inductionlab.sweep import run_cost
+from inductionlab.sweep import run_cost, shared_trajectories
 from inductionlab.train import prepare
 
 
@@ -87,23 +89,32 @@ def measure(cfg: RunConfig, threads: int, min_seconds: float = 1.0, max_steps: i
 def estimate(specs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]:
     """Every run's resolved sizes and estimated seconds, and the sweep's estimated wall time."""
     costs: dict[str, RunCost] = {}
+    configs = {spec.folder: spec.config() for spec in specs}
+    leader_of = {f.folder: leader for leader, group in shared_trajectories(specs, configs).items() for f in group}
     rows = []
     for spec in specs:
-        cfg = spec.config()
+        cfg = configs[spec.folder]
         key = _shape_key(cfg)
         if key not in costs:
             costs[key] = measure(cfg, threads)
         cost = costs[key]
         evals, probes = schedule(cfg)
-        seconds = sum(run_seconds(cfg, cost))
+        training, watching = run_seconds(cfg, cost)
         rows.append({"run": spec.folder, "d_model": cfg.model.d_model, "seq_len": cfg.data.seq_len,
                      "batch_size": cfg.train.batch_size, "steps": cfg.train.steps, "seed_init": cfg.seeds.init,
                      "seed_data": cfg.seeds.data, "evaluations": evals, "probe_rows": probes,
-                     "estimated_s": seconds, "_cost": run_cost(cfg)})
+                     "trained_along": leader_of.get(spec.folder),
+                     "estimated_s": watching + (0.0 if spec.folder in leader_of else training),
+                     "_cost": run_cost(cfg)})
+    by_run = {row["run"]: row for row in rows}
+    jobs = {row["run"]: row["estimated_s"] for row in rows if row["trained_along"] is None}
+    for row in rows:
+        if row["trained_along"] is not None:  # one job with its leader
+            jobs[row["trained_along"]] += row["estimated_s"]
     free = [0.0] * workers  # the local pool: longest first, each run to the first free worker
-    for row in sorted(rows, key=lambda r: -r["_cost"]):
+    for run in sorted(jobs, key=lambda run: -by_run[run]["_cost"]):
         i = free.index(min(free))
-        free[i] += row["estimated_s"]
+        free[i] += jobs[run]
     for row in rows:
         del row["_cost"]
     return {"runs": rows, "workers": workers, "threads": threads, "kinds_measured": len(costs),
@@ -116,7 +127,8 @@ def format_estimate(result: dict[str, Any], device: str) -> str:
     lines = [header]
     for r in result["runs"]:
         lines.append(f"{r['run'][:44]:44s} {r['d_model']:7d} {r['seq_len']:7d} {r['batch_size']:5d} {r['steps']:6d} "
-                     f"{r['seed_init']:>4d}/{r['seed_data']:<4d} {_duration(r['estimated_s']):>8s}")
+                     f"{r['seed_init']:>4d}/{r['seed_data']:<4d} {_duration(r['estimated_s']):>8s}"
+                     + (f"  along {r['trained_along']}" if r["trained_along"] else ""))
     lines.append(f"{len(result['runs'])} runs ({result['kinds_measured']} kinds measured on {device}): "
                  f"{_duration(result['worker_seconds'])} of training in all; estimated wall time "
                  f"{_duration(result['wall_seconds'])} on {result['workers']} workers × {result['threads']} threads "

@@ -3,7 +3,8 @@
 A sweep is a list of :class:`RunSpec` (a preset or YAML file plus ``--set`` overrides). Each run
 trains into ``OUT/runs/FOLDER`` with :func:`inductionlab.train.train`, which makes runs idempotent
 (a finished run is skipped) and resumable (an interrupted run continues from its last
-checkpoint). Results go to two tables:
+checkpoint). Runs on one trajectory (the same run but for how long it trains and how it is
+evaluated) are trained once: the shorter ride along the longest (:func:`shared_trajectories`). Results go to two tables:
 
 ``OUT/runs.parquet``      one row per run: name, grid values, seed, final metrics, milestones
 ``OUT/summary.parquet``   one row per grid point: mean, std, min and max of every metric over seeds
@@ -41,6 +42,7 @@ from inductionlab.config import MAX_DEPTH, RunConfig, check_depth, read_text_fil
 from inductionlab.errors import ConfigError, RunDirError, SweepError
 from inductionlab.models.families import family
 from inductionlab.runs import RunDir, RunSpec, atomic_write, first_line, seed_overrides
+from inductionlab.train import shared_trajectory
 
 POLL_S = 0.5
 
@@ -225,16 +227,43 @@ def run_cost(cfg: RunConfig) -> float:
     return t.steps * t.batch_size * cfg.data.seq_len * m.d_model * m.n_layers * family(m.arch).cost_factor(m)
 
 
+def shared_trajectories(todo: list[RunSpec], configs: dict[str, RunConfig]) -> dict[str, list[RunSpec]]:
+    """Runs on one trajectory (:func:`~inductionlab.train.shared_trajectory`): the longest of each group (its
+    folder) → the others, which ride along its training."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in todo:
+        key = shared_trajectory(configs[spec.folder])
+        if key is not None:
+            groups.setdefault(key, []).append(spec)
+    out = {}
+    for group in groups.values():
+        if len(group) > 1:
+            leader = max(group, key=lambda spec: configs[spec.folder].train.steps)
+            out[leader.folder] = [spec for spec in group if spec is not leader]
+    return out
+
+
 def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) -> dict[str, str]:
-    """Submit ``todo`` to ``runner`` and wait, updating progress; the failures (run name → cause)."""
-    order = sorted(todo, key=lambda spec: -run_cost(configs[spec.folder]))  # longest first: a short tail
-    handles = {spec.folder: (spec, runner.submit(spec, runs_dir / spec.folder, threads)) for spec in order}
+    """Submit ``todo`` to ``runner`` and wait, updating progress; the failures (run name → cause).
+
+    A run on another's trajectory rides along that run's training (:func:`shared_trajectories`); one left
+    unfinished by it (its leader failed or diverged first, or it was checkpointed at another step) then runs
+    on its own."""
+    riding = shared_trajectories(todo, configs)
+    followers = {spec.folder for group in riding.values() for spec in group}
+    order = sorted((s for s in todo if s.folder not in followers), key=lambda spec: -run_cost(configs[spec.folder]))
+
+    def submit(spec: RunSpec, along: list[RunSpec]):
+        return spec, along, runner.submit(spec, runs_dir / spec.folder, threads,
+                                          tuple((f, runs_dir / f.folder) for f in along))
+
+    handles = {spec.folder: submit(spec, riding.get(spec.folder, [])) for spec in order}  # longest first
     failures: dict[str, str] = {}
     try:
         while handles:
             for event in runner.poll():
                 tqdm.write(event, file=sys.stderr)
-            for folder, (spec, handle) in list(handles.items()):
+            for folder, (spec, along, handle) in list(handles.items()):
                 if runner.ready(handle):
                     del handles[folder]
                     try:
@@ -242,15 +271,23 @@ def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) 
                         state.steps[folder] = configs[folder].train.steps
                     except Exception as err:  # a failed run is reported, the others go on
                         failures[spec.name] = first_line(err)
+                    for follower in along:
+                        done = RunDir(runs_dir / follower.folder).summary()
+                        if done is not None and (done.get("finished") or done.get("diverged")):
+                            summaries[follower.folder] = done
+                            state.steps[follower.folder] = configs[follower.folder].train.steps
+                        else:
+                            handles[follower.folder] = submit(follower, [])
                 else:
-                    state.steps[folder] = _latest_step(runs_dir / folder)
+                    for run in (spec, *along):
+                        state.steps[run.folder] = _latest_step(runs_dir / run.folder)
             running = min(workers, len(handles))
             state.update(len(summaries), running, len(handles) - running)
             if handles:
                 time.sleep(POLL_S)
     except BaseException:
         if isinstance(runner, RayBackend):
-            runner.close(interrupted=True, handles=[h for _, h in handles.values()])
+            runner.close(interrupted=True, handles=[h for _, _, h in handles.values()])
         else:
             runner.close(interrupted=True)
         raise

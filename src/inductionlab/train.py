@@ -12,10 +12,18 @@ checkpoint is written from then on, so the last one holds finite weights, and ``
 records the run as diverged with the step and the cause. ``keep_going=True`` trains on through it
 (to study the instability); its checkpoints then say whether their weights are finite, and the newest
 finite one is never pruned.
+
+Runs that differ only in how long they train and how they are evaluated and checkpointed (``train.steps``,
+``eval_every``, ``eval_dense_until``, ``eval_batch_size``, ``probe_every``, ``checkpoint_every``,
+``keep_checkpoints``, ``seeds.eval``) follow the same trajectory: the shorter one is its first steps. Such
+*followers* (:func:`shared_trajectory`) ride along a leader's training (``train(..., followers=...)``): they
+share its model, optimiser, data generator and counts, and log, checkpoint and finish on their own schedule,
+into their own run directories, exactly as if trained alone.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -32,6 +40,7 @@ from inductionlab.evaluation import training_loss
 from inductionlab.footprint import check_memory
 from inductionlab.interventions import Interventions
 from inductionlab.models.build import build_model
+from inductionlab.models.names import ABSOLUTE_ENCODINGS, RELATIVE_ENCODINGS
 from inductionlab.runs import METRICS_VERSION, RunDir
 from inductionlab.tasks.base import EVALUATION_KEY, Batch, Milestones, Task
 from inductionlab.tasks.build import make_task
@@ -219,6 +228,7 @@ def train(
     progress: bool = True,
     keep_going: bool = False,
     max_memory: int | None = None,
+    followers: tuple[tuple[RunConfig, str | Path], ...] = (),
 ) -> dict[str, Any]:
     """Train ``cfg`` into run directory ``out``; resume if it holds a checkpoint.
 
@@ -226,7 +236,9 @@ def train(
     Returns the summary (final metrics); a finished run returns its summary without training. A
     non-finite loss or weight raises :class:`DivergenceError` (see the module docstring), also when
     the run is started again, unless ``keep_going``. ``max_memory`` (bytes) caps the estimated memory
-    (:mod:`~inductionlab.footprint`; the device's available memory caps it anyway).
+    (:mod:`~inductionlab.footprint`; the device's available memory caps it anyway). ``followers``: runs
+    ``(config, directory)`` on this run's trajectory (:func:`shared_trajectory`) that log, checkpoint and
+    finish along the way; one that cannot join (finished, or checkpointed at another step) is left alone.
     """
     run, dev = open_run(cfg, out, device, max_memory)
     finished = run.summary()
@@ -241,15 +253,16 @@ def train(
     if trainer.diverged is not None and not keep_going:  # resumed after an interrupted --keep-going run
         raise DivergenceError(diverged_message(trainer.run, *trainer.diverged), trainer.diverged[0])
     run, t = trainer.run, cfg.train
+    riders = [] if keep_going else _riders(trainer, followers, max_memory)
     start = time.perf_counter()
     elapsed_before = run.metrics()[-1].get("elapsed_s") or 0.0 if run.metrics() else 0.0
-    if trainer.step == 0 and not run.metrics():
-        trainer.log_eval(None, 0.0)
-        trainer.save()  # the initialisation: a run that diverges early still keeps finite weights
+    for tr in (trainer, *riders):
+        if tr.step == 0 and not tr.run.metrics():
+            tr.log_eval(None, 0.0)
+            tr.save()  # the initialisation: a run that diverges early still keeps finite weights
     last = t.steps if stop_after is None else min(stop_after, t.steps)
     bar = tqdm(total=t.steps, initial=trainer.step, desc=cfg.name, disable=not progress, unit="step",
                dynamic_ncols=True, leave=False)
-    row: dict[str, Any] = {}
     try:
         while trainer.step < last:
             try:
@@ -265,27 +278,98 @@ def train(
                 trainer.diverged = (trainer.step, cause)
                 if not keep_going:
                     _stop_diverged(trainer, loss, cause, elapsed_before + time.perf_counter() - start)
-            if trainer.step % t.eval_every == 0 or trainer.step <= t.eval_dense_until or trainer.step == t.steps:
-                row = trainer.log_eval(loss, elapsed_before + time.perf_counter() - start)
+            elapsed = elapsed_before + time.perf_counter() - start
+            row = _log_step(trainer, loss, elapsed, last)
+            if row is not None:
                 shown = {label: row.get(key) for label, key in trainer.task.progress_keys.items()}
                 bar.set_postfix(loss=f"{loss:.3f}", **{k: f"{v:.3f}" for k, v in shown.items() if v is not None})
-            elif t.probe_every and trainer.step % t.probe_every == 0:
-                trainer.log_probes(loss, elapsed_before + time.perf_counter() - start)
-            if trainer.step % t.checkpoint_every == 0 or trainer.step == last:
-                trainer.save()
+            for rider in list(riders):
+                rider.step = trainer.step
+                _log_step(rider, loss, elapsed, rider.cfg.train.steps)
+                if rider.step == rider.cfg.train.steps:
+                    _finish(rider, trained_along=cfg.name)
+                    riders.remove(rider)
     except KeyboardInterrupt:
-        trainer.save()
+        for tr in (trainer, *riders):
+            tr.save()
         raise
     finally:
         bar.close()
     if trainer.step < t.steps:
+        for rider in riders:  # stopped early: the riders checkpoint here too, to go on in step with it
+            rider.save()
         return {"step": trainer.step, "finished": False}
-    summary = {"name": cfg.name, "finished": True, "device": str(trainer.device), **run.metrics()[-1]}
+    return _finish(trainer)
+
+
+def _log_step(trainer: Trainer, loss: float, elapsed: float, last: int) -> dict[str, Any] | None:
+    """The evaluation or probe row and the checkpoint the schedule asks for at ``trainer.step``; the evaluation
+    row, if one was logged."""
+    t, step, row = trainer.cfg.train, trainer.step, None
+    if step % t.eval_every == 0 or step <= t.eval_dense_until or step == t.steps:
+        row = trainer.log_eval(loss, elapsed)
+    elif t.probe_every and step % t.probe_every == 0:
+        trainer.log_probes(loss, elapsed)
+    if step % t.checkpoint_every == 0 or step == last:
+        trainer.save()
+    return row
+
+
+def _finish(trainer: Trainer, trained_along: str | None = None) -> dict[str, Any]:
+    """Write and return the summary of a run that reached its last step."""
+    run = trainer.run
+    summary = {"name": trainer.cfg.name, "finished": True, "device": str(trainer.device), **run.metrics()[-1]}
     summary["milestones"] = milestones(run.metrics(), trainer.task.milestones)
+    if trained_along is not None:
+        summary["trained_along"] = trained_along  # the run whose training it shared (its first steps)
     if trainer.diverged is not None:
         summary.update(diverged=True, diverged_step=trainer.diverged[0], divergence=trainer.diverged[1])
     run.write_summary(summary)
     return summary
+
+
+TRAJECTORY_FREE = ("steps", "eval_every", "eval_dense_until", "eval_batch_size", "probe_every", "checkpoint_every",
+                   "keep_checkpoints")  # train fields that change how a run is watched, not the weights it reaches
+
+
+def shared_trajectory(cfg: RunConfig) -> str | None:
+    """A key equal for runs that follow the same trajectory step by step (they differ only in
+    :data:`TRAJECTORY_FREE`, ``seeds.eval``, name and description, ``model.max_len`` where no absolute encoding
+    and ``model.max_rel_dist`` where no relative one reads it), or None for a run with interventions (they act
+    on the run's own model)."""
+    if cfg.interventions:
+        return None
+    raw = cfg.model_dump(mode="json")
+    for key in ("name", "description"):
+        raw.pop(key)
+    if cfg.model.pos_enc not in ABSOLUTE_ENCODINGS:
+        raw["model"].pop("max_len")
+    if cfg.model.pos_enc not in RELATIVE_ENCODINGS:
+        raw["model"].pop("max_rel_dist")
+    for key in TRAJECTORY_FREE:
+        raw["train"].pop(key)
+    raw["seeds"].pop("eval")
+    return json.dumps(raw, sort_keys=True)
+
+
+def _riders(leader: Trainer, followers, max_memory: int | None) -> list[Trainer]:
+    """The trainers of ``followers`` that join ``leader`` now: unfinished, at the leader's step, no longer than
+    it (a follower that cannot join is left for a run of its own); each shares the leader's model, optimiser, data generator and counts."""
+    riders = []
+    for cfg, out in followers:
+        if shared_trajectory(cfg) is None or shared_trajectory(cfg) != shared_trajectory(leader.cfg):
+            raise ConfigError(f"{cfg.name}: does not follow the trajectory of {leader.cfg.name}")
+        run, _ = open_run(cfg, out, str(leader.device), max_memory)
+        done = run.summary()
+        if done is not None and (done.get("finished") or done.get("diverged")):
+            continue
+        rider = build_trainer(cfg, run, leader.device)
+        if rider.step != leader.step or cfg.train.steps > leader.cfg.train.steps or rider.diverged is not None:
+            continue  # trained on its own afterwards (the sweep sees it unfinished)
+        rider.model, rider.optimizer, rider.data_rng = leader.model, leader.optimizer, leader.data_rng
+        rider.train_counts = leader.train_counts
+        riders.append(rider)
+    return riders
 
 
 def _stop_diverged(trainer: Trainer, loss: float, cause: str, elapsed: float) -> None:

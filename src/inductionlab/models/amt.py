@@ -421,23 +421,20 @@ class AMTransformer(nn.Module):
         ``q`` (B, Tq): logits (B, Tq, N) and ``β²`` (B, Tq, T).
 
         ``h^0_s`` and ``V¹_s = Φ_1 h^0_s`` are sums of rows of the tables ``[E; P]`` and ``[E; P] Φ_1ᵀ``
-        (:meth:`embed_lookup`). Two ways, the cheaper for these sizes chosen (multiply-adds per row, ``Tq``
-        queries, ``M`` table rows):
+        (:meth:`embed_lookup`). Two ways, the cheaper for these sizes chosen (:meth:`second_layer_route`):
 
-        - through ``h^1``: look ``h^0`` and ``V¹`` up, form ``h^1 = h^0 + β¹ V¹`` (``T²d``), score its keys, read
+        - ``"h1"``: look ``h^0`` and ``V¹`` up, form ``h^1 = h^0 + β¹ V¹`` (``T²d``), score its keys, read
           ``h^1 [Rᵀ, (RΦ_2)ᵀ]``; for a loss at every position;
-        - through the tables: nothing of size (B, T, d). A product with ``h^0`` or ``V¹`` is a product with the
+        - ``"tables"``: nothing of size (B, T, d). A product with ``h^0`` or ``V¹`` is a product with the
           tables, looked up at the tokens (keys: ``(c h^1_q W_K²) h^1ᵀ = x h^0ᵀ + (x V¹ᵀ) β¹ᵀ``) or preceded by
           summing the weights onto table rows (values: ``β² h^1 = β² h^0 + (β² β¹) V¹``), all
           ``O(Tq·(T² + M d))``; for a few queries (the in-context loss, the last position of a long prompt).
         """
-        seq_len, d, n = tokens.shape[1], self.d_model, self.n_tokens
-        tq = q.shape[-1]
+        seq_len, n = tokens.shape[1], self.n_tokens
         basis = self.basis(seq_len)  # (M, d): M = N [+T]
         values1 = self.table("values1", seq_len, lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
-        through_h1 = seq_len * seq_len * d + tq * seq_len * d + 2 * seq_len * d * n + tq * seq_len * n
-        through_tables = tq * (2 * seq_len * seq_len + 4 * basis.shape[0] * d + 2 * d * n)
-        if through_h1 <= through_tables:
+        route = self.second_layer_route(seq_len, q.shape[-1])
+        if route == "h1":
             h0, v1 = self.embed_lookup(basis, tokens), self.embed_lookup(values1, tokens)  # (B, T, d) each
             h1 = h0 + beta1 @ v1
             beta2 = self.pattern(self.attention_scores(2, h1, q), q)
@@ -456,6 +453,15 @@ class AMTransformer(nn.Module):
         weights = torch.cat((self._onto_rows(beta2, tokens), self._onto_rows(beta2 @ beta1, tokens)), -1)
         value_readout = self.table("readout2_rows", seq_len, lambda: both @ self._readout_maps(2)[n:].T)  # (2M, N)
         return h1_q @ self.readout().T + weights @ value_readout, beta2
+
+    def second_layer_route(self, seq_len: int, n_queries: int) -> str:
+        """How :meth:`_second_layer` computes layer 2 for ``n_queries`` query positions in a sequence of ``seq_len``:
+        ``"h1"`` or ``"tables"``, the cheaper in multiply-adds per row (``M`` table rows)."""
+        d, n, tq = self.d_model, self.n_tokens, n_queries
+        m = self.n_tokens + (seq_len if self.pos_enc in ABSOLUTE_ENCODINGS else 0)
+        through_h1 = seq_len * seq_len * d + tq * seq_len * d + 2 * seq_len * d * n + tq * seq_len * n
+        through_tables = tq * (2 * seq_len * seq_len + 4 * m * d + 2 * d * n)
+        return "tables" if through_tables < through_h1 else "h1"
 
     def _onto_rows(self, weights: Tensor, tokens: Tensor) -> Tensor:
         """Weights over positions (B, Tq, T) summed onto the basis rows they select: (B, Tq, M), so that
