@@ -354,7 +354,8 @@ def shared_trajectory(cfg: RunConfig) -> str | None:
 
 def _riders(leader: Trainer, followers, max_memory: int | None) -> list[Trainer]:
     """The trainers of ``followers`` that join ``leader`` now: unfinished, at the leader's step, no longer than
-    it (a follower that cannot join is left for a run of its own); each shares the leader's model, optimiser, data generator and counts."""
+    it (a follower that cannot join is left for a run of its own); each shares the leader's model, optimiser,
+    data generator and counts."""
     riders = []
     for cfg, out in followers:
         if shared_trajectory(cfg) is None or shared_trajectory(cfg) != shared_trajectory(leader.cfg):
