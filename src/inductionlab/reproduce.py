@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from inductionlab import jsonio
+from inductionlab.allocator import keep_freed_memory
 from inductionlab.backends import default_workers, quiet_pool
 from inductionlab.errors import ConfigError, InductionLabError
 from inductionlab.estimate import estimate
@@ -93,6 +94,7 @@ def _analyse(path: str, out: Path, preset: str, threads: int) -> dict[str, Any]:
     """One experiment's analysis (in a pool worker, given the experiment's import path):
     ``out/NAME/results.json`` and its figures."""
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as a training worker (allocator.py): large evaluation tensors reuse freed memory
     experiment = load_experiment(path)
     exp_dir = out / experiment.name
     exp_dir.mkdir(exist_ok=True)
