@@ -99,3 +99,42 @@ def test_intervals_cover_the_true_effect_and_verdicts_follow_it(seeds, effect):
             assert verdicts["fails"] >= 900
     else:
         assert verdicts["holds"] >= 900 and verdicts["fails"] <= 10
+
+
+def test_a_claim_with_its_seeds_carries_intervals_beside_the_verdict():
+    from inductionlab.experiments.kit.claims import SeedValues, claim
+
+    seeds = SeedValues({"0": 0.9, "1": 0.95, "2": 0.92}, {"0": 0.3, "1": 0.25, "2": None})
+    c = claim("t", "p", "s", 0.923, 0.275, "n", RULE, seeds=seeds)
+    got = c["intervals"]
+    assert got["n_seeds"] == 2 and got["seeds_left_out"] == ["2"]  # seed 2 has no null value
+    assert got["measured_ci"]["n"] == 2 and got["difference_ci"]["estimate"] == pytest.approx(0.65)
+    assert got["interval_verdict"] in ("holds", "inconclusive") and c["verdict"] == "holds"
+    fixed = claim("t", "p", "s", 0.3, 1.0, "slope 0", Rule("lower", 0.5, 0.25),
+                  seeds=SeedValues({"0": 0.28, "1": 0.3, "2": 0.32}, 1.0))["intervals"]
+    assert fixed["null_ci"] == {"estimate": 1.0, "low": 1.0, "high": 1.0, "sd": None, "n": 3}
+    assert fixed["difference_ci"]["estimate"] == pytest.approx(0.7) and fixed["interval_verdict"] == "holds"
+
+
+def test_a_fraction_of_seeds_gets_the_exact_interval_against_its_chance_rate():
+    from inductionlab.experiments.kit.claims import SeedValues, uncertainty
+
+    rule = Rule("higher", 1.0, 0.1)
+    all_five = uncertainty(rule, SeedValues({str(s): 1.0 for s in range(5)}, 1 / 6, fraction=True))
+    assert all_five["measured_ci"]["low"] == pytest.approx(0.025 ** (1 / 5))
+    assert all_five["difference_ci"]["low"] == pytest.approx(0.025 ** (1 / 5) - 1 / 6)
+    assert all_five["interval_verdict"] == "inconclusive"  # five seeds cannot show a rate of 1
+    assert all_five["p_value"] == pytest.approx((1 / 6) ** 5)
+    none = uncertainty(rule, SeedValues({str(s): 0.0 for s in range(5)}, 1 / 6, fraction=True))
+    assert none["interval_verdict"] == "fails"
+
+
+def test_p_values_are_adjusted_across_the_report():
+    from inductionlab.experiments.kit.intervals import adjust_p_values
+
+    experiments = {"a": {"claims": [{"intervals": {"p_value": 0.01}}, {"verdict": "holds"}]},
+                   "b": {"claims": [{"intervals": {"p_value": 0.04}}, {"intervals": {"p_value": None}}]}}
+    adjust_p_values(experiments)
+    assert experiments["a"]["claims"][0]["intervals"]["p_holm"] == pytest.approx(0.02)
+    assert experiments["b"]["claims"][0]["intervals"]["p_holm"] == pytest.approx(0.04)
+    assert experiments["b"]["claims"][1]["intervals"]["p_holm"] is None

@@ -38,6 +38,7 @@ from inductionlab.backends import default_workers, quiet_pool
 from inductionlab.errors import ConfigError, InductionLabError
 from inductionlab.estimate import estimate
 from inductionlab.experiments import EXPERIMENT_PRESETS, EXPERIMENTS, experiment_path, load_experiment
+from inductionlab.experiments.kit.intervals import adjust_p_values
 from inductionlab.report.html import write_report
 from inductionlab.report.output import results_folder
 from inductionlab.runs import atomic_write
@@ -153,6 +154,7 @@ def reproduce(out: str | Path, preset: str = "quick", experiments: tuple[str, ..
     results: dict[str, Any] = {"name": name or f"inductionlab reproduce --preset {preset}", "preset": preset,
                                "experiments": analyse_all(out, preset, paths, workers, progress),
                                "environment": environment()}
+    adjust_p_values(results["experiments"])  # Holm across every claim of the report (docs/science.md §7.1)
     atomic_write(out / "results.json", jsonio.dumps(results, indent=2) + "\n")
     titles = {name: load_experiment(path).title for name, path in paths.items()}
     write_report(results, pd.read_parquet(out / "runs.parquet"), out, titles, wall_s=time.perf_counter() - start)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from inductionlab.experiments.birth.report import readme, setting, write_figures
-from inductionlab.experiments.kit.claims import Rule, claim
+from inductionlab.experiments.kit.claims import Rule, SeedValues, claim
 from inductionlab.experiments.kit.curves import last_evaluation, milestone, seed_spread
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
@@ -45,6 +45,7 @@ PRESETS = {
 DEPTHS = {"two-layer": 2, "one-layer": 1}
 INITS = {"zero": "model.zero_init=true", "random": "model.zero_init=false"}
 MEMORIES = ("wo", "wk2", "wk1")
+GLOBAL_FIRST_KEYS = ("global_within_optimum", "in_context_above_one_layer")  # setting (a): global knowledge first
 THRESHOLDS = (0.8, 0.9, 0.95)
 GLOBAL_NATS = 0.05  # "the global loss comes within 0.05 nats of the bigram optimum"
 GLOBAL_NATS_ALSO = (0.1, 0.15, 0.25)  # reported beside it: how the order depends on that distance
@@ -103,11 +104,19 @@ def order_statistic(milestones: dict[str, dict[str, int | None]], keys: tuple[st
     return {"fraction": fraction, "seeds": n, **counts}
 
 
+def order_seeds(milestones: dict[str, dict[str, int | None]], keys: tuple[str, ...], chance: float) -> SeedValues:
+    """Each seed's outcome for an order claim's interval (docs/science.md §7.1): 1 in order, 0 tied or in another
+    order; an undetermined seed is left out (and named), not counted at the chance rate."""
+    outcome = {"in_order": 1.0, "tied": 0.0, "other_order": 0.0, "undetermined": None}
+    return SeedValues({seed: outcome[classify(ms, keys)] for seed, ms in milestones.items()}, chance, fraction=True)
+
+
 def _final(runs: dict[int, list[dict[str, Any]]], keys: tuple[str, ...]) -> dict[str, Any]:
-    """Mean and spread over seeds of each key at the last evaluation row of every run."""
+    """Mean and spread over seeds of each key at the last evaluation row of every run, and the value per seed."""
     last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
-    return {k: seed_spread([row.get(k) for row in last.values()]) for k in keys
-            if any(row.get(k) is not None for row in last.values())}
+    return {k: {**seed_spread([row.get(k) for row in last.values()]),
+                "per_seed": {str(seed): row.get(k) for seed, row in last.items()}}
+            for k in keys if any(row.get(k) is not None for row in last.values())}
 
 
 FINAL_KEYS = ("acc_in_context", "acc_in_context_all", "loss_global", "loss_global_bigram_optimum", "loss_in_context",
@@ -129,7 +138,7 @@ def summarise_all_targets(curves: dict[str, dict[int, list[dict[str, Any]]]]) ->
                 "in_context_above_one_layer": milestone(rows, "acc_in_context", one_final[seed] + ICL_MARGIN),
             }
         by_distance[str(nats)] = {"milestones": milestones, "order": order_statistic(
-            milestones, ("global_within_optimum", "in_context_above_one_layer"), 0.5)}
+            milestones, GLOBAL_FIRST_KEYS, 0.5)}
     main = by_distance[str(GLOBAL_NATS)]
     return {"final": {depth: _final(runs, FINAL_KEYS) for depth, runs in curves.items()},
             "untrained": _first_row(two, ("acc_in_context", "loss_global")), "milestones": main["milestones"],
@@ -191,12 +200,13 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               "has no previous-token head to feed an induction head)", "two layers ≥ 0.9, ≥ 0.3 above one layer",
               "in-context accuracy at the end, non-degenerate evaluation sequences, mean over seeds", two["mean"],
               one["mean"], "the one-layer model of the same width on the same sequences", Rule("higher", 0.9, 0.3),
-              per_seed={"two-layer": two, "one-layer": one},
+              seeds=SeedValues(two["per_seed"], one["per_seed"]), per_seed={"two-layer": two, "one-layer": one},
               degenerate_in_context_share=a["final"]["two-layer"]["degenerate_in_context_share"]["mean"]),
         claim(f"(a) Global knowledge first: the global loss comes within {GLOBAL_NATS} nats of the bigram optimum "
               f"before the in-context accuracy exceeds the one-layer model's final accuracy by {ICL_MARGIN}",
               "in that order on every seed", _order_text(first), first["fraction"], 0.5,
-              "no preferred order (½)", ORDER_RULE, per_seed=a["milestones"]),
+              "no preferred order (½)", ORDER_RULE, per_seed=a["milestones"],
+              seeds=order_seeds(a["milestones"], GLOBAL_FIRST_KEYS, 0.5)),
     ]
     for init, data in results["top_down"].items():
         for level, row in data["by_threshold"].items():
@@ -204,7 +214,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"(b, {init} init) The memories form top-down: W_O² (wo), then W_K² (wk2), then W_K¹ (wk1), first "
                 f"step with probe ≥ {level}", "wo < wk2 < wk1 on every seed", _order_text(row["order"]),
                 row["order"]["fraction"], 1 / 6, "chance that three milestones fall in one given order (1/6)",
-                ORDER_RULE, milestones=row["milestones"], median_step=row["median_step"], range=row["range"]))
+                ORDER_RULE, seeds=order_seeds(row["milestones"], MEMORIES, 1 / 6), milestones=row["milestones"],
+                median_step=row["median_step"], range=row["range"]))
     finals = {mem: statistics.fmean(d["final"][mem]["mean"] for d in results["top_down"].values()) for mem in MEMORIES}
     untrained = {mem: statistics.fmean(d["untrained"][mem]["mean"] for d in results["top_down"].values())
                  for mem in MEMORIES}

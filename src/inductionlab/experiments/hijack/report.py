@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from inductionlab.experiments.hijack.analysis import WITHIN_BASELINES
-from inductionlab.experiments.kit.claims import Rule, claim, claims_section
+from inductionlab.experiments.kit.claims import Rule, SeedValues, claim, claims_section
 from inductionlab.report.format import number, spread
 
 LABELS = {"weights_only": "weights-only prediction", "readout": "readout with the measured layer-2 attention",
@@ -51,6 +51,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "within-setting R² ≥ 0.5 and ≥ 0.1 above the best baseline",
                 "within-setting R² of the gap ξ_b − ξ_rival, held out by seed, mean over seeds",
                 within["mean"], baselines[best], f"best baseline: {BASELINE_LABELS[best]}", GAP_RULE,
+                seeds=SeedValues(within["per_seed"], stats[best]["within_r2"]["per_seed"]),
                 per_seed=within["per_seed"], pooled_r2=stats[name]["pooled_r2"]["mean"], baselines=baselines,
                 setting_mean_pooled_r2=stats["setting_mean"]["pooled_r2"]["mean"]))
         cross = enc["crossover"]
@@ -62,6 +63,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"model crosses (n = 0…{cross['n_max']}; a prediction that never crosses counts as n_max + 1), mean "
                 "over seeds", cross["mae"][name]["mean"], cross["constant_mae"]["mean"],
                 "best constant n* per prompt length, chosen on the other seeds", CROSSOVER_RULE,
+                seeds=SeedValues({s: v["mae"][name] for s, v in cross["per_seed"].items()},
+                                 {s: v["constant_mae"] for s, v in cross["per_seed"].items()}),
                 per_seed={s: {"mae": v["mae"][name], "constant_mae": v["constant_mae"],
                               "constant_by_T": v["constant_by_T"], "model_never_crosses": v["model_never_crosses"],
                               "prediction_crosses_there": v["crosses_where_model_does_not"][name]}
@@ -73,7 +76,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "rank correlation of T and n* ≥ 0.5 and ≥ 0.1 above its permutation null",
                 "Spearman ρ between T and the model's n* over (seed, pair, T); never crossing = n_max + 1",
                 growth["spearman"], growth["null_q95"], "95th percentile of ρ with T shuffled within each (seed, pair)",
-                GROWTH_RULE, per_seed=growth["per_seed"]))
+                GROWTH_RULE, seeds=SeedValues(growth["per_seed"], growth["null_q95"]), per_seed=growth["per_seed"]))
         slope = enc["unigram_slope"]
         if "slope" in judged:
             out.append(_slope_claim(
@@ -87,6 +90,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         "fraction of prompts where b is the model's top token, mean over seeds",
         fam4["non_trigger_b_wins"]["mean"], fam4["trigger_b_wins"]["mean"],
         "the same sweep with a trigger as the query, on the same model (copying allowed)", NON_TRIGGER_RULE,
+        seeds=SeedValues(fam4["non_trigger_b_wins"]["per_seed"], fam4["trigger_b_wins"]["per_seed"]),
         per_seed=fam4["non_trigger_b_wins"]["per_seed"]))
     out.append(_slope_claim(
         "For a query that is not a trigger, layer 2 attends uniformly, so what remains of the context is the "
@@ -101,6 +105,8 @@ def _slope_claim(text: str, slope: dict[str, Any], theory: str) -> dict[str, Any
         f"|s_model − s_theory| / |s_model| with s the slope of ξ_b − ξ_j* on #b/T, one intercept per (T, pair), "
         f"theory = {theory}, mean over seeds", slope["theory_relative_error"]["mean"],
         slope["null_relative_error"]["mean"], "null slope 0 (no unigram term)", SLOPE_RULE,
+        seeds=SeedValues({s: v["theory_relative_error"] for s, v in slope["per_seed"].items()},
+                         {s: v["null_relative_error"] for s, v in slope["per_seed"].items()}),
         per_seed={s: {k: v[k] for k in ("model_slope", "theory_slope")} for s, v in slope["per_seed"].items()})
 
 

@@ -13,14 +13,21 @@ A claim states three numbers and a rule:
 ``partly`` (null beaten, and exactly one of level and margin met) or ``fails`` (null not beaten,
 or both missed). The margin is always positive, so a null can never pass its own rule: a claim
 whose null would pass is not a claim.
+
+Given the statistic per seed (:class:`SeedValues`), a claim also carries its uncertainty
+(docs/science.md §7.1, :mod:`.intervals`): the intervals of the measured value, the null and their
+paired difference, the verdict those intervals give (holds / inconclusive / fails), the verdict at
+neighbouring levels and a p-value, under ``intervals``. The ``verdict`` above is still the one of the means.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from inductionlab.experiments.kit import intervals as iv
 from inductionlab.jsonio import to_strict
 from inductionlab.report.format import number
 
@@ -81,14 +88,69 @@ def _finite(value: float | None) -> bool:
     return value is not None and isinstance(value, int | float) and math.isfinite(value)
 
 
+@dataclass(frozen=True)
+class SeedValues:
+    """A claim's statistic seed by seed: ``measured`` (seed → value) and ``null``, paired on the same seeds
+    (seed → value) or one number for a null that does not vary (a chance rate, a zero slope). ``fraction``:
+    the statistic is the fraction of seeds in which something holds (``measured`` 1 or 0 per seed), judged
+    with the exact binomial interval against ``null`` as the chance rate. A seed without a value on either
+    side is left out and named."""
+
+    measured: Mapping[str, float | None]
+    null: Mapping[str, float | None] | float
+    fraction: bool = False
+
+    def pairs(self) -> tuple[list[tuple[float, float]], list[str]]:
+        """The (measured, null) pairs of the seeds that have both, and the seeds left out."""
+        kept, left_out = [], []
+        for seed, value in self.measured.items():
+            other = self.null.get(seed) if isinstance(self.null, Mapping) else self.null
+            if _finite(value) and _finite(other):
+                kept.append((float(value), float(other)))
+            else:
+                left_out.append(str(seed))
+        return kept, left_out
+
+
+def uncertainty(rule: Rule, seeds: SeedValues) -> dict[str, Any]:
+    """The intervals of a claim over its seeds and the verdict they give (docs/science.md §7.1)."""
+    pairs, left_out = seeds.pairs()
+    out: dict[str, Any] = {"n_seeds": len(pairs), "seeds_left_out": left_out}
+    if not pairs:
+        return out | {"interval_verdict": "inconclusive"}
+    measured, null = [m for m, _ in pairs], [n for _, n in pairs]
+    sign = 1.0 if rule.better == "higher" else -1.0
+    if seeds.fraction:
+        chance, k = null[0], sum(m >= 0.5 for m in measured)
+        measured_ci = iv.clopper_pearson(k, len(measured))
+        null_ci = iv.Interval(chance, chance, chance, len(measured))
+        bounds = sorted(sign * (b - chance) for b in (measured_ci.low, measured_ci.high))
+        difference_ci = iv.Interval(sign * (measured_ci.estimate - chance), bounds[0], bounds[1], len(measured))
+        p_value = iv.binomial_p_value(k, len(measured), chance) if rule.better == "higher" else None
+    else:
+        measured_ci = iv.t_interval(measured)
+        paired = isinstance(seeds.null, Mapping)
+        null_ci = iv.t_interval(null) if paired else iv.Interval(null[0], null[0], null[0], len(null))
+        differences = iv.paired_differences(measured, null, rule.better)
+        difference_ci = iv.t_interval(differences)
+        p_value = iv.paired_p_value(differences, rule.margin)
+    return out | {
+        "measured_ci": measured_ci.as_dict(), "null_ci": null_ci.as_dict(), "difference_ci": difference_ci.as_dict(),
+        "interval_verdict": iv.interval_verdict(rule, measured_ci, difference_ci),
+        "sensitivity": iv.sensitivity(rule, measured_ci, difference_ci), "p_value": p_value,
+    }
+
+
 def claim(text: str, predicted: str, statistic: str, measured: float | None, null: float | None, null_name: str,
-          rule: Rule, also: tuple[str, bool] | None = None, **detail: Any) -> dict[str, Any]:
+          rule: Rule, also: tuple[str, bool] | None = None, seeds: SeedValues | None = None,
+          **detail: Any) -> dict[str, Any]:
     """One claim of a report (docs/science.md §7), its verdict computed by ``rule``.
 
     text: what is claimed; predicted: what the science predicts, in words; statistic: what
     ``measured`` and ``null`` are; also: a further condition ``(words, met)`` a claim needs to hold
-    (unmet, a ``holds`` becomes ``partly``); detail: per-seed values and notes kept beside them. A
-    value that could not be measured is ``None`` (strict JSON) and the verdict is ``fails``.
+    (unmet, a ``holds`` becomes ``partly``); seeds: the statistic seed by seed, for its intervals
+    (:func:`uncertainty`); detail: per-seed values and notes kept beside them. A value that could not be
+    measured is ``None`` (strict JSON) and the verdict is ``fails``.
     """
     verdict, rule_text = rule.verdict(measured, null), rule.text()
     if also is not None:
@@ -103,6 +165,8 @@ def claim(text: str, predicted: str, statistic: str, measured: float | None, nul
     }
     if also is not None:
         out["condition"], out["condition_met"] = also[0], bool(also[1])
+    if seeds is not None:
+        out["intervals"] = to_strict(uncertainty(rule, seeds))
     out.update(to_strict(detail))
     return out
 

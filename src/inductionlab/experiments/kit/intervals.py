@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
-from inductionlab.experiments.kit.claims import Rule
+if TYPE_CHECKING:  # claims.py computes its intervals here; a Rule is only read (better, level, margin)
+    from inductionlab.experiments.kit.claims import Rule
 
 CONFIDENCE = 0.95
 INTERVAL_VERDICTS = ("holds", "inconclusive", "fails")
@@ -153,3 +154,12 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def adjust_p_values(experiments: dict[str, Any]) -> None:
+    """Add ``p_holm`` beside every claim's ``intervals.p_value``, Holm-adjusted across all the claims of
+    ``experiments`` (a report's ``{name: results}``), in place."""
+    found = [c["intervals"] for results in experiments.values() for c in results.get("claims", [])
+             if isinstance(c.get("intervals"), dict)]
+    for entry, adjusted in zip(found, holm([entry.get("p_value") for entry in found]), strict=True):
+        entry["p_holm"] = adjusted

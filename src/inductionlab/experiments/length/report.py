@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
-from inductionlab.experiments.kit.claims import Rule, claim, claims_section
+from inductionlab.experiments.kit.claims import Rule, SeedValues, claim, claims_section
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number, spread
 
@@ -152,7 +152,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     out = []
     if "rpe" in enc:
-        null_drop, _ = drop("rpe")
+        null_drop, null_per_seed = drop("rpe")
         for pos_enc in ("ape", "ape-sincos"):
             if pos_enc in enc:
                 measured, per_seed = drop(pos_enc)
@@ -161,7 +161,11 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "positions", "accuracy beyond T_train ≥ 0.3 below the accuracy before it, ≥ 0.2 more than rpe "
                     "loses", f"in-context accuracy before T_train minus beyond it, at T = {longest}, mean over seeds",
                     measured, null_drop, "the same drop for rpe (relative positions)", Rule("higher", 0.3, 0.2),
-                    per_seed=per_seed))
+                    seeds=SeedValues(per_seed, null_per_seed), per_seed=per_seed))
+    def beyond(pos_enc: str) -> dict[str, Any]:
+        """Accuracy on targets beyond T_train at about 4 × T_train, per seed."""
+        return {s: r["acc_in_context_beyond_train_len"] for s, r in enc[pos_enc][at_4x]["per_seed"].items()}
+
     if "ape" in enc:
         null_stats = enc["ape"][at_4x]["acc_in_context_beyond_train_len"]
         for pos_enc in ("rpe", "bias"):
@@ -172,6 +176,5 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "training length", "in-context accuracy beyond T_train ≥ 0.9, ≥ 0.3 above ape",
                     f"in-context accuracy on targets at positions ≥ T_train, T = {at_4x}, mean over seeds",
                     stats["mean"], null_stats["mean"], "the ape model on the same targets", Rule("higher", 0.9, 0.3),
-                    per_seed={s: r["acc_in_context_beyond_train_len"]
-                              for s, r in enc[pos_enc][at_4x]["per_seed"].items()}))
+                    seeds=SeedValues(beyond(pos_enc), beyond("ape")), per_seed=beyond(pos_enc)))
     return out
