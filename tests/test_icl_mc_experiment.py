@@ -24,7 +24,10 @@ def _model(loss, shares=(0.2, 0.2, 0.2), prev=0.9, induction=0.8, left=True, kl_
              "kl_unigram_to_bayes": 0.15}
     heads = {str(s): {"trained": {"previous_token_layer1": prev, "induction_layer2": induction},
                       "untrained": {"previous_token_layer1": 0.05, "induction_layer2": 0.3}} for s in range(3)}
-    return {"final": {k: {"mean": v} for k, v in stats.items()},
+    jitter = {"loss_in_context": (-0.002, 0.0, 0.002)}  # the seeds differ a little in their final loss
+    final = {k: {"mean": v, "per_seed": {str(s): v + d for s, d in enumerate(jitter.get(k, (0.0, 0.0, 0.0)))}}
+             for k, v in stats.items()}
+    return {"final": final,
             "plateau_share": {str(s): v for s, v in enumerate(shares)},
             "left_for_bayes": {str(s): left for s in range(len(shares))}, "heads": heads}
 
@@ -33,9 +36,14 @@ def test_claims_hold_on_the_predicted_pattern_and_fail_without_it():
     one_layer = _model(0.99, shares=(1.0, 1.0, 1.0), left=False)
     good = {"models": {"n2-two-layer": _model(0.91), "n2-one-layer": one_layer}}
     assert [c["verdict"] for c in claims(good)] == ["holds"] * 4
+    intervals = [c.get("intervals", {}).get("interval_verdict") for c in claims(good)]
+    assert intervals == ["holds", "holds", "inconclusive", None]  # 3 of 3 seeds cannot show a rate ≥ 2/3
     flat = {"models": {"n2-two-layer": _model(0.99, shares=(1.0, 1.0, 1.0), left=False, prev=0.05, induction=0.3),
                        "n2-one-layer": one_layer}}
     assert [c["verdict"] for c in claims(flat)] == ["fails"] * 4  # sitting on the plateau is not passing it
+    # 0 of 3 seeds: the exact interval [0, 0.71] still reaches the 2/3 level, so that one is open
+    assert [c.get("intervals", {}).get("interval_verdict") for c in claims(flat)] == ["fails", "fails", "inconclusive",
+                                                                                     None]
     one_seed = {"models": {"n2-two-layer": _model(0.91, shares=(0.2, 0, 0)), "n2-one-layer": one_layer}}
     assert claims(one_seed)[2]["verdict"] == "partly"  # a third of the seeds: above the null, below the level
     untrained_control = {"models": {"n2-two-layer": _model(0.91), "n2-one-layer": _model(1.09, kl_unigram=0.12)}}

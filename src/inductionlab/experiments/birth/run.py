@@ -27,7 +27,7 @@ from typing import Any
 
 from inductionlab.experiments.birth.report import readme, setting, write_figures
 from inductionlab.experiments.kit.claims import Rule, SeedValues, claim
-from inductionlab.experiments.kit.curves import last_evaluation, milestone, seed_spread
+from inductionlab.experiments.kit.curves import final_values, last_evaluation, milestone, seed_spread
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
 from inductionlab.experiments.kit.runs import trained_runs
@@ -111,14 +111,6 @@ def order_seeds(milestones: dict[str, dict[str, int | None]], keys: tuple[str, .
     return SeedValues({seed: outcome[classify(ms, keys)] for seed, ms in milestones.items()}, chance, fraction=True)
 
 
-def _final(runs: dict[int, list[dict[str, Any]]], keys: tuple[str, ...]) -> dict[str, Any]:
-    """Mean and spread over seeds of each key at the last evaluation row of every run, and the value per seed."""
-    last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
-    return {k: {**seed_spread([row.get(k) for row in last.values()]),
-                "per_seed": {str(seed): row.get(k) for seed, row in last.items()}}
-            for k in keys if any(row.get(k) is not None for row in last.values())}
-
-
 FINAL_KEYS = ("acc_in_context", "acc_in_context_all", "loss_global", "loss_global_bigram_optimum", "loss_in_context",
               "degenerate_rows", "degenerate_in_context_share", "train_degenerate_rows",
               "train_degenerate_in_context_share", "wo", "wo_ff", "wk2", "wk2_triggers", "wk1")
@@ -140,7 +132,7 @@ def summarise_all_targets(curves: dict[str, dict[int, list[dict[str, Any]]]]) ->
         by_distance[str(nats)] = {"milestones": milestones, "order": order_statistic(
             milestones, GLOBAL_FIRST_KEYS, 0.5)}
     main = by_distance[str(GLOBAL_NATS)]
-    return {"final": {depth: _final(runs, FINAL_KEYS) for depth, runs in curves.items()},
+    return {"final": {depth: final_values(runs, FINAL_KEYS) for depth, runs in curves.items()},
             "untrained": _first_row(two, ("acc_in_context", "loss_global")), "milestones": main["milestones"],
             "global_first": main["order"], "global_first_by_distance": by_distance}
 
@@ -164,7 +156,7 @@ def summarise_top_down(curves: dict[str, dict[int, list[dict[str, Any]]]]) -> di
                 "range": {m: [min(v), max(v)] if v else None for m, v in steps.items()},
                 "reached": {m: len(v) for m, v in steps.items()},
             }
-        out[init] = {"by_threshold": by_threshold, "final": _final(runs, FINAL_KEYS),
+        out[init] = {"by_threshold": by_threshold, "final": final_values(runs, FINAL_KEYS),
                      "untrained": _first_row(runs, MEMORIES)}
     return out
 

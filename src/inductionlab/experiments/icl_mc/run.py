@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 from inductionlab.experiments.icl_mc.report import readme, setting, write_figures
-from inductionlab.experiments.kit.claims import Rule, claim
-from inductionlab.experiments.kit.curves import evaluations, last_evaluation, seed_spread
+from inductionlab.experiments.kit.claims import Rule, SeedValues, claim
+from inductionlab.experiments.kit.curves import evaluations, final_values, last_evaluation
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
 from inductionlab.experiments.kit.runs import trained_runs
@@ -111,10 +111,8 @@ def summarise(curves: dict[tuple[int, str], dict[int, list[dict[str, Any]]]], ru
     out: dict[str, Any] = {}
     for (order, depth), runs in curves.items():
         steps = RunDir(runs_dir / folders[(order, depth, next(iter(runs)))]).config().train.steps
-        last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
         entry: dict[str, Any] = {
-            "final": {k: seed_spread([row.get(k) for row in last.values()]) for k in keys
-                  if any(row.get(k) is not None for row in last.values())},
+            "final": final_values(runs, keys),
             "plateau_share": {str(seed): plateau_share(rows, steps) for seed, rows in runs.items()},
             "left_for_bayes": {str(seed): left_for_bayes(rows) for seed, rows in runs.items()},
         }
@@ -148,9 +146,23 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     def excess(model: dict[str, Any]) -> float:
         return (model["final"]["loss_in_context"]["mean"] - bayes) / delta
 
-    def passed_plateau(model: dict[str, Any]) -> float:
+    def excess_by_seed(model: dict[str, Any]) -> dict[str, float | None]:
+        """(final loss − L_Bayes) / Δ of each seed, with that seed's own references (for the intervals)."""
+        final = {k: model["final"][k]["per_seed"] for k in ("loss_in_context", "loss_bayes", "loss_unigram")}
+        out = {}
+        for seed, loss in final["loss_in_context"].items():
+            seed_bayes, seed_unigram = final["loss_bayes"].get(seed), final["loss_unigram"].get(seed)
+            usable = None not in (loss, seed_bayes, seed_unigram) and seed_unigram > seed_bayes
+            out[seed] = (loss - seed_bayes) / (seed_unigram - seed_bayes) if usable else None
+        return out
+
+    def plateau_passed(model: dict[str, Any]) -> dict[str, float]:
         seeds = model["plateau_share"]
-        return sum(seeds[s] >= PLATEAU_SHARE and model["left_for_bayes"][s] for s in seeds) / len(seeds)
+        return {s: float(seeds[s] >= PLATEAU_SHARE and bool(model["left_for_bayes"][s])) for s in seeds}
+
+    def passed_plateau(model: dict[str, Any]) -> float:
+        passed = plateau_passed(model)
+        return sum(passed.values()) / len(passed)
 
     heads = list(two["heads"].values())
     gains = {key: statistics.fmean(h["trained"][key] - h["untrained"][key] for h in heads)
@@ -161,17 +173,19 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         claim("The two-layer attention-only model reaches the in-context Bayes loss", "within 0.2 Δ of L_Bayes",
               "(final loss − L_Bayes) / Δ, Δ = L_unigram − L_Bayes, mean over seeds", excess(two), 1.0,
               "the in-context unigram strategy (excess Δ, i.e. 1)", Rule("lower", 0.2, 0.3),
-              delta=delta, loss_bayes=bayes, loss_unigram=unigram),
+              seeds=SeedValues(excess_by_seed(two), 1.0), delta=delta, loss_bayes=bayes, loss_unigram=unigram),
         claim("A one-layer attention-only model of the same width cannot: it stays above L_Bayes + 0.5 Δ, having "
               "learnt what one layer can (the unigram strategy)", "excess ≥ 0.5",
               "(final loss − L_Bayes) / Δ of the one-layer model, mean over seeds", excess(one), excess(two),
               "the two-layer model", Rule("higher", 0.5, 0.3),
+              seeds=SeedValues(excess_by_seed(one), excess_by_seed(two)),
               also=("the one-layer model ends at the unigram strategy (KL(unigram ‖ model) < 0.25 κ)", one_learnt)),
         claim(f"Training passes a unigram plateau and leaves it: at least {PLATEAU_SHARE:.0%} of training with "
               "KL(unigram ‖ model) < 0.25 κ while KL(Bayes ‖ model) > 0.5 κ (κ = KL(unigram ‖ Bayes)), then ending "
               "with KL(Bayes ‖ model) < 0.25 κ, in at least two thirds of the seeds", "≥ 2/3 of the seeds",
               "fraction of seeds (two-layer) with such a plateau, left", passed_plateau(two), passed_plateau(one),
               "the one-layer model (it sits on the plateau and never leaves it)", Rule("higher", 2 / 3, 0.3),
+              seeds=SeedValues(plateau_passed(two), passed_plateau(one), fraction=True),
               plateau_share=two["plateau_share"], left_for_bayes=two["left_for_bayes"],
               one_layer_plateau_share=one["plateau_share"]),
         claim("The trained two-layer model has a previous-token head in layer 1 and an induction head in layer 2 "

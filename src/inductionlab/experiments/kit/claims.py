@@ -126,7 +126,8 @@ def uncertainty(rule: Rule, seeds: SeedValues) -> dict[str, Any]:
         null_ci = iv.Interval(chance, chance, chance, len(measured))
         bounds = sorted(sign * (b - chance) for b in (measured_ci.low, measured_ci.high))
         difference_ci = iv.Interval(sign * (measured_ci.estimate - chance), bounds[0], bounds[1], len(measured))
-        p_value = iv.binomial_p_value(k, len(measured), chance) if rule.better == "higher" else None
+        # a chance rate of 0 or 1 makes any other count impossible: no p-value to speak of
+        p_value = iv.binomial_p_value(k, len(measured), chance) if rule.better == "higher" and 0 < chance < 1 else None
     else:
         measured_ci = iv.t_interval(measured)
         paired = isinstance(seeds.null, Mapping)

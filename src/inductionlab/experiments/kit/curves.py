@@ -4,6 +4,7 @@
   them (probe-only rows hold the memory probes alone, a diverged step its cause; an evaluation row
   of every task holds ``loss_in_context``);
 - :func:`seed_spread`: mean, std, min, max and count over seeds, a missing value left out;
+  :func:`final_values`: that spread of each key at every run's last evaluation, and the value per seed;
 - :func:`censored_median`: the median of milestone steps where a milestone never reached counts as
   later than every step;
 - :func:`milestone` and :func:`interpolated_milestone`: :mod:`inductionlab.curves`' crossings of a
@@ -41,6 +42,15 @@ def seed_spread(values: list[float | None]) -> dict[str, float | None]:
         return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
     return {"mean": statistics.fmean(present), "std": statistics.pstdev(present), "min": min(present),
             "max": max(present), "seeds": len(present)}
+
+
+def final_values(runs: dict[int, Rows], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Mean and spread over seeds (:func:`seed_spread`) of each key at every run's last evaluation row, and the value
+    per seed (``per_seed``, seed → value) for the claims' intervals; a key no run logs is left out."""
+    last = {seed: last_evaluation(rows) for seed, rows in runs.items()}
+    return {k: {**seed_spread([row.get(k) for row in last.values()]),
+                "per_seed": {str(seed): row.get(k) for seed, row in last.items()}}
+            for k in keys if any(row.get(k) is not None for row in last.values())}
 
 
 def censored_median(steps: list[float | None]) -> float | None:
