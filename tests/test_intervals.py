@@ -138,3 +138,19 @@ def test_p_values_are_adjusted_across_the_report():
     assert experiments["a"]["claims"][0]["intervals"]["p_holm"] == pytest.approx(0.02)
     assert experiments["b"]["claims"][0]["intervals"]["p_holm"] == pytest.approx(0.04)
     assert experiments["b"]["claims"][1]["intervals"]["p_holm"] is None
+
+
+def test_interval_text_says_the_intervals_the_verdict_and_the_seeds():
+    from inductionlab.experiments.kit.claims import SeedValues, claim
+    from inductionlab.report.format import interval_text
+
+    c = claim("t", "p", "s", 0.923, 0.275, "n", RULE, seeds=SeedValues({"0": 0.9, "1": 0.95, "2": 0.92},
+                                                                          {"0": 0.3, "1": 0.25, "2": 0.28}))
+    text = interval_text(c)
+    assert text.startswith(f"{c['intervals']['measured_ci']['low']:.3f} to ") and "difference " in text
+    assert f": {c['intervals']['interval_verdict']} (n = 3, p " in text
+    c["intervals"]["p_holm"] = 0.5
+    assert text != interval_text(c) and interval_text(c).endswith("p (Holm) 0.500)")
+    one = claim("t", "p", "s", 0.9, 0.3, "n", RULE, seeds=SeedValues({"0": 0.9}, {"0": 0.3}))
+    assert interval_text(one).startswith("none (one seed); difference none (one seed): inconclusive (n = 1")
+    assert interval_text(claim("t", "p", "s", 0.9, 0.3, "n", RULE)) == "–"

@@ -25,3 +25,24 @@ def spread(stats: dict[str, Any] | None, digits: int = 3) -> str:
     if not stats or stats.get("mean") is None:
         return MISSING
     return f"{number(stats['mean'], digits)} ± {number(stats['std'], digits)}"
+
+
+def interval_text(claim: dict[str, Any]) -> str:
+    """A claim's uncertainty over seeds in one line (docs/science.md §7.1): the measured value's and the paired
+    difference's 95 % intervals, the verdict they give, the seeds, and the p-value (Holm-adjusted across the
+    report where it has been); ``–`` for a claim without per-seed values."""
+    found = claim.get("intervals")
+    if not found:
+        return MISSING
+    if "measured_ci" not in found:
+        return f"{found['interval_verdict']} (no seed with both values)"
+
+    def span(interval: dict[str, Any]) -> str:
+        if interval["low"] is None:
+            return "none (one seed)"
+        return f"{number(interval['low'])} to {number(interval['high'])}"
+
+    p_holm, p = found.get("p_holm"), found.get("p_value")
+    shown = f", p (Holm) {number(p_holm)}" if p_holm is not None else (f", p {number(p)}" if p is not None else "")
+    return (f"{span(found['measured_ci'])}; difference {span(found['difference_ci'])}: {found['interval_verdict']} "
+            f"(n = {found['n_seeds']}{shown})")

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from inductionlab.report.format import number
+from inductionlab.report.format import interval_text, number
 from inductionlab.runs import RunDir, atomic_write
 
 RUN_COLUMNS = ("name", "status", "step", "acc_in_context", "loss_global", "wo", "wk2", "wk1", "elapsed_s")
@@ -59,6 +59,7 @@ def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, titles
     env = jinja2.Environment(loader=jinja2.PackageLoader("inductionlab.report", "."),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["number"] = number
+    env.filters["intervals"] = interval_text
     html = env.get_template("template.html.j2").render(
         name=results["name"], preset=results["preset"], sections=sections, counts=counts,
         environment=results["environment"], wall_min=None if wall_s is None else wall_s / 60,

@@ -29,7 +29,7 @@ from typing import Any
 
 from inductionlab.experiments.kit import intervals as iv
 from inductionlab.jsonio import to_strict
-from inductionlab.report.format import number
+from inductionlab.report.format import interval_text, number
 
 VERDICTS = ("holds", "partly", "fails")
 
@@ -180,9 +180,10 @@ def claims_section(results: dict[str, Any]) -> list[str]:
 
 def claims_table(claims: list[dict[str, Any]]) -> str:
     """The claims as a Markdown table: measured, null and rule side by side, then the verdict."""
-    lines = ["| claim | statistic | measured | null | rule | verdict |", "|---|---|---|---|---|---|"]
+    lines = ["| claim | statistic | measured | null | rule | verdict | over seeds (95 %) |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {c['claim']} | {c['statistic']} | {number(c['measured'])} | {number(c['null'])} ({c['null_name']}) "
-              f"| {c['rule']} | {c['verdict']} |" for c in claims]
+              f"| {c['rule']} | {c['verdict']} | {interval_text(c)} |" for c in claims]
     notes = dict.fromkeys(c["diverged_note"] for c in claims if c.get("diverged_note"))
     lines += ["", *(f"Every claim above: {note}." for note in notes)] if notes else []
     return "\n".join(lines)
