@@ -4,7 +4,8 @@ A sweep is a list of :class:`RunSpec` (a preset or YAML file plus ``--set`` over
 trains into ``OUT/runs/FOLDER`` with :func:`inductionlab.train.train`, which makes runs idempotent
 (a finished run is skipped) and resumable (an interrupted run continues from its last
 checkpoint). Runs on one trajectory (the same run but for how long it trains and how it is
-evaluated) are trained once: the shorter ride along the longest (:func:`shared_trajectories`). Results go to two tables:
+evaluated) are trained once: the shorter ride along the longest (:func:`shared_trajectories`).
+Results go to two tables:
 
 ``OUT/runs.parquet``      one row per run: name, grid values, seed, final metrics, milestones
 ``OUT/summary.parquet``   one row per grid point: mean, std, min and max of every metric over seeds

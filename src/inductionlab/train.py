@@ -356,9 +356,9 @@ def _riders(leader: Trainer, followers, max_memory: int | None) -> list[Trainer]
     """The trainers of ``followers`` that join ``leader`` now: unfinished, at the leader's step, no longer than
     it (a follower that cannot join is left for a run of its own); each shares the leader's model, optimiser,
     data generator and counts."""
-    riders = []
+    riders, key = [], shared_trajectory(leader.cfg)
     for cfg, out in followers:
-        if shared_trajectory(cfg) is None or shared_trajectory(cfg) != shared_trajectory(leader.cfg):
+        if key is None or shared_trajectory(cfg) != key:
             raise ConfigError(f"{cfg.name}: does not follow the trajectory of {leader.cfg.name}")
         run, _ = open_run(cfg, out, str(leader.device), max_memory)
         done = run.summary()
