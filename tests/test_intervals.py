@@ -20,7 +20,7 @@ from inductionlab.experiments.kit.intervals import (
     t_interval,
 )
 
-RULE = Rule("higher", level=0.6, margin=0.1)
+RULE = Rule("higher", level=0.6, margin=0.1, level_from="a test level")
 
 
 def test_t_interval_uses_the_sample_sd_and_n_minus_one_degrees_of_freedom():
@@ -58,7 +58,7 @@ def test_verdicts_from_the_intervals():
     assert interval_verdict(RULE, Interval(0.5, 0.45, 0.55, 5), Interval(0.3, 0.2, 0.4, 5)) == "fails"  # level
     assert interval_verdict(RULE, Interval(0.62, 0.55, 0.7, 5), Interval(0.3, 0.2, 0.4, 5)) == "inconclusive"
     assert interval_verdict(RULE, Interval(0.9, None, None, 1), Interval(0.3, None, None, 1)) == "inconclusive"
-    lower = Rule("lower", level=0.2, margin=0.1)
+    lower = Rule("lower", level=0.2, margin=0.1, level_from="a test level")
     assert paired_differences([0.1, 0.15], [0.5, 0.4], "lower") == pytest.approx([0.4, 0.25])
     assert interval_verdict(lower, Interval(0.1, 0.05, 0.15, 3), Interval(0.3, 0.2, 0.4, 3)) == "holds"
     assert interval_verdict(lower, Interval(0.3, 0.25, 0.35, 3), Interval(0.3, 0.2, 0.4, 3)) == "fails"
@@ -66,7 +66,7 @@ def test_verdicts_from_the_intervals():
 
 def test_sensitivity_shows_the_verdict_at_neighbouring_levels():
     row = sensitivity(RULE, Interval(0.66, 0.62, 0.70, 5), Interval(0.3, 0.2, 0.4, 5))
-    assert row == {"0.48": "holds", "0.54": "holds", "0.66": "inconclusive", "0.72": "fails"}
+    assert row == {"level 0.48": "holds", "level 0.54": "holds", "level 0.66": "inconclusive", "level 0.72": "fails"}
 
 
 def test_p_values_and_holm():
@@ -84,7 +84,7 @@ def test_intervals_cover_the_true_effect_and_verdicts_follow_it(seeds, effect):
     no effect the claim (level 0.5, margin 0.1) almost never holds, and at 5 seeds it fails; with a large one
     (8 noise s.d.) it holds."""
     rng = np.random.default_rng(seeds * 10 + int(effect * 10))
-    rule = Rule("higher", level=0.5, margin=0.1)
+    rule = Rule("higher", level=0.5, margin=0.1, level_from="a test level")
     covered, verdicts = 0, {v: 0 for v in ("holds", "inconclusive", "fails")}
     for _ in range(1000):
         null = rng.normal(0.4, 0.05, seeds)
@@ -109,8 +109,8 @@ def test_a_claim_with_its_seeds_carries_intervals_beside_the_verdict():
     got = c["intervals"]
     assert got["n_seeds"] == 2 and got["seeds_left_out"] == ["2"]  # seed 2 has no null value
     assert got["measured_ci"]["n"] == 2 and got["difference_ci"]["estimate"] == pytest.approx(0.65)
-    assert got["interval_verdict"] in ("holds", "inconclusive") and c["verdict"] == "holds"
-    fixed = claim("t", "p", "s", 0.3, 1.0, "slope 0", Rule("lower", 0.5, 0.25),
+    assert c["verdict"] == got["interval_verdict"] == "inconclusive"  # two seeds: t(1) makes the interval wide
+    fixed = claim("t", "p", "s", 0.3, 1.0, "slope 0", Rule("lower", 0.5, 0.25, "a test level"),
                   seeds=SeedValues({"0": 0.28, "1": 0.3, "2": 0.32}, 1.0))["intervals"]
     assert fixed["null_ci"] == {"estimate": 1.0, "low": 1.0, "high": 1.0, "sd": None, "n": 3}
     assert fixed["difference_ci"]["estimate"] == pytest.approx(0.7) and fixed["interval_verdict"] == "holds"
@@ -119,7 +119,7 @@ def test_a_claim_with_its_seeds_carries_intervals_beside_the_verdict():
 def test_a_fraction_of_seeds_gets_the_exact_interval_against_its_chance_rate():
     from inductionlab.experiments.kit.claims import SeedValues, uncertainty
 
-    rule = Rule("higher", 1.0, 0.1)
+    rule = Rule("higher", 1.0, 0.1, "a test level")
     all_five = uncertainty(rule, SeedValues({str(s): 1.0 for s in range(5)}, 1 / 6, fraction=True))
     assert all_five["measured_ci"]["low"] == pytest.approx(0.025 ** (1 / 5))
     assert all_five["difference_ci"]["low"] == pytest.approx(0.025 ** (1 / 5) - 1 / 6)
@@ -148,9 +148,11 @@ def test_interval_text_says_the_intervals_the_verdict_and_the_seeds():
                                                                           {"0": 0.3, "1": 0.25, "2": 0.28}))
     text = interval_text(c)
     assert text.startswith(f"{c['intervals']['measured_ci']['low']:.3f} to ") and "difference " in text
-    assert f": {c['intervals']['interval_verdict']} (n = 3, p " in text
+    assert "(n = 3 seeds, p " in text and "; at level 0.48: " in text
     c["intervals"]["p_holm"] = 0.5
-    assert text != interval_text(c) and interval_text(c).endswith("p (Holm) 0.500)")
+    assert text != interval_text(c) and "p (Holm) 0.500)" in interval_text(c)
     one = claim("t", "p", "s", 0.9, 0.3, "n", RULE, seeds=SeedValues({"0": 0.9}, {"0": 0.3}))
-    assert interval_text(one).startswith("none (one seed); difference none (one seed): inconclusive (n = 1")
-    assert interval_text(claim("t", "p", "s", 0.9, 0.3, "n", RULE)) == "–"
+    assert interval_text(one).startswith("none (one seed); difference none (one seed) (n = 1 seeds")
+    assert interval_text({"claim": "a claim without intervals"}) == "–"
+    with pytest.raises(TypeError, match="seeds"):  # every claim carries its seeds
+        claim("t", "p", "s", 0.9, 0.3, "n", RULE)

@@ -204,6 +204,8 @@ def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backen
               address: str | None, name: str | None, quiet: bool, dry_run: bool) -> None:
     """Reproduce EXPERIMENTS (default: all of them) and write report.html and results.json."""
     from inductionlab.experiments import EXPERIMENTS
+    from inductionlab.experiments.kit.checks import failed_checks
+    from inductionlab.experiments.kit.claims import VERDICTS
     from inductionlab.reproduce import reproduce as run_reproduce
 
     if dry_run:
@@ -223,13 +225,18 @@ def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backen
         click.echo(f"interrupted; finished runs are kept in {out_dir}; run the same command to finish", err=True)
         sys.exit(130)
     for exp, res in results["experiments"].items():
-        verdicts = [c["verdict"] for c in res.get("claims", [])]
-        click.echo(f"{exp:13s} " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "partly", "fails"))
+        verdicts, checks = [c["verdict"] for c in res.get("claims", [])], res.get("checks", [])
+        click.echo(f"{exp:13s} " + ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS)
+                   + (f"; checks {sum(c['passed'] for c in checks)}/{len(checks)} passed" if checks else "")
                    + (" (analysis stopped)" if "error" in res else ""))
     click.echo(f"report: {out_dir / 'report.html'}")
     stopped = [f"{exp}: {res['error']}" for exp, res in results["experiments"].items() if "error" in res]
     if stopped:
         raise InductionLabError(f"{len(stopped)} analysis stopped ({'; '.join(stopped)}); the report has the others")
+    failed = failed_checks(results["experiments"])
+    if failed:
+        raise InductionLabError(f"{len(failed)} check{'s' if len(failed) > 1 else ''} that hold by construction "
+                                f"failed, so the code or the setting is wrong: {'; '.join(failed)}")
 
 
 @cli.command()

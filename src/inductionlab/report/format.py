@@ -29,20 +29,23 @@ def spread(stats: dict[str, Any] | None, digits: int = 3) -> str:
 
 def interval_text(claim: dict[str, Any]) -> str:
     """A claim's uncertainty over seeds in one line (docs/science.md §7.1): the measured value's and the paired
-    difference's 95 % intervals, the verdict they give, the seeds, and the p-value (Holm-adjusted across the
-    report where it has been); ``–`` for a claim without per-seed values."""
+    difference's 95 % intervals, the seeds (and prompts per seed), the p-value (Holm-adjusted across the report
+    where it has been) and the verdict at neighbouring thresholds; ``–`` for a claim without intervals."""
     found = claim.get("intervals")
     if not found:
         return MISSING
-    if "measured_ci" not in found:
-        return f"{found['interval_verdict']} (no seed with both values)"
 
     def span(interval: dict[str, Any]) -> str:
+        if interval["estimate"] is None:
+            return "not measured"
         if interval["low"] is None:
             return "none (one seed)"
         return f"{number(interval['low'])} to {number(interval['high'])}"
 
     p_holm, p = found.get("p_holm"), found.get("p_value")
     shown = f", p (Holm) {number(p_holm)}" if p_holm is not None else (f", p {number(p)}" if p is not None else "")
-    return (f"{span(found['measured_ci'])}; difference {span(found['difference_ci'])}: {found['interval_verdict']} "
-            f"(n = {found['n_seeds']}{shown})")
+    prompts = f" × {found['n_prompts']} prompts" if found.get("n_prompts") else ""
+    left = f", left out: {', '.join(found['seeds_left_out'])}" if found.get("seeds_left_out") else ""
+    near = ", ".join(f"{k}: {v}" for k, v in (found.get("sensitivity") or {}).items())
+    return (f"{span(found['measured_ci'])}; difference {span(found['difference_ci'])} "
+            f"(n = {found['n_seeds']} seeds{prompts}{left}{shown})" + (f"; at {near}" if near else ""))

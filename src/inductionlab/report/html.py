@@ -14,6 +14,8 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from inductionlab.experiments.kit.claims import VERDICTS
+from inductionlab.experiments.kit.figures import FOREST_FIGURE
 from inductionlab.report.format import interval_text, number
 from inductionlab.runs import RunDir, atomic_write
 
@@ -43,19 +45,23 @@ def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, titles
     """Render ``out/report.html`` from the reproduce results and the runs table; ``titles``: experiment name →
     the heading of its section."""
     sections = []
+    forest = f"{FOREST_FIGURE}.png"
     for exp, res in results["experiments"].items():
         runs = _runs_of(table, exp, results["preset"])
         columns = [c for c in RUN_COLUMNS if c in runs.columns]
         sections.append({
             "id": exp, "title": titles.get(exp, exp), "question": res.get("question", ""),
-            "setting": res.get("setting", ""), "claims": res.get("claims", []),
+            "setting": res.get("setting", ""), "claims": res.get("claims", []), "checks": res.get("checks", []),
             "diverged_runs": res.get("diverged_runs") or [], "error": res.get("error"),
             "figures": [{"uri": _data_uri(out / exp / f), "alt": f"{exp}: {f}", "name": f}
-                        for f in res.get("figures", []) if (out / exp / f).exists()],
+                        for f in res.get("figures", []) if (out / exp / f).exists() and f != forest],
+            "forest": _data_uri(out / exp / forest) if forest in res.get("figures", []) else None,
             "columns": columns, "runs": [[number(v) for v in row] for row in runs[columns].itertuples(index=False)],
             "configs": _configs(out, list(runs["folder"])),
         })
-    counts = {v: sum(c["verdict"] == v for s in sections for c in s["claims"]) for v in ("holds", "partly", "fails")}
+    counts = {v: sum(c["verdict"] == v for s in sections for c in s["claims"]) for v in VERDICTS}
+    checks = [c for s in sections for c in s["checks"]]
+    counts |= {"checks": len(checks), "checks_failed": [c["check"] for c in checks if not c["passed"]]}
     env = jinja2.Environment(loader=jinja2.PackageLoader("inductionlab.report", "."),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["number"] = number

@@ -1,23 +1,20 @@
-"""Claims and their nulls (docs/science.md §7): every verdict is computed, never written by hand.
+"""Claims and their nulls (docs/science.md §7, §7.1): every verdict is computed, never written by hand.
 
-A claim states three numbers and a rule:
+A claim states its statistic seed by seed and a rule:
 
-- ``measured``: a statistic of the trained models (over seeds);
+- ``measured``: a statistic of the trained models, one value per seed (:class:`SeedValues`);
 - ``null``: the same statistic, on the same prompts and seeds, for a **null**: a predictor or a
   model that lacks the mechanism the claim is about (a constant, a setting mean, the bigram alone,
   a one-layer model, an untrained model, a shuffled assignment, …);
-- ``rule``: which direction favours the claim, an absolute level the measured value must reach,
-  and a margin by which it must beat the null.
+- ``rule``: which direction favours the claim, an absolute level the measured value must reach (and
+  where that level comes from), and a margin by which it must beat the null.
 
-:meth:`Rule.verdict` turns them into ``holds`` (level reached and null beaten by the margin),
-``partly`` (null beaten, and exactly one of level and margin met) or ``fails`` (null not beaten,
-or both missed). The margin is always positive, so a null can never pass its own rule: a claim
-whose null would pass is not a claim.
-
-Given the statistic per seed (:class:`SeedValues`), a claim also carries its uncertainty
-(docs/science.md §7.1, :mod:`.intervals`): the intervals of the measured value, the null and their
-paired difference, the verdict those intervals give (holds / inconclusive / fails), the verdict at
-neighbouring levels and a p-value, under ``intervals``. The ``verdict`` above is still the one of the means.
+The verdict comes from the intervals over seeds (:func:`uncertainty`, :mod:`.intervals`): **holds** when
+the 95 % interval of the paired difference (measured − null, favourable side up) lies wholly beyond the
+margin and the measured interval wholly beyond the level; **fails** when either lies wholly on the wrong
+side; **inconclusive** otherwise. The margin is always positive, so a null can never pass its own rule: a
+claim whose null would pass is not a claim. What holds by construction is not a claim but a check
+(:mod:`.checks`).
 """
 
 from __future__ import annotations
@@ -28,60 +25,45 @@ from dataclasses import dataclass
 from typing import Any
 
 from inductionlab.experiments.kit import intervals as iv
+from inductionlab.experiments.kit.checks import checks_table
 from inductionlab.jsonio import to_strict
 from inductionlab.report.format import interval_text, number
 
-VERDICTS = ("holds", "partly", "fails")
+VERDICTS = iv.INTERVAL_VERDICTS
 
 
 @dataclass(frozen=True)
 class Rule:
     """When a claim holds (see the module docstring).
 
-    better:    ``"higher"`` or ``"lower"``: which direction of the statistic favours the claim.
-    level:     the measured value must reach it (``≥`` for higher, ``≤`` for lower); ``None``: no level.
-    margin:    the measured value must beat the null by at least this much (> 0, statistic units).
+    better:     ``"higher"`` or ``"lower"``: which direction of the statistic favours the claim.
+    level:      the measured value must reach it (``≥`` for higher, ``≤`` for lower); ``None``: no level.
+    margin:     the measured value must beat the null by at least this much (> 0, statistic units).
+    level_from: where the level comes from (the science's prediction, a paper's figure, a chance rate, …);
+                required with a level, so that the report can say why this number and not a neighbour.
     """
 
     better: str
     level: float | None
     margin: float
+    level_from: str = ""
 
     def __post_init__(self) -> None:
         if self.better not in ("higher", "lower"):
             raise ValueError(f"Rule.better must be 'higher' or 'lower', got {self.better!r}")
         if not self.margin > 0:
             raise ValueError(f"Rule.margin must be > 0 (a null must not pass its own rule), got {self.margin}")
-
-    def _beats(self, measured: float, null: float, by: float) -> bool:
-        return measured - null >= by if self.better == "higher" else null - measured >= by
-
-    def _reaches(self, measured: float) -> bool:
-        if self.level is None:
-            return True
-        return measured >= self.level if self.better == "higher" else measured <= self.level
-
-    def verdict(self, measured: float | None, null: float | None) -> str:
-        """``holds`` / ``partly`` / ``fails`` from the two numbers; a missing or non-finite one fails."""
-        if not (_finite(measured) and _finite(null)):
-            return "fails"
-        if not (measured > null if self.better == "higher" else measured < null):
-            return "fails"
-        met = [self._beats(measured, null, self.margin)] + ([self._reaches(measured)] if self.level is not None else [])
-        if all(met):
-            return "holds"
-        return "partly" if any(met) or len(met) == 1 else "fails"  # with no level, beating the null is partly
+        if self.level is not None and not self.level_from:
+            raise ValueError("Rule.level_from must say where the level comes from when a level is given")
 
     def text(self) -> str:
         """The rule in words, as the report shows it."""
         sign = "≥" if self.better == "higher" else "≤"
         beat = "measured − null" if self.better == "higher" else "null − measured"
-        side = "above" if self.better == "higher" else "below"
-        if self.level is None:
-            return (f"holds when {beat} ≥ {self.margin:g}; partly when measured is {side} the null by less; "
-                    "fails otherwise")
-        return (f"holds when measured {sign} {self.level:g} and {beat} ≥ {self.margin:g}; partly when measured is "
-                f"{side} the null and exactly one of the two holds; fails otherwise")
+        rule = f"holds when the 95 % interval of {beat} lies ≥ {self.margin:g}"
+        if self.level is not None:
+            rule += f" and the measured interval {sign} {self.level:g} (level: {self.level_from})"
+        return rule + "; fails when either lies wholly on the wrong side; inconclusive otherwise"
 
 
 def _finite(value: float | None) -> bool:
@@ -116,8 +98,11 @@ def uncertainty(rule: Rule, seeds: SeedValues) -> dict[str, Any]:
     """The intervals of a claim over its seeds and the verdict they give (docs/science.md §7.1)."""
     pairs, left_out = seeds.pairs()
     out: dict[str, Any] = {"n_seeds": len(pairs), "seeds_left_out": left_out}
-    if not pairs:
-        return out | {"interval_verdict": "inconclusive"}
+    if not pairs:  # nothing measured on any seed: no interval, and no verdict but inconclusive
+        nothing = iv.Interval(math.nan, None, None, 0).as_dict()
+        return out | {"measured_ci": nothing, "null_ci": nothing, "difference_ci": nothing,
+                      "interval_verdict": "inconclusive", "sensitivity": iv.sensitivity(rule, None, None),
+                      "p_value": None}
     measured, null = [m for m, _ in pairs], [n for _, n in pairs]
     sign = 1.0 if rule.better == "higher" else -1.0
     if seeds.fraction:
@@ -143,39 +128,46 @@ def uncertainty(rule: Rule, seeds: SeedValues) -> dict[str, Any]:
 
 
 def claim(text: str, predicted: str, statistic: str, measured: float | None, null: float | None, null_name: str,
-          rule: Rule, also: tuple[str, bool] | None = None, seeds: SeedValues | None = None,
+          rule: Rule, also: tuple[str, bool] | None = None, *, seeds: SeedValues, n_prompts: int | None = None,
           **detail: Any) -> dict[str, Any]:
-    """One claim of a report (docs/science.md §7), its verdict computed by ``rule``.
+    """One claim of a report (docs/science.md §7), its verdict computed from its intervals over seeds.
 
     text: what is claimed; predicted: what the science predicts, in words; statistic: what
-    ``measured`` and ``null`` are; also: a further condition ``(words, met)`` a claim needs to hold
-    (unmet, a ``holds`` becomes ``partly``); seeds: the statistic seed by seed, for its intervals
-    (:func:`uncertainty`); detail: per-seed values and notes kept beside them. A value that could not be
-    measured is ``None`` (strict JSON) and the verdict is ``fails``.
+    ``measured`` and ``null`` are (their values over all seeds, as the tables show them); seeds: the
+    statistic seed by seed, which gives the intervals and the verdict (:func:`uncertainty`); n_prompts:
+    the prompts per seed the statistic rests on, where it is over prompts; also: a further condition
+    ``(words, met)`` a claim needs to hold (unmet, a ``holds`` becomes ``inconclusive``); detail:
+    per-seed values and notes kept beside them. A value that could not be measured is ``None`` (strict JSON).
     """
-    verdict, rule_text = rule.verdict(measured, null), rule.text()
+    found = to_strict(uncertainty(rule, seeds))
+    if n_prompts is not None:
+        found["n_prompts"] = int(n_prompts)
+    verdict, rule_text = found["interval_verdict"], rule.text()
     if also is not None:
         rule_text = rule_text.replace("holds when", f"holds when {also[0]} and", 1)
         if verdict == "holds" and not also[1]:
-            verdict = "partly"
+            verdict = "inconclusive"
     out = {
         "claim": text, "predicted": predicted, "statistic": statistic,
         "measured": float(measured) if _finite(measured) else None,
         "null": float(null) if _finite(null) else None, "null_name": null_name,
-        "rule": rule_text, "verdict": verdict,
+        "rule": rule_text, "better": rule.better, "level": rule.level, "margin": rule.margin,
+        "level_from": rule.level_from or None, "verdict": verdict, "intervals": found,
     }
     if also is not None:
         out["condition"], out["condition_met"] = also[0], bool(also[1])
-    if seeds is not None:
-        out["intervals"] = to_strict(uncertainty(rule, seeds))
     out.update(to_strict(detail))
     return out
 
 
 def claims_section(results: dict[str, Any]) -> list[str]:
-    """The end of every experiment's README: its claims (:func:`claims_table`) and the figures it wrote."""
-    return ["## Claims", "", claims_table(results["claims"]), "",
-            "Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
+    """The end of every experiment's README: its claims (:func:`claims_table`), its checks apart
+    (:func:`~.checks.checks_table`) and the figures it wrote."""
+    lines = ["## Claims", "", claims_table(results["claims"]), ""]
+    if results.get("checks"):
+        lines += ["## Checks", "", "What holds by construction, computed on every run and not counted as a claim.",
+                  "", checks_table(results["checks"]), ""]
+    return lines + ["Figures: " + ", ".join(f"`{f}`" for f in results["figures"]), ""]
 
 
 def claims_table(claims: list[dict[str, Any]]) -> str:

@@ -101,29 +101,41 @@ def paired_differences(measured: Sequence[float], null: Sequence[float], better:
     return [sign * (m - n) for m, n in zip(measured, null, strict=True)]
 
 
-def interval_verdict(rule: Rule, measured: Interval, difference: Interval, level: float | None = None) -> str:
+def interval_verdict(rule: Rule, measured: Interval, difference: Interval, level: float | None = None,
+                     margin: float | None = None) -> str:
     """``holds`` / ``inconclusive`` / ``fails`` from the measured interval and the paired difference's
-    (:func:`paired_differences`, so its favourable side is always above); ``level`` overrides the rule's
-    (for the sensitivity row)."""
+    (:func:`paired_differences`, so its favourable side is always above); ``level`` and ``margin`` override
+    the rule's (for the sensitivity row)."""
     level = rule.level if level is None else level
+    margin = rule.margin if margin is None else margin
     if difference.low is None or difference.high is None or measured.low is None or measured.high is None:
         return "inconclusive"
     higher = rule.better == "higher"
     level_met = level is None or (measured.low >= level if higher else measured.high <= level)
     level_missed = level is not None and (measured.high < level if higher else measured.low > level)
-    if difference.high < rule.margin or level_missed:
+    if difference.high < margin or level_missed:
         return "fails"
-    if difference.low >= rule.margin and level_met:
+    if difference.low >= margin and level_met:
         return "holds"
     return "inconclusive"
 
 
-def sensitivity(rule: Rule, measured: Interval, difference: Interval, factors: Sequence[float] = (0.8, 0.9, 1.1, 1.2)
-                ) -> dict[str, str]:
-    """The verdict at neighbouring levels (the rule's level times each factor): does it hang on the choice?"""
-    if rule.level is None:
-        return {}
-    return {f"{rule.level * f:g}": interval_verdict(rule, measured, difference, level=rule.level * f) for f in factors}
+SENSITIVITY_FACTORS = (0.8, 0.9, 1.1, 1.2)
+
+
+def sensitivity(rule: Rule, measured: Interval | None, difference: Interval | None,
+                factors: Sequence[float] = SENSITIVITY_FACTORS) -> dict[str, str]:
+    """The verdict at neighbouring thresholds, the rule's level times each factor (its margin where it has no
+    level): does the verdict hang on the choice? Keys name the threshold, e.g. ``"level 0.72"``."""
+    which = "level" if rule.level is not None else "margin"
+    base = rule.level if rule.level is not None else rule.margin
+    out = {}
+    for f in factors:
+        if measured is None or difference is None:
+            out[f"{which} {base * f:g}"] = "inconclusive"
+        else:
+            out[f"{which} {base * f:g}"] = interval_verdict(rule, measured, difference, **{which: base * f})
+    return out
 
 
 def paired_p_value(differences: Sequence[float], margin: float) -> float | None:
