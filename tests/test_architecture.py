@@ -93,7 +93,8 @@ def test_an_experiment_from_outside_the_package_runs_through_reproduce(tmp_path)
         assert RunDir(tmp_path / "runs" / name).config().data.task == "toy_plugin:RepeatTask"
     toy = results["experiments"]["toy"]
     assert list(results["experiments"]) == ["toy"] and "error" not in toy, toy
-    assert [c["verdict"] for c in toy["claims"]] == ["holds"] and toy["figures"] == ["toy.png"]
+    assert [c["intervals"]["n_seeds"] for c in toy["claims"]] == [2]  # judged over its two seeds
+    assert toy["figures"] == ["claims_forest.png", "toy.png"]
     assert json.loads((tmp_path / "toy" / "results.json").read_text()) == toy
     assert (tmp_path / "toy" / "README.md").read_text().startswith("# Toy")
     assert "A toy experiment from outside the package" in (tmp_path / "report.html").read_text()

@@ -48,6 +48,10 @@ def test_results_hold_every_experiment_with_claims_and_figures(smoke):
         for c in res["claims"]:  # docs/science.md §7: a statistic, its null and the rule, side by side
             assert c["verdict"] in VERDICTS and c["null_name"] and c["rule"].startswith("holds when"), (exp, c)
             assert all(c[k] is None or isinstance(c[k], float) for k in ("measured", "null")), (exp, c)
+            found = c["intervals"]  # docs/science.md §7.1: every claim judged by its intervals over seeds
+            assert {"measured_ci", "null_ci", "difference_ci", "n_seeds", "sensitivity"} <= set(found), (exp, c)
+            assert c["verdict"] in ("holds", "fails", "inconclusive") and found["sensitivity"], (exp, c)
+        assert all(k["passed"] for k in res.get("checks", [])), (exp, res["checks"])
         assert res["figures"] and all((smoke / exp / f).is_file() for f in res["figures"])
         assert (smoke / exp / "README.md").is_file()
     runs = pd.read_parquet(smoke / "runs.parquet")

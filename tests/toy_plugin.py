@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from inductionlab.experiments import Experiment
-from inductionlab.experiments.kit.claims import Rule, claim, claims_table
+from inductionlab.experiments.kit.claims import Rule, SeedValues, claim, claims_table
 from inductionlab.experiments.kit.curves import evaluations, last_evaluation, seed_spread
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.figures import seed_band
@@ -88,14 +88,16 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     """The loss on the second copy at the end against the untrained model's (the first evaluation)."""
     specs, diverged = trained_runs(runs_dir, plan(preset_name))
     curves = {dict(s.params)["seed"]: RunDir(runs_dir / s.folder).metrics() for s in specs}
-    final = seed_spread([last_evaluation(rows)["loss_in_context"] for rows in curves.values()])
-    untrained = seed_spread([evaluations(rows)[0]["loss_in_context"] for rows in curves.values()])
+    final_by_seed = {seed: last_evaluation(rows)["loss_in_context"] for seed, rows in curves.items()}
+    untrained_by_seed = {seed: evaluations(rows)[0]["loss_in_context"] for seed, rows in curves.items()}
+    final, untrained = seed_spread(list(final_by_seed.values())), seed_spread(list(untrained_by_seed.values()))
     results: dict[str, Any] = {"experiment": "toy", "preset": preset_name,
                                "question": "Does training lower the loss on a repeated segment?",
                                "setting": "two seeds of a tiny two-layer AMT on the repeat task", "final": final}
     found = [claim("Training lowers the loss on the second copy", "below the untrained model's",
                    "loss on the second copy at the end", final["mean"], untrained["mean"],
-                   "the untrained model (first evaluation)", Rule("lower", None, 1e-3))]
+                   "the untrained model (first evaluation)", Rule("lower", None, 1e-3),
+                   seeds=SeedValues(final_by_seed, untrained_by_seed))]
     return finish(out, results, claims=found, diverged=diverged, figures=partial(_figure, curves), readme=_readme)
 
 

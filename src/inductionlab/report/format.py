@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 MISSING = "–"
+VERDICTS = ("holds", "inconclusive", "fails")  # a claim's verdict from its intervals (docs/science.md §7.1)
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -20,10 +21,12 @@ def number(value: Any, digits: int = 3) -> str:
 
 
 def spread(stats: dict[str, Any] | None, digits: int = 3) -> str:
-    """A seed spread (:func:`~inductionlab.experiments.kit.curves.seed_spread`) as ``mean ± std``; ``–``
-    when nothing was measured."""
+    """A seed spread (:func:`~inductionlab.experiments.kit.curves.seed_spread`) as ``mean ± sd`` (the sample
+    standard deviation), ``mean (one seed)`` with one seed; ``–`` when nothing was measured."""
     if not stats or stats.get("mean") is None:
         return MISSING
+    if stats.get("std") is None:
+        return f"{number(stats['mean'], digits)} (one seed)"
     return f"{number(stats['mean'], digits)} ± {number(stats['std'], digits)}"
 
 

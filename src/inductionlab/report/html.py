@@ -14,9 +14,8 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from inductionlab.experiments.kit.claims import VERDICTS
-from inductionlab.experiments.kit.figures import FOREST_FIGURE
-from inductionlab.report.format import interval_text, number
+from inductionlab.report.figures import FOREST_FIGURE
+from inductionlab.report.format import VERDICTS, interval_text, number
 from inductionlab.runs import RunDir, atomic_write
 
 RUN_COLUMNS = ("name", "status", "step", "acc_in_context", "loss_global", "wo", "wk2", "wk1", "elapsed_s")
@@ -67,7 +66,7 @@ def write_report(results: dict[str, Any], table: pd.DataFrame, out: Path, titles
     env.filters["number"] = number
     env.filters["intervals"] = interval_text
     html = env.get_template("template.html.j2").render(
-        name=results["name"], preset=results["preset"], sections=sections, counts=counts,
+        name=results["name"], preset=results["preset"], sections=sections, counts=counts, forest_name=forest,
         environment=results["environment"], wall_min=None if wall_s is None else wall_s / 60,
         generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
     )

@@ -3,7 +3,7 @@
 - :func:`evaluations`, :func:`last_evaluation`: the rows evaluation steps logged, and the last of
   them (probe-only rows hold the memory probes alone, a diverged step its cause; an evaluation row
   of every task holds ``loss_in_context``);
-- :func:`seed_spread`: mean, std, min, max and count over seeds, a missing value left out;
+- :func:`seed_spread`: mean, sample std, min, max and count over seeds, a missing value left out;
   :func:`final_values`: that spread of each key at every run's last evaluation, and the value per seed;
 - :func:`censored_median`: the median of milestone steps where a milestone never reached counts as
   later than every step;
@@ -36,12 +36,14 @@ def last_evaluation(rows: Rows) -> dict[str, Any]:
 
 
 def seed_spread(values: list[float | None]) -> dict[str, float | None]:
-    """Mean, std, min, max and count over seeds, ignoring missing values."""
+    """Mean, sample standard deviation (``n − 1``; ``None`` for one seed), min, max and count over seeds,
+    ignoring missing values (docs/science.md §7.1)."""
     present = [v for v in values if v is not None]
     if not present:
         return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
-    return {"mean": statistics.fmean(present), "std": statistics.pstdev(present), "min": min(present),
-            "max": max(present), "seeds": len(present)}
+    std = statistics.stdev(present) if len(present) > 1 else None
+    return {"mean": statistics.fmean(present), "std": std, "min": min(present), "max": max(present),
+            "seeds": len(present)}
 
 
 def final_values(runs: dict[int, Rows], keys: tuple[str, ...]) -> dict[str, Any]:

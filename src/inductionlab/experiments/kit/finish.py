@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from inductionlab import jsonio
-from inductionlab.experiments.kit.figures import forest_plot
 from inductionlab.experiments.kit.runs import mark_diverged
+from inductionlab.report.figures import forest_plot
 from inductionlab.runs import atomic_write
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def finish(out: Path, results: dict[str, Any], *, claims: list[dict[str, Any]], 
     In this order: ``results["claims"] = claims`` and ``results["checks"] = checks`` (what holds by
     construction, :mod:`.checks`; a failed one is logged as an error); the diverged runs marked on the
     results and every claim (:func:`~inductionlab.experiments.kit.runs.mark_diverged`);
-    ``results["figures"]``: the claims' forest plot (:func:`~.figures.forest_plot`) and then
+    ``results["figures"]``: the claims' forest plot (:func:`~inductionlab.report.figures.forest_plot`) and then
     ``figures(results, out)`` (the PNG names they wrote); ``out/README.md`` from ``readme(results)``;
     ``out/results.json``. Every file is written atomically.
     """

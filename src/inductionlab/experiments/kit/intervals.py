@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
+from inductionlab.report.format import VERDICTS
+
 if TYPE_CHECKING:  # claims.py computes its intervals here; a Rule is only read (better, level, margin)
     from inductionlab.experiments.kit.claims import Rule
 
 CONFIDENCE = 0.95
-INTERVAL_VERDICTS = ("holds", "inconclusive", "fails")
+INTERVAL_VERDICTS = VERDICTS
 
 
 @dataclass(frozen=True)
