@@ -55,14 +55,14 @@ def test_classify_a_seed(ms, kind):
     assert classify(ms, ("a", "b", "c")) == kind
 
 
-def test_order_statistic_counts_undetermined_seeds_at_the_null():
+def test_order_statistic_leaves_undetermined_seeds_out():
     ms = {"0": {"a": 1, "b": 2, "c": 3}, "1": {"a": 2, "b": 1, "c": 3}, "2": {"a": 1, "b": 1, "c": 3},
           "3": {"a": 1, "b": 2, "c": None}}
-    stat = order_statistic(ms, ("a", "b", "c"), 1 / 6)
+    stat = order_statistic(ms, ("a", "b", "c"))
     assert (stat["in_order"], stat["other_order"], stat["tied"], stat["undetermined"]) == (1, 1, 1, 1)
-    assert stat["fraction"] == pytest.approx((1 + 1 / 6) / 4)
-    only_undetermined = order_statistic({"0": {"a": 1, "b": None, "c": None}}, ("a", "b", "c"), 1 / 6)
-    assert only_undetermined["fraction"] == pytest.approx(1 / 6)  # no evidence: exactly the null, so it fails
+    assert stat["fraction"] == pytest.approx(1 / 3)  # of the three determined seeds
+    only_undetermined = order_statistic({"0": {"a": 1, "b": None, "c": None}}, ("a", "b", "c"))
+    assert only_undetermined["fraction"] is None  # no evidence either way
 
 
 def test_milestone_refuses_a_metric_no_row_has():
@@ -87,16 +87,22 @@ def test_birth_claims_from_handmade_runs():
     assert top_down["zero"]["by_threshold"]["0.9"]["median_step"] == {"wo": 10, "wk2": 20, "wk1": 45}
     assert top_down["zero"]["by_threshold"]["0.9"]["range"]["wk1"] == [30, 60]
     out = claims({"all_targets": all_targets, "top_down": top_down})
-    learns, first, *orders, recalled = out
+    learns, first, *orders, recalled_zero, recalled_random = out
     assert len(orders) == 6  # two inits × three thresholds, the seed as the unit
-    assert (learns["measured"], learns["null"], learns["verdict"]) == (0.85, 0.3, "partly")  # level 0.9 missed
-    assert first["measured"] == pytest.approx(2 / 3) and first["verdict"] == "partly"
+    assert all(c["level_from"] and c["intervals"]["n_seeds"] >= 2 for c in out)
+    assert (learns["measured"], learns["null"], learns["verdict"]) == (0.85, 0.3, "fails")  # 0.9 missed on every seed
+    # two of three seeds in order: one seed out of order is enough against "on every seed"
+    assert first["measured"] == pytest.approx(2 / 3) and first["verdict"] == "fails"
     zero_09 = next(c for c in orders if "zero init" in c["claim"] and c["claim"].endswith("0.9"))
-    assert zero_09["measured"] == pytest.approx((2 + 1 / 6) / 3) and zero_09["null"] == pytest.approx(1 / 6)
-    assert zero_09["verdict"] == "partly"
+    assert zero_09["measured"] == 1.0 and zero_09["null"] == pytest.approx(1 / 6)
+    assert zero_09["intervals"]["seeds_left_out"] == ["2"]  # wk1 never reached: undetermined, left out
+    assert zero_09["verdict"] == "inconclusive"  # 2 of 2 seeds: the exact interval reaches down to 0.16
     random_09 = next(c for c in orders if "random init" in c["claim"] and c["claim"].endswith("0.9"))
     assert random_09["measured"] == 0.0 and random_09["verdict"] == "fails"  # one other order, one tie
-    assert recalled["null"] == pytest.approx(0.5)  # step 0 of the probe rows
+    # the weakest probe per seed against the same model's at step 0 (0.5 in these rows)
+    assert recalled_zero["weakest"] == {"0": 1.0, "1": 1.0, "2": 0.5} and recalled_zero["null"] == pytest.approx(0.5)
+    assert recalled_zero["verdict"] == "inconclusive"  # one seed of three never recalls wk1
+    assert recalled_random["verdict"] == "holds"
 
 
 def _length(acc: dict[str, tuple[float, float]]) -> dict:

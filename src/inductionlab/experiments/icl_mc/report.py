@@ -79,6 +79,12 @@ def readme(results: dict[str, Any]) -> str:
     lines += ["", "A plateau counts for a seed only if the model leaves it: it ends with KL(Bayes ‖ model) < 0.25 κ "
               "(left per seed, two layers: " + ", ".join(
                   str(v) for v in results["models"]["n2-two-layer"]["left_for_bayes"].values()) + ")."]
+    path = results["models"]["n2-two-layer"]["straight_path"].values()
+    lines += ["", "The plateau claim's null: per seed, the mixture (1 − λ_t)·uniform + λ_t·Bayes whose loss on the "
+              "evaluation batch equals the model's at every evaluation. Its plateau share per seed: "
+              + ", ".join(number(p["plateau_share"], 2) for p in path) + "; the closest it comes to the unigram "
+              "strategy, KL(unigram ‖ mixture) / κ: " + ", ".join(number(p["closest_to_unigram"], 2) for p in path)
+              + " (the plateau needs < 0.25)."]
     lines += ["", *claims_section(results)]
     return "\n".join(lines)
 

@@ -81,9 +81,12 @@ def readme(results: dict[str, Any]) -> str:
                      f"{spread(final)} |")
     removed = results["none_ablated_at_evaluation"]
     lines += ["", "Milestones are interpolated between the last logged value below 0.9 and the first at or above "
-              "it. A milestone never reached counts as later than every step; a median that falls on one is "
-              "undefined (–).", "", f"The trained `none` arm with layer 1's attention output zeroed at evaluation "
-              f"only: in-context accuracy {spread(removed)}.", "", *claims_section(results)]
+              "it. In this table a milestone never reached counts as later than every step, and a median that falls "
+              "on one is undefined (–); the claims pair the arms seed by seed, a milestone never reached counting "
+              "at the last step.", "", "The trained `none` arm with layer 1's attention output ablated at evaluation "
+              f"only: in-context accuracy {spread(removed['zero-ablate'])} zeroed, {spread(removed['mean-ablate'])} "
+              "replaced by its mean over the evaluation batch (position by position); the one-layer model "
+              f"{spread(results['arms']['one-layer']['final']['acc_in_context'])}.", "", *claims_section(results)]
     return "\n".join(lines)
 
 
