@@ -123,10 +123,14 @@ def test_a_fraction_of_seeds_gets_the_exact_interval_against_its_chance_rate():
     all_five = uncertainty(rule, SeedValues({str(s): 1.0 for s in range(5)}, 1 / 6, fraction=True))
     assert all_five["measured_ci"]["low"] == pytest.approx(0.025 ** (1 / 5))
     assert all_five["difference_ci"]["low"] == pytest.approx(0.025 ** (1 / 5) - 1 / 6)
-    assert all_five["interval_verdict"] == "inconclusive"  # five seeds cannot show a rate of 1
+    assert all_five["interval_verdict"] == "holds"  # every seed, and the exact interval clear of chance
     assert all_five["p_value"] == pytest.approx((1 / 6) ** 5)
+    four = uncertainty(rule, SeedValues({str(s): float(s > 0) for s in range(5)}, 1 / 6, fraction=True))
+    assert four["interval_verdict"] == "fails"  # a level of 1 is "on every seed": one seed out of order fails it
     none = uncertainty(rule, SeedValues({str(s): 0.0 for s in range(5)}, 1 / 6, fraction=True))
     assert none["interval_verdict"] == "fails"
+    coin = uncertainty(rule, SeedValues({str(s): 1.0 for s in range(3)}, 0.5, fraction=True))
+    assert coin["interval_verdict"] == "inconclusive"  # three of three is not enough to beat a coin
 
 
 def test_p_values_are_adjusted_across_the_report():

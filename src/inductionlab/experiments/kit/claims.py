@@ -75,7 +75,8 @@ class SeedValues:
     """A claim's statistic seed by seed: ``measured`` (seed → value) and ``null``, paired on the same seeds
     (seed → value) or one number for a null that does not vary (a chance rate, a zero slope). ``fraction``:
     the statistic is the fraction of seeds in which something holds (``measured`` 1 or 0 per seed), judged
-    with the exact binomial interval against ``null`` as the chance rate. A seed without a value on either
+    with the exact binomial interval against ``null`` as the chance rate; its level is read on the count
+    itself (a level 1 is "on every seed": one seed out of order fails it). A seed without a value on either
     side is left out and named."""
 
     measured: Mapping[str, float | None]
@@ -113,6 +114,9 @@ def uncertainty(rule: Rule, seeds: SeedValues) -> dict[str, Any]:
         difference_ci = iv.Interval(sign * (measured_ci.estimate - chance), bounds[0], bounds[1], len(measured))
         # a chance rate of 0 or 1 makes any other count impossible: no p-value to speak of
         p_value = iv.binomial_p_value(k, len(measured), chance) if rule.better == "higher" and 0 < chance < 1 else None
+        # the level is read on the count itself ("in order on every seed": the seeds are all there is to count);
+        # the margin over chance on the exact interval
+        level_ci = iv.Interval(measured_ci.estimate, measured_ci.estimate, measured_ci.estimate, len(measured))
     else:
         measured_ci = iv.t_interval(measured)
         paired = isinstance(seeds.null, Mapping)
@@ -120,10 +124,11 @@ def uncertainty(rule: Rule, seeds: SeedValues) -> dict[str, Any]:
         differences = iv.paired_differences(measured, null, rule.better)
         difference_ci = iv.t_interval(differences)
         p_value = iv.paired_p_value(differences, rule.margin)
+        level_ci = measured_ci
     return out | {
         "measured_ci": measured_ci.as_dict(), "null_ci": null_ci.as_dict(), "difference_ci": difference_ci.as_dict(),
-        "interval_verdict": iv.interval_verdict(rule, measured_ci, difference_ci),
-        "sensitivity": iv.sensitivity(rule, measured_ci, difference_ci), "p_value": p_value,
+        "interval_verdict": iv.interval_verdict(rule, level_ci, difference_ci),
+        "sensitivity": iv.sensitivity(rule, level_ci, difference_ci), "p_value": p_value,
     }
 
 
