@@ -12,7 +12,7 @@ import pytest
 
 from inductionlab.errors import ConfigError, RunDirError
 from inductionlab.experiments import run_experiment
-from inductionlab.experiments.hijack.analysis import BASELINES, PREDICTIONS
+from inductionlab.experiments.hijack.analysis import REPORTED
 from inductionlab.experiments.hijack.run import PRESETS, plan
 
 pytestmark = pytest.mark.slow
@@ -39,9 +39,11 @@ def test_every_prediction_and_baseline_per_encoding_subset_and_seed(hijack):
     for enc in results["encodings"].values():
         for subset in enc["subsets"].values():
             agreement = subset["agreement"]
-            for name in (*PREDICTIONS, "scalar_in_sample", *BASELINES):
+            for name in REPORTED:
                 for stat in ("pooled_r2", "within_r2"):
                     assert set(agreement[name][stat]["per_seed"]) == set(SEEDS), (name, stat)
+            for stat in ("r2", "correlation", "prompts"):  # the noise ceiling: the filler re-drawn, every seed
+                assert set(subset["noise_ceiling"][stat]["per_seed"]) == set(SEEDS), stat
             # the oracle is constant inside a setting: reported pooled only
             assert all(v is None for v in agreement["setting_mean"]["within_r2"]["per_seed"].values())
             assert set(subset["by_family"]) <= {"count", "distance", "conflict"}
@@ -55,7 +57,7 @@ def test_scalar_fit_keeps_its_intercept_and_is_held_out(hijack):
             assert int(seed) not in held_out["fitted_on_seeds"] and in_sample["fitted_on_seeds"] == [int(seed)]
             for fit in (held_out, in_sample):
                 assert {"theta_in_context", "theta_global", "theta_0", "alpha1_scale", "alpha2_scale"} <= set(fit)
-            for baseline in ("count_regression", "attention_regression"):
+            for baseline in ("count_fixed_effects", "attention_regression"):
                 fit = enc["fits"][baseline][seed]
                 assert len(fit["coefficients"]) == len(enc["fits"][baseline]["features"])
                 assert int(seed) not in fit["fitted_on_seeds"]
@@ -78,11 +80,18 @@ def test_crossover_sweeps_every_n_and_sets_non_crossing_apart(hijack):
 def test_claims_are_numbers_against_nulls(hijack):
     results, out = hijack
     claims = results["claims"]
-    # rpe: 3 gap, 3 crossover, growth, slope; ape: 3 gap, slope; family 4: not hijacked, unigram slope
-    assert len(claims) == (3 + 3 + 1 + 1) + (3 + 1) + 2
+    # rpe: 3 gap, 3 crossover, growth, slope; ape: 3 gap, slope; family 4: unigram slope
+    assert len(claims) == (3 + 3 + 1 + 1) + (3 + 1) + 1
     for c in claims:
-        assert {"claim", "predicted", "statistic", "measured", "null", "null_name", "rule", "verdict"} <= set(c)
-        assert c["null_name"] and c["rule"].startswith("holds when")
+        assert {"claim", "predicted", "statistic", "measured", "null", "null_name", "rule", "verdict",
+                "level_from"} <= set(c)
+        assert c["null_name"] and c["rule"].startswith("holds when") and c["verdict"] in ("holds", "inconclusive",
+                                                                                          "fails")
+        assert {"measured_ci", "null_ci", "difference_ci", "sensitivity", "n_seeds"} <= set(c["intervals"])
+    # the readout's algebra and the non-trigger query are checks, not claims; the algebra holds for any weights
+    checks = results["checks"]
+    assert len(checks) == 3
+    assert all(c["passed"] for c in checks if "readout of the residual" in c["check"])
     on_disk = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert on_disk["claims"] == json.loads(json.dumps(claims))
     assert "## Claims" in (out / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""The hijack statistics and their nulls on cases whose values are known by hand (docs/science.md §5, §7)."""
+"""The hijack statistics and their nulls on cases whose values are known by hand (docs/science.md §5, §7, §7.1)."""
 
 import math
 
@@ -10,10 +10,15 @@ from inductionlab.experiments.hijack.eval import count_features
 from inductionlab.experiments.hijack.stats import (
     best_constant,
     crossover,
+    fixed_effects_regression,
     group_means,
     least_squares,
+    noise_ceiling,
+    other_settings_lookup,
     permutation_quantile,
     r_squared,
+    relative_slope_error,
+    sample_spread,
     spearman,
     within_r_squared,
     within_slope,
@@ -77,12 +82,12 @@ def test_best_constant_and_crossover_errors_by_hand():
     assert best_constant([1, 1, 2, 5], range(0, 9)) == 1  # the median; ties go to the smaller
     assert best_constant([1, 2], range(0, 9)) == 1
     points = {  # two seeds, n_max = 8
-        0: [{"T": 32, "pair": 0, "model": 1, "scalar": 1, "weights_only": 1, "readout": 1},
-            {"T": 128, "pair": 0, "model": 3, "scalar": None, "weights_only": 3, "readout": 2},
-            {"T": 512, "pair": 0, "model": None, "scalar": None, "weights_only": 4, "readout": None}],
-        1: [{"T": 32, "pair": 0, "model": 2, "scalar": 1, "weights_only": 2, "readout": 2},
-            {"T": 128, "pair": 0, "model": 2, "scalar": 2, "weights_only": 2, "readout": 2},
-            {"T": 512, "pair": 0, "model": 6, "scalar": 6, "weights_only": 6, "readout": 6}],
+        0: [{"T": 32, "pair": 0, "model": 1, "scalar": 1, "weights_only": 1, "theta_readout": 1},
+            {"T": 128, "pair": 0, "model": 3, "scalar": None, "weights_only": 3, "theta_readout": 2},
+            {"T": 512, "pair": 0, "model": None, "scalar": None, "weights_only": 4, "theta_readout": None}],
+        1: [{"T": 32, "pair": 0, "model": 2, "scalar": 1, "weights_only": 2, "theta_readout": 2},
+            {"T": 128, "pair": 0, "model": 2, "scalar": 2, "weights_only": 2, "theta_readout": 2},
+            {"T": 512, "pair": 0, "model": 6, "scalar": 6, "weights_only": 6, "theta_readout": 6}],
     }
     summary = crossover_summary(points, n_max=8)
     s0, s1 = summary["per_seed"]["0"], summary["per_seed"]["1"]
@@ -90,9 +95,9 @@ def test_best_constant_and_crossover_errors_by_hand():
     # T=32 |1-1| = 0, T=128 never crosses → |9-3| = 6
     assert s0["constant_by_T"] == {"32": 2, "128": 2, "512": 6}
     assert s0["mae"]["scalar"] == pytest.approx((0 + 6) / 2) and s0["constant_mae"] == pytest.approx((1 + 1) / 2)
-    assert s0["mae"]["weights_only"] == 0.0 and s0["mae"]["readout"] == pytest.approx(0.5)
+    assert s0["mae"]["weights_only"] == 0.0 and s0["mae"]["theta_readout"] == pytest.approx(0.5)
     assert s0["model_never_crosses"] == 1  # neither crossing is set apart, not counted as agreement
-    assert s0["crosses_where_model_does_not"] == {"scalar": 0, "weights_only": 1, "readout": 0}
+    assert s0["crosses_where_model_does_not"] == {"scalar": 0, "weights_only": 1, "theta_readout": 0}
     # seed 1: seed 0 crosses at 32 (1) and 128 (3); at 512 it never does, so the constant is "never" (9)
     assert s1["constant_by_T"] == {"32": 1, "128": 3, "512": 9}
     assert s1["mae"]["scalar"] == pytest.approx(1 / 3) and s1["constant_mae"] == pytest.approx((1 + 1 + 3) / 3)
@@ -154,7 +159,7 @@ def test_pair_lookup_and_attention_regression_are_fitted_on_the_other_seeds():
     t1 = tables[1]
     t1.gaps["model"] = 2.0 * t1.attention_gap + 0.5 * t1.features[:, 4] - 1.0
     core = {s: torch.ones(8, dtype=torch.bool) for s in tables}
-    fits = add_fitted_gaps(tables, core)
+    fits = add_fitted_gaps(tables, core, family=torch.tensor([0, 0]))
     assert fits["attention_regression"]["0"]["coefficients"] == pytest.approx([2.0, 0.5, -1.0])
     assert torch.allclose(tables[0].gaps["attention_regression"],
                           2.0 * tables[0].attention_gap + 0.5 * tables[0].features[:, 4] - 1.0)
@@ -162,3 +167,96 @@ def test_pair_lookup_and_attention_regression_are_fitted_on_the_other_seeds():
     expected = group_means(t1.gaps["model"], tables[1].setting * 10 + tables[1].pair)
     assert torch.allclose(tables[0].gaps["pair_lookup"], expected)
     assert tables[1].gaps["pair_lookup"].tolist() == [0.5, 0.5, 2.5, 2.5, 4.5, 4.5, 6.5, 6.5]
+    # the same-seed lookup reads seed 0's own gaps: setting 0 (pairs 0.5, 2.5; mean 1.5) gets its mean plus the
+    # pair's deviation in setting 1 (pairs 4.5, 6.5; mean 5.5): 1.5 ∓ 1; setting 1 gets 5.5 ∓ 1
+    assert tables[0].gaps["other_settings_lookup"].tolist() == pytest.approx([0.5, 0.5, 2.5, 2.5, 4.5, 4.5, 6.5, 6.5])
+    assert fits["count_fixed_effects"]["1"]["fitted_on_seeds"] == [0]
+    assert fits["count_fixed_effects"]["0"]["fitted_on_seeds"] == [1]
+
+
+def test_sample_spread_uses_n_minus_one():
+    spread = sample_spread([1.0, 2.0, 3.0, None])
+    assert spread["mean"] == 2.0 and spread["std"] == pytest.approx(1.0)  # population sd would be 0.816
+    assert spread["seeds"] == 3 and sample_spread([4.0])["std"] is None
+    assert sample_spread([None, math.nan])["mean"] is None
+
+
+def test_other_settings_lookup_on_a_made_up_table():
+    """Three settings of one family and one of another, two pairs each, one prompt per cell.
+
+    Family 0, cell gaps (pair 0, pair 1): S0 (1, 3), S1 (10, 10), S2 (0, 4); setting means 2, 10, 2, so the
+    pair deviations are (−1, 1), (0, 0), (−2, 2). S0's lookup is its mean plus the mean deviation in S1, S2:
+    pair 0: 2 + (0 − 2)/2 = 1, pair 1: 2 + (0 + 2)/2 = 3. Family 1 holds one setting: the setting mean.
+    """
+    setting = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    pair = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    family = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    gaps = torch.tensor([1.0, 3.0, 10.0, 10.0, 0.0, 4.0, 7.0, 9.0])
+    lookup = other_settings_lookup(gaps, setting, pair, family)
+    # S1: 10 + mean of (−1, −2) and (1, 2); S2: 2 + mean of (−1, 0) and (1, 0)
+    assert lookup.tolist() == pytest.approx([1.0, 3.0, 8.5, 11.5, 1.5, 2.5, 8.0, 8.0])
+    # the prompts' order does not matter, and repeated prompts in a cell are averaged first
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    assert other_settings_lookup(gaps[order], setting[order], pair[order], family[order]).tolist() == pytest.approx(
+        lookup[order].tolist())
+    twice = other_settings_lookup(gaps.repeat(2), setting.repeat(2), pair.repeat(2), family.repeat(2))
+    assert twice.tolist() == pytest.approx(lookup.repeat(2).tolist())
+
+
+def test_a_pair_that_behaves_alike_in_every_setting_is_found_by_the_lookup():
+    """If this model's pair deviation is the same in every setting, the lookup has within-setting R² 1."""
+    setting = torch.arange(4).repeat_interleave(6)
+    pair = torch.arange(3).repeat(8)
+    gaps = 5.0 * setting + torch.tensor([-2.0, 0.5, 1.5])[pair]
+    lookup = other_settings_lookup(gaps, setting, pair, torch.zeros_like(setting))
+    assert within_r_squared(lookup, gaps, setting) == pytest.approx(1.0)
+    assert torch.allclose(lookup, gaps.double())
+
+
+def test_fixed_effects_regression_recovers_slopes_under_setting_intercepts():
+    gen = torch.Generator().manual_seed(1)
+    groups = torch.arange(5).repeat_interleave(20)
+    features = torch.randn(100, 2, generator=gen, dtype=torch.float64)
+    features[:, 1] += 3.0 * groups  # a feature correlated with the settings: a pooled fit would be biased
+    offsets = torch.tensor([4.0, -2.0, 0.0, 7.0, 1.0], dtype=torch.float64)
+    target = offsets[groups] + features @ torch.tensor([1.5, -0.5], dtype=torch.float64)
+    coef, intercepts = fixed_effects_regression(features, target, groups, n_groups=6)
+    assert coef.tolist() == pytest.approx([1.5, -0.5], abs=1e-9)
+    assert intercepts[:5].tolist() == pytest.approx(offsets.tolist(), abs=1e-9)
+    assert math.isnan(float(intercepts[5]))  # a setting without prompts has no intercept
+
+
+def test_noise_ceiling_of_noiseless_and_of_pure_noise_gaps():
+    setting = torch.arange(2).repeat_interleave(8)
+    pair = torch.arange(2).repeat_interleave(4).repeat(2)
+    keep = torch.ones(16, dtype=torch.bool)
+    pair_effect = torch.tensor([-1.0, 1.0])[pair] + 10.0 * setting
+    exact = noise_ceiling(pair_effect, pair_effect.clone(), setting, pair, keep, keep)
+    assert exact["r2"] == pytest.approx(1.0) and exact["correlation"] == pytest.approx(1.0)
+    assert exact["prompts"] == 16
+    # the filler alone decides the gap: a re-draw reproduces nothing of it (here exactly anti-correlated)
+    noise = torch.tensor([1.0, -1.0, 2.0, -2.0]).repeat(4)
+    none = noise_ceiling(noise, -noise, setting, pair, keep, keep)
+    assert none["correlation"] == pytest.approx(-1.0)
+    assert none["r2"] == pytest.approx(0.0)  # every cell mean of the re-draw is 0: no skill
+    # a subset: a cell whose re-drawn prompts are all left out leaves its prompts out of r2
+    keep_redrawn = pair != 1
+    part = noise_ceiling(pair_effect, pair_effect.clone(), setting, pair, keep, keep_redrawn)
+    assert part["prompts"] == 8
+
+
+def test_noise_ceiling_needs_matching_rows():
+    from inductionlab.errors import ShapeError
+
+    with pytest.raises(ShapeError):
+        noise_ceiling(torch.zeros(4), torch.zeros(3), torch.zeros(4), torch.zeros(4), torch.ones(4, dtype=torch.bool),
+                      torch.ones(4, dtype=torch.bool))
+
+
+def test_slope_error_is_relative_to_the_theory_slope():
+    """Family 4: a model slope near zero must not blow the statistic up; the theory that predicts 10 misses it."""
+    assert relative_slope_error(0.7, 10.9, 10.9) == pytest.approx(10.2 / 10.9)  # the theory's error
+    assert relative_slope_error(0.7, 0.0, 10.9) == pytest.approx(0.7 / 10.9)  # the null slope 0: better here
+    assert relative_slope_error(8.2, 8.6, 8.6) == pytest.approx(0.4 / 8.6)
+    assert relative_slope_error(8.2, 0.0, 8.6) == pytest.approx(8.2 / 8.6)
+    assert relative_slope_error(1.0, 0.0, 0.0) is None and relative_slope_error(math.nan, 1.0, 1.0) is None

@@ -1,58 +1,72 @@
-"""Across seeds: held-out fits, agreement with the model, crossovers, slopes (docs/science.md §4.5, §5, §7).
+"""Across seeds: held-out fits, nulls, agreement with the model, crossovers, slopes (docs/science.md §4.5, §5, §7).
 
 Every fitted predictor is fitted on the prompts of the *other* seeds of the same encoding and
 scored on this seed's prompts (leave one seed out); the scalar form is also fitted in sample
-(on this seed's own prompts), and both R² are reported. Statistics are computed per seed and
-then summarised over seeds.
+(on this seed's own prompts), and both R² are reported. The strongest null reads this seed's own
+behaviour: its gap for the same pair in the other settings (:func:`~.stats.other_settings_lookup`,
+docs/science.md §7.1). Statistics are computed per seed and then summarised over seeds with the
+sample standard deviation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from inductionlab.errors import ConfigError, ShapeError
+from inductionlab.experiments.hijack.ceiling import RedrawnGaps
 from inductionlab.experiments.hijack.eval import FEATURES, PromptTable
 from inductionlab.experiments.hijack.stats import (
     best_constant,
     crossover,
     crossover_error,
+    fixed_effects_regression,
     group_means,
     least_squares,
+    noise_ceiling,
+    other_settings_lookup,
     permutation_quantile,
     r_squared,
+    relative_slope_error,
+    sample_spread,
     spearman,
     within_r_squared,
     within_slope,
 )
-from inductionlab.experiments.kit.curves import seed_spread
 from inductionlab.prompts.query_pairs import Setting
 from inductionlab.theory.scalar import fit_scalar_form
 
-PREDICTIONS = ("weights_only", "readout", "scalar")
-BASELINES = ("setting_mean", "bigram_only", "count_regression", "pair_lookup", "attention_regression")
-REPORTED = (*PREDICTIONS, "scalar_in_sample", "scalar_read_off", *BASELINES)
-# the baselines a prediction is judged against within settings: none of them knows the mechanism;
-# the readout, which is given the model's own layer-2 attention, also faces the baseline given it
-WITHIN_BASELINES = {"weights_only": ("bigram_only", "count_regression", "pair_lookup"),
-                    "scalar": ("bigram_only", "count_regression", "pair_lookup"),
-                    "readout": ("bigram_only", "count_regression", "pair_lookup", "attention_regression")}
+# the predictions judged: none reads the model's activations but theta_readout, which is given the measured
+# layer-2 attention and puts the theory's θ·I in place of the measured R3
+PREDICTIONS = ("weights_only", "theta_readout", "scalar")
+DECOMPOSITION = "readout"  # the measured attention with the measured R3 and G: a check of the algebra, no prediction
+BASELINES = ("setting_mean", "bigram_only", "count_fixed_effects", "pair_lookup", "other_settings_lookup",
+             "attention_regression")
+REPORTED = (*PREDICTIONS, DECOMPOSITION, "scalar_in_sample", "scalar_read_off", *BASELINES)
+# the nulls a prediction is judged against within settings (the strongest of them, seed by seed paired):
+# the same information as the predictions except the mechanism. The attention-mass regression is no null
+# for theta_readout: it *is* θ·I with θ and the bigram weight fitted on the other seeds; it is reported beside.
+NULLS = ("bigram_only", "count_fixed_effects", "pair_lookup", "other_settings_lookup")
 CORE_FAMILIES = ("count", "distance", "conflict")
+FE_FEATURES = FEATURES[:-1]  # the count features without the intercept: one intercept per setting instead
 
 
-def add_fitted_gaps(tables: dict[int, PromptTable], core: dict[int, Tensor]) -> dict[str, Any]:
-    """Fit every fitted predictor for each held-out seed and add its gaps to that seed's table.
+def add_fitted_gaps(tables: dict[int, PromptTable], core: dict[int, Tensor], family: Tensor) -> dict[str, Any]:
+    """Fit every fitted predictor and null for each held-out seed and add its gaps to that seed's table.
 
     tables: seed → the model's prompt table (the same prompts, in the same order, for every seed);
-    core: seed → (P,) bool, the prompts fits are made on (families 1–3). For each seed, from the
-    *other* seeds only: the scalar form (``scalar``), the count regression
-    (``count_regression``), the attention-mass regression (``attention_regression``: the gap on the
-    model's own layer-2 attention to ``b`` minus to the rival and the bigram term, no memories) and
-    the pair lookup (``pair_lookup``: the other seeds' mean gap on the same setting and query pair);
-    from the seed itself, the in-sample scalar fit (``scalar_in_sample``). Returns the fitted
-    parameters per seed.
+    core: seed → (P,) bool, the prompts fits are made on (families 1–3); family: (S,) int64, the family
+    of each setting index. For each seed, from the *other* seeds only: the scalar form (``scalar``), the
+    count regression with one intercept per setting (``count_fixed_effects``), the attention-mass
+    regression (``attention_regression``: the gap on the model's own layer-2 attention to ``b`` minus to
+    the rival and the bigram term, no memories) and the pair lookup (``pair_lookup``: the other seeds'
+    mean gap on the same setting and query pair); from the seed itself, the in-sample scalar fit
+    (``scalar_in_sample``) and the leave-one-setting-out lookup (``other_settings_lookup``: this model's
+    gap for the same pair in the other settings of the family, setting means removed). Returns the
+    fitted parameters per seed.
     """
     seeds = sorted(tables)
     if len(seeds) < 2:
@@ -60,7 +74,10 @@ def add_fitted_gaps(tables: dict[int, PromptTable], core: dict[int, Tensor]) -> 
     keys = {s: t.setting * 100_000 + t.pair for s, t in tables.items()}
     if any(not torch.equal(keys[s], keys[seeds[0]]) for s in seeds):
         raise ShapeError("hijack: every seed must be evaluated on the same prompts in the same order")
-    fits: dict[str, Any] = {"held_out": {}, "in_sample": {}, "count_regression": {"features": list(FEATURES)},
+    n_settings = int(family.shape[0])
+    fits: dict[str, Any] = {"held_out": {}, "in_sample": {},
+                            "count_fixed_effects": {"features": list(FE_FEATURES),
+                                                    "intercepts": "one per setting: its mean residual"},
                             "attention_regression": {"features": ["attention to b − to rival", "g_ab − g_a,rival",
                                                                   "intercept"]}}
     for seed in seeds:
@@ -69,17 +86,22 @@ def add_fitted_gaps(tables: dict[int, PromptTable], core: dict[int, Tensor]) -> 
                                    [tables[s].gaps["model"][core[s]] for s in others])
         in_sample = fit_scalar_form([tables[seed].terms[:, :, core[seed]]], [tables[seed].gaps["model"][core[seed]]])
         measured = torch.cat([tables[s].gaps["model"][core[s]] for s in others])
-        coef = least_squares(torch.cat([tables[s].features[core[s]] for s in others]), measured)
+        coef, intercepts = fixed_effects_regression(
+            torch.cat([tables[s].features[core[s], :-1] for s in others]), measured,
+            torch.cat([tables[s].setting[core[s]] for s in others]), n_settings)
         attention = least_squares(torch.cat([_attention_features(tables[s])[core[s]] for s in others]), measured)
         table = tables[seed]
         table.gaps["scalar"] = held_out.gap(table.terms)
         table.gaps["scalar_in_sample"] = in_sample.gap(table.terms)
-        table.gaps["count_regression"] = table.features @ coef
+        table.gaps["count_fixed_effects"] = intercepts[table.setting] + table.features[:, :-1] @ coef
         table.gaps["attention_regression"] = _attention_features(table) @ attention
         table.gaps["pair_lookup"] = torch.stack([group_means(tables[s].gaps["model"], keys[s]) for s in others]).mean(0)
+        table.gaps["other_settings_lookup"] = other_settings_lookup(table.gaps["model"], table.setting, table.pair,
+                                                                    family[table.setting])
         fits["held_out"][str(seed)] = {**held_out.as_dict(), "fitted_on_seeds": others}
         fits["in_sample"][str(seed)] = {**in_sample.as_dict(), "fitted_on_seeds": [seed]}
-        fits["count_regression"][str(seed)] = {"coefficients": coef.tolist(), "fitted_on_seeds": others}
+        fits["count_fixed_effects"][str(seed)] = {"coefficients": coef.tolist(), "fitted_on_seeds": others,
+                                                  "setting_intercepts": intercepts.tolist()}
         fits["attention_regression"][str(seed)] = {"coefficients": attention.tolist(), "fitted_on_seeds": others}
     return fits
 
@@ -98,15 +120,15 @@ def agreement(table: PromptTable) -> dict[str, dict[str, float]]:
             continue
         out[name] = {"pooled_r2": r_squared(table.gaps[name], measured),
                      "within_r2": within_r_squared(table.gaps[name], measured, groups)}
-    for name in ("weights_only", "readout"):
+    for name in ("weights_only", DECOMPOSITION):
         out[name]["argmax_agreement"] = float((table.argmax[name] == table.argmax["model"]).double().mean())
     return out
 
 
 def summarise_agreement(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    """Mean, spread and per-seed values of each statistic of :func:`agreement`."""
+    """Mean, sample spread and per-seed values of each statistic of :func:`agreement`."""
     first = next(iter(per_seed.values()))
-    return {name: {stat: {**seed_spread([per_seed[s][name][stat] for s in per_seed]),
+    return {name: {stat: {**sample_spread([per_seed[s][name][stat] for s in per_seed]),
                           "per_seed": {str(s): per_seed[s][name][stat] for s in per_seed}}
                    for stat in first[name]} for name in first}
 
@@ -151,8 +173,8 @@ def crossover_summary(points: dict[int, list[dict[str, Any]]], n_max: int,
                                              for name in names},
         }
     return {"n_max": n_max, "per_seed": per_seed,
-            "constant_mae": seed_spread([v["constant_mae"] for v in per_seed.values()]),
-            "mae": {name: seed_spread([v["mae"][name] for v in per_seed.values()]) for name in names}}
+            "constant_mae": sample_spread([v["constant_mae"] for v in per_seed.values()]),
+            "mae": {name: sample_spread([v["mae"][name] for v in per_seed.values()]) for name in names}}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -163,15 +185,20 @@ def growth_with_length(points: dict[int, list[dict[str, Any]]], n_max: int) -> d
     """Spearman ρ between ``T`` and the model's ``n*`` (never crossing = ``n_max + 1``), and its null.
 
     The null is the 95th percentile of ρ when the lengths are shuffled within each (seed, pair):
-    what ρ reaches by chance if ``n*`` does not depend on ``T``.
+    what ρ reaches by chance if ``n*`` does not depend on ``T``. Pooled over seeds, and seed by seed
+    (``per_seed``, ``null_per_seed``: the shuffle within each pair of that seed).
     """
-    rows = [(p["T"], n_max + 1 if p["model"] is None else p["model"], seed * 10_000 + p["pair"])
-            for seed, pts in points.items() for p in pts]
-    t, n, groups = (torch.tensor(v, dtype=torch.float64) for v in zip(*rows, strict=True))
-    return {"spearman": spearman(t, n), "null_q95": permutation_quantile(t, n, groups.long()),
-            "per_seed": {str(s): spearman(torch.tensor([float(p["T"]) for p in pts]),
-                                          torch.tensor([float(n_max + 1 if p["model"] is None else p["model"])
-                                                        for p in pts])) for s, pts in points.items()}}
+    def n_star(p: dict[str, Any]) -> float:
+        return float(n_max + 1 if p["model"] is None else p["model"])
+
+    def statistic(rows: list[tuple[float, float, int]]) -> tuple[float, float]:
+        t, n, groups = (torch.tensor(v, dtype=torch.float64) for v in zip(*rows, strict=True))
+        return spearman(t, n), permutation_quantile(t, n, groups.long())
+
+    pooled = statistic([(p["T"], n_star(p), seed * 10_000 + p["pair"]) for seed, pts in points.items() for p in pts])
+    per_seed = {str(s): statistic([(p["T"], n_star(p), p["pair"]) for p in pts]) for s, pts in points.items()}
+    return {"spearman": pooled[0], "null_q95": pooled[1], "per_seed": {s: v[0] for s, v in per_seed.items()},
+            "null_per_seed": {s: v[1] for s, v in per_seed.items()}}
 
 
 def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor], theory: str = "scalar") -> dict[str, Any]:
@@ -180,8 +207,9 @@ def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor], the
     Family 5 (copies of ``b`` planted, ``a`` absent) with the held-out scalar fit; family 4 (pairs
     for a non-trigger ``a``) with the read-off scalar form.
 
-    One intercept per (prompt length, pair); the relative error ``|s_model − s_theory| / |s_model|``
-    is compared with that of the null slope 0 (which is 1 by definition of the ratio).
+    One intercept per (prompt length, pair); the error is relative to the theory's slope,
+    ``|s_model − s_theory| / |s_theory|`` (:func:`~.stats.relative_slope_error`: never divided by a model
+    slope that may be near zero), and the null slope 0 scores ``|s_model| / |s_theory|`` on the same seed.
     """
     per_seed = {}
     for seed, table in tables.items():
@@ -190,17 +218,17 @@ def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor], the
         model = within_slope(sel.copies_fraction, sel.gaps["model"], groups)
         predicted = within_slope(sel.copies_fraction, sel.gaps[theory], groups)
         per_seed[str(seed)] = {"model_slope": model, "theory_slope": predicted,
-                               "theory_relative_error": abs(model - predicted) / abs(model) if model else None,
-                               "null_relative_error": abs(model - 0.0) / abs(model) if model else None}
+                               "theory_relative_error": relative_slope_error(model, predicted, predicted),
+                               "null_relative_error": relative_slope_error(model, 0.0, predicted)}
     keys = ("model_slope", "theory_slope", "theory_relative_error", "null_relative_error")
-    return {"per_seed": per_seed, **{k: seed_spread([v[k] for v in per_seed.values()]) for k in keys}}
+    return {"per_seed": per_seed, **{k: sample_spread([v[k] for v in per_seed.values()]) for k in keys}}
 
 
 def b_win_rate(tables: dict[int, PromptTable], masks: dict[int, Tensor]) -> dict[str, Any]:
     """How often ``b`` is the model's top token, per seed and on average, on the masked prompts."""
     per_seed = {str(s): float((t.argmax["model"][masks[s]] == t.favoured[masks[s]]).double().mean())
                 for s, t in tables.items()}
-    return {"per_seed": per_seed, **seed_spread(list(per_seed.values()))}
+    return {"per_seed": per_seed, **sample_spread(list(per_seed.values()))}
 
 
 def setting_means(tables: dict[int, PromptTable], labels: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -213,33 +241,55 @@ def setting_means(tables: dict[int, PromptTable], labels: list[str], names: tupl
             continue
         row: dict[str, Any] = {"setting": label, "prompts_per_seed": len(cells[0])}
         for name in names:
-            row[f"{name}_gap"] = seed_spread([float(c.gaps[name].mean()) for c in cells])
-        row["model_p_b"] = seed_spread([float(c.p_b.mean()) for c in cells])
-        row["model_b_wins"] = seed_spread([float((c.argmax["model"] == c.favoured).double().mean()) for c in cells])
+            row[f"{name}_gap"] = sample_spread([float(c.gaps[name].mean()) for c in cells])
+        row["model_p_b"] = sample_spread([float(c.p_b.mean()) for c in cells])
+        row["model_b_wins"] = sample_spread([float((c.argmax["model"] == c.favoured).double().mean()) for c in cells])
         rows.append(row)
     return rows
 
 
-def analyse_encoding(tables: dict, core: list[Setting], unigram: list[Setting], preset: dict, pos_enc: str,
-                     train_len: int) -> dict[str, Any]:
-    """Fits, agreement per subset and family, crossovers, growth with T and the unigram slope of one encoding."""
+def ceiling_summary(tables: dict[int, PromptTable], redrawn: dict[int, RedrawnGaps], core: dict[int, Tensor],
+                    select: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+    """The noise ceiling (:func:`~.stats.noise_ceiling`) of each seed on one subset of the core prompts, and its
+    sample spread over seeds. redrawn: seed → the model's gaps on the re-drawn core prompts, row by row the
+    core rows of its table; select: a prompt's ``inside`` flags (P,) → the subset's rows."""
+    per_seed = {}
+    for seed, table in tables.items():
+        own, again = table.select(core[seed]), redrawn[seed]
+        if not (torch.equal(own.setting, again.setting) and torch.equal(own.pair, again.pair)):
+            raise ShapeError("hijack: the re-drawn prompts must follow the prompt table's core rows")
+        per_seed[str(seed)] = noise_ceiling(own.gaps["model"], again.gap, own.setting, own.pair, select(own.inside),
+                                            select(again.inside))
+    return {stat: {**sample_spread([v[stat] for v in per_seed.values()]),
+                   "per_seed": {s: v[stat] for s, v in per_seed.items()}} for stat in ("r2", "correlation", "prompts")}
+
+
+SUBSETS: dict[str, Callable[[Tensor], Tensor]] = {"all": torch.ones_like, "inside": lambda inside: inside,
+                                                  "beyond": lambda inside: ~inside}
+
+
+def analyse_encoding(tables: dict, redrawn: dict[int, RedrawnGaps], core: list[Setting], unigram: list[Setting],
+                     preset: dict, pos_enc: str, train_len: int) -> dict[str, Any]:
+    """Fits and nulls, agreement and noise ceiling per subset (and agreement per family), crossovers, growth
+    with T and the unigram slope of one encoding."""
     labels = [s.label for s in core + unigram]
+    families = sorted({s.family for s in core + unigram})
+    family = torch.tensor([families.index(s.family) for s in core + unigram])
     core_mask = {seed: t.setting < len(core) for seed, t in tables.items()}
-    fits = add_fitted_gaps(tables, core_mask)
-    subsets = {"all": lambda t: torch.ones_like(t.inside)}
-    if pos_enc == "ape":
-        subsets.update(inside=lambda t: t.inside, beyond=lambda t: ~t.inside)
+    fits = add_fitted_gaps(tables, core_mask, family)
+    subsets = ("all", "inside", "beyond") if pos_enc == "ape" else ("all",)
     out: dict[str, Any] = {"subsets": {}, "fits": fits}
-    for name, select in subsets.items():
-        chosen = {seed: t.select(core_mask[seed] & select(t)) for seed, t in tables.items()}
+    for name in subsets:
+        chosen = {seed: t.select(core_mask[seed] & SUBSETS[name](t.inside)) for seed, t in tables.items()}
         entry: dict[str, Any] = {"prompts_per_seed": len(next(iter(chosen.values()))),
                                  "agreement": summarise_agreement({s: agreement(t) for s, t in chosen.items()}),
+                                 "noise_ceiling": ceiling_summary(tables, redrawn, core_mask, SUBSETS[name]),
                                  "by_family": {}}
-        for family in CORE_FAMILIES:
-            index = torch.tensor([i for i, s in enumerate(core) if s.family == family])
+        for fam_name in CORE_FAMILIES:
+            index = torch.tensor([i for i, s in enumerate(core) if s.family == fam_name])
             fam = {s: t.select(torch.isin(t.setting, index)) for s, t in chosen.items()}
             if all(len(t) for t in fam.values()):
-                entry["by_family"][family] = summarise_agreement({s: agreement(t) for s, t in fam.items()})
+                entry["by_family"][fam_name] = summarise_agreement({s: agreement(t) for s, t in fam.items()})
         out["subsets"][name] = entry
     count_index = torch.tensor([i for i, s in enumerate(core) if s.family == "count"])
     points = {seed: crossovers(t, torch.isin(t.setting, count_index), ("model", *PREDICTIONS))
@@ -250,7 +300,7 @@ def analyse_encoding(tables: dict, core: list[Setting], unigram: list[Setting], 
     out["growth_with_T"] = growth_with_length(points, n_max)
     unigram_mask = {seed: t.setting >= len(core) for seed, t in tables.items()}
     out["unigram_slope"] = unigram_slopes(tables, unigram_mask)
-    out["settings"] = setting_means(tables, labels, ("model", *PREDICTIONS, "bigram_only", "count_regression"))
+    out["settings"] = setting_means(tables, labels, ("model", *PREDICTIONS, "bigram_only", "count_fixed_effects"))
     out["train_len"] = train_len
     return out
 

@@ -8,22 +8,22 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from inductionlab.experiments.hijack.analysis import WITHIN_BASELINES
-from inductionlab.experiments.hijack.report import JUDGED, claim_subset
+from inductionlab.experiments.hijack.analysis import NULLS, PREDICTIONS
+from inductionlab.experiments.hijack.report import GAP_RULE, JUDGED, ROW_LABELS, claim_subset, strongest_null
 from inductionlab.experiments.hijack.stats import group_means
 from inductionlab.prompts.query_pairs import Setting
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number
 
-PANELS = ("weights_only", "readout", "scalar")
-COLORS = {"model": "black", "weights_only": "tab:orange", "readout": "tab:blue", "scalar": "tab:green",
+PANELS = PREDICTIONS
+COLORS = {"model": "black", "weights_only": "tab:orange", "theta_readout": "tab:blue", "scalar": "tab:green",
           "constant": "tab:gray"}
 
 
 def write_figures(results: dict[str, Any], tables: dict[str, dict], core: list[Setting], unigram: list[Setting],
                   out: Path) -> list[str]:
     """Every figure of the experiment; returns the PNG names."""
-    names = [_scatter(results, tables, core, out, centred=False),
+    names = [_beside(results, out), _scatter(results, tables, core, out, centred=False),
              _scatter(results, tables, core, out, centred=True),
              _sweep(results, core, out, "count", lambda s: s.n, "pairs (a, b) in the prompt", "count_sweep"),
              _crossover(results, out),
@@ -50,16 +50,15 @@ def _scatter(results, tables, core, out: Path, centred: bool) -> str:
         measured, colour = _gaps(chosen, "model", centred), torch.cat([t.setting for t in chosen])
         for col, name in enumerate(PANELS):
             ax = axes[row][col]
-            baselines = {b: stats[b]["within_r2"]["mean"] for b in WITHIN_BASELINES[name]}
-            best = max(baselines, key=lambda b: -float("inf") if baselines[b] is None else baselines[b])
+            best = strongest_null(stats)
             ax.scatter(measured, _gaps(chosen, best, centred), s=3, color="lightgrey", rasterized=True,
-                       label=f"best baseline: {best.replace('_', ' ')}")
+                       label=f"strongest null: {best.replace('_', ' ')}")
             ax.scatter(measured, _gaps(chosen, name, centred), s=3, c=colour, cmap="turbo", alpha=0.5,
                        rasterized=True)
             lo, hi = float(measured.min()), float(measured.max())
             ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
             ax.set_title(f"{pos_enc}: {name}\nwithin R² {number(stats[name]['within_r2']['mean'], 2)} "
-                         f"({best.replace('_', ' ')} {number(baselines[best], 2)}), "
+                         f"({best.replace('_', ' ')} {number(stats[best]['within_r2']['mean'], 2)}), "
                          f"pooled {number(stats[name]['pooled_r2']['mean'], 2)}", fontsize=9)
             ax.set_xlabel("measured gap" + (" − setting mean" if centred else ""))
             ax.legend(fontsize=7, loc="upper left")
@@ -67,6 +66,40 @@ def _scatter(results, tables, core, out: Path, centred: bool) -> str:
                 ax.set_ylabel(f"predicted gap{' − setting mean' if centred else ''} ({subset} prompts)")
     name = "within_setting" if centred else "predicted_vs_measured"
     return save_figure(fig, out, name)
+
+
+FLOOR = -1.0  # the R² axis starts here; a lower mean is written at the floor, lower seeds sit on it
+
+
+def _beside(results, out: Path) -> str:
+    """Within-setting R² of each prediction beside every null (a dot per seed, a bar for the mean), with the
+    noise ceiling (band: min–max over seeds) and the rule's level, on the prompts the claims are judged on."""
+    encodings = list(results["encodings"])
+    names = (*PREDICTIONS, *NULLS, "attention_regression", "readout")
+    fig, axes = plt.subplots(1, len(encodings), figsize=(6.5 * len(encodings), 5.2), squeeze=False, sharey=True)
+    for ax, pos_enc in zip(axes[0], encodings, strict=True):
+        entry = results["encodings"][pos_enc]["subsets"][claim_subset(pos_enc)]
+        ceiling = entry["noise_ceiling"]["r2"]
+        if ceiling["mean"] is not None:
+            ax.axhspan(ceiling["min"], ceiling["max"], color="tab:purple", alpha=0.15, lw=0)
+            ax.axhline(ceiling["mean"], color="tab:purple", lw=1.2, label="noise ceiling (filler re-drawn)")
+        ax.axhline(GAP_RULE.level, color="black", lw=0.8, ls="--", label=f"level {GAP_RULE.level:g}")
+        ax.axhline(0, color="grey", lw=0.6)
+        for x, name in enumerate(names):
+            stats = entry["agreement"][name]["within_r2"]
+            colour = COLORS.get(name, "tab:gray" if name in NULLS else "tab:brown")
+            if stats["mean"] is not None:
+                ax.bar(x, stats["mean"], color=colour, alpha=0.35 if name not in PREDICTIONS else 0.8)
+            seeds = [v for v in stats["per_seed"].values() if v is not None]
+            ax.plot([x] * len(seeds), [max(v, FLOOR) for v in seeds], "o", color="black", ms=3)
+            if stats["mean"] is not None and stats["mean"] < FLOOR:
+                ax.annotate(number(stats["mean"], 2), (x, FLOOR), ha="center", va="bottom", fontsize=6)
+        ax.set_ylim(FLOOR, 1.05)
+        ax.set_xticks(range(len(names)), [ROW_LABELS[n] for n in names], rotation=60, ha="right", fontsize=7)
+        ax.set(ylabel="within-setting R² (dots: seeds)",
+               title=f"{pos_enc}, {claim_subset(pos_enc)} prompts: predictions, nulls, ceiling")
+        ax.legend(fontsize=7, loc="lower left")
+    return save_figure(fig, out, "predictions_beside_nulls")
 
 
 def _gaps(tables: list, name: str, centred: bool) -> torch.Tensor:

@@ -4,19 +4,26 @@ Families 1–3 and 5 run on models trained with random triggers, all-target loss
 ``W_F``, once with relative (``rpe``) and once with absolute (``ape``) positions; family 4 on the
 same model trained with fixed triggers. Every configuration is trained with several seeds. Each
 setting's prompts come from several query pairs (:mod:`~inductionlab.prompts.query_pairs`),
-every prompt is evaluated on the model and on the three predictions of docs/science.md §4.5, and every
-claim compares a statistic of the theory with the same statistic of a null (docs/science.md §7):
+every prompt is evaluated on the model and on the predictions of docs/science.md §4.5, and every
+claim compares a statistic of the theory with the same statistic of a null (docs/science.md §7, §7.1):
 
-- the logit gaps: held-out within-setting R² of each prediction against the best of the
-  setting-mean oracle, the bigram alone and a count regression;
+- the logit gaps: within-setting R² of the weights-only prediction, the held-out scalar form and the
+  readout with ``R3 = θ·I``, each against the strongest of the bigram alone, a count regression with
+  setting fixed effects, the other seeds' pair lookup and this seed's own gap for the pair in the other
+  settings (leave one setting out), with the noise ceiling (the same prompts, filler re-drawn) beside;
 - the crossover ``n*``: the theory's error against that of the best constant ``n*``;
-- ``n*`` grows with ``T``: rank correlation against its permutation null;
-- family 5: the slope of the in-context unigram term against the null slope 0;
-- family 4: how often a non-trigger is hijacked, against a trigger on the same model.
+- ``n*`` grows with ``T``: rank correlation against its permutation null, seed by seed;
+- families 4 and 5: the slope of the in-context unigram term, relative to the theory's slope, against
+  the null slope 0.
+
+Checks (what holds by construction): the readout with the measured layer-2 attention rebuilds the model's
+gaps exactly once the positional and layer-1 parts of the residual are added (an exactness check of the
+algebra); a query that is not a trigger is not hijacked on the fixed-trigger model.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +31,10 @@ import torch
 
 from inductionlab.errors import ConfigError
 from inductionlab.experiments.hijack.analysis import analyse_encoding, analyse_non_trigger, mean_decomposition
-from inductionlab.experiments.hijack.eval import PromptTable, evaluate_model
+from inductionlab.experiments.hijack.ceiling import redrawn_gaps, redrawn_prompts
+from inductionlab.experiments.hijack.eval import PromptTable, copy_strength, decomposition_error, evaluate_model
 from inductionlab.experiments.hijack.figures import write_figures
-from inductionlab.experiments.hijack.report import claims, readme, setting
+from inductionlab.experiments.hijack.report import checks, claims, readme, setting
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
 from inductionlab.experiments.kit.runs import trained_runs
@@ -83,8 +91,12 @@ def _runs(runs_dir: Path, specs: list[RunSpec]) -> dict[tuple[str, str], dict[in
     return out
 
 
-def _evaluate(run_dir: Path, prompts: list[SettingPrompts]) -> tuple[PromptTable, dict]:
-    """One trained model on every prompt: its prompt table and the layer-2 score decomposition."""
+def _evaluate(run_dir: Path, prompts: list[SettingPrompts], per_pair: int = 0,
+              redrawn: list[SettingPrompts] | None = None) -> tuple[PromptTable, dict[str, Any]]:
+    """One trained model on every prompt: its prompt table and the layer-2 score decomposition; with
+    ``per_pair`` (the random-trigger models), also ``θ`` and the exactness check of the readout's algebra on
+    the first prompt of every pair of every setting; with ``redrawn``, the model's gaps on those prompts
+    (the noise ceiling) and the seconds they took."""
     cfg, model, _ = open_trained(run_dir)
     model.eval()
     longest = max(p.tokens.shape[1] for p in prompts)
@@ -94,7 +106,19 @@ def _evaluate(run_dir: Path, prompts: list[SettingPrompts]) -> tuple[PromptTable
     rec = recall_matrices(model, max(longest, cfg.data.seq_len))
     table = evaluate_model(model, rec, prompts, cfg.data.seq_len, triggers)
     probe = next(p for p in prompts if p.setting.family == "count" and p.setting.n >= 2)
-    return table, score_decomposition(model, probe.tokens)
+    extra: dict[str, Any] = {"score_decomposition": score_decomposition(model, probe.tokens)}
+    if per_pair:
+        errors = [decomposition_error(model, rec, p.tokens[::per_pair], p.favoured[::per_pair], p.rival[::per_pair])
+                  for p in prompts]
+        extra["theta"] = copy_strength(rec, cfg.data.seq_len)
+        extra["decomposition"] = {"max_abs_gap_error": max(e["max_abs_gap_error"] for e in errors),
+                                  "max_abs_gap": max(e["max_abs_gap"] for e in errors),
+                                  "prompts": sum(e["prompts"] for e in errors)}
+    if redrawn is not None:
+        start = time.perf_counter()
+        extra["redrawn"] = redrawn_gaps(model, redrawn, cfg.data.seq_len)
+        extra["redraw_seconds"] = time.perf_counter() - start
+    return table, extra
 
 
 def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
@@ -116,6 +140,9 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     n_non_trigger = len(non_trigger_settings(preset))
     per_pair = preset["per_pair"]
     random_prompts = [build_prompts(s, pairs, per_pair, source) for s in core + unigram]
+    start = time.perf_counter()
+    redrawn = [redrawn_prompts(s, pairs, per_pair, source) for s in core]
+    ceiling_seconds = time.perf_counter() - start
     fixed_prompts = [build_prompts(s, non_trigger_pairs if i < n_non_trigger else trigger_pairs, per_pair, source,
                                    fixed) for i, s in enumerate(fixed_settings)]
 
@@ -129,12 +156,19 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     }
     tables_by_encoding = {}
     for pos_enc in ENCODINGS:
-        tables, decompositions = {}, {}
+        tables, extras = {}, {}
         for seed, run_dir in runs[("random", pos_enc)].items():
-            tables[seed], decompositions[seed] = _evaluate(run_dir, random_prompts)
-        results["encodings"][pos_enc] = analyse_encoding(tables, core, unigram, preset, pos_enc, train_len)
-        results["encodings"][pos_enc]["score_decomposition"] = mean_decomposition(decompositions)
+            tables[seed], extras[seed] = _evaluate(run_dir, random_prompts, per_pair, redrawn)
+            ceiling_seconds += extras[seed]["redraw_seconds"]
+        enc = analyse_encoding(tables, {s: e["redrawn"] for s, e in extras.items()}, core, unigram, preset, pos_enc,
+                               train_len)
+        enc["score_decomposition"] = mean_decomposition({s: e["score_decomposition"] for s, e in extras.items()})
+        enc["fits"]["theta"] = {str(s): e["theta"] for s, e in extras.items()}
+        enc["decomposition_check"] = {str(s): e["decomposition"] for s, e in extras.items()}
+        results["encodings"][pos_enc] = enc
         tables_by_encoding[pos_enc] = tables
+    # building the re-drawn prompts and running every model on them (the analysis of the ceiling is in the rest)
+    results["noise_ceiling_seconds"] = ceiling_seconds
     fixed_tables = {seed: _evaluate(run_dir, fixed_prompts)[0] for seed, run_dir in runs[("fixed", "rpe")].items()}
     results["family_4"] = analyse_non_trigger(fixed_tables, fixed_settings, n_non_trigger, preset)
 
@@ -143,4 +177,5 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     def figures(results: dict[str, Any], out: Path) -> list[str]:
         return write_figures(results, tables_by_encoding, core, unigram, out)
 
-    return finish(out, results, claims=claims(results), diverged=diverged, figures=figures, readme=readme)
+    return finish(out, results, claims=claims(results), checks=checks(results), diverged=diverged, figures=figures,
+                  readme=readme)

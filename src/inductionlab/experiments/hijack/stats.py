@@ -1,18 +1,34 @@
-"""The statistics the hijack claims are made of (docs/science.md §5, §7); plain functions of 1-D tensors.
+"""The statistics the hijack claims are made of (docs/science.md §5, §7, §7.1); plain functions of tensors.
 
 Gaps are compared prompt by prompt. A pooled R² over settings that differ in ``n``, ``T`` or the
 pair's position mostly rewards getting each setting's *mean* right, which the setting-mean oracle
 does perfectly; the **within-setting** R² removes each setting's mean from the measured and from
 the predicted gaps before comparing them, so only the variation inside a setting (different
-query pairs, fillers and placements) counts.
+query pairs, fillers and placements) counts. The nulls of §7.1 that know this model
+(:func:`other_settings_lookup`) or the settings (:func:`fixed_effects_regression`), and the noise
+ceiling (:func:`noise_ceiling`), are here too; spreads over seeds use the sample standard deviation
+(:func:`sample_spread`).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 from torch import Tensor
+
+from inductionlab.errors import ShapeError
+
+
+def sample_spread(values: list[float | None]) -> dict[str, float | None]:
+    """Mean, **sample** standard deviation (``n − 1``; ``None`` for one seed), min, max and count over seeds,
+    missing values left out (docs/science.md §7.1: seeds are few, never the population deviation)."""
+    present = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
+    return {"mean": statistics.fmean(present), "std": statistics.stdev(present) if len(present) > 1 else None,
+            "min": min(present), "max": max(present), "seeds": len(present)}
 
 
 def r_squared(predicted: Tensor, measured: Tensor) -> float:
@@ -112,3 +128,97 @@ def within_slope(x: Tensor, y: Tensor, groups: Tensor) -> float:
     xc, yc = x.double() - group_means(x, groups), y.double() - group_means(y, groups)
     denom = float((xc * xc).sum())
     return float((xc * yc).sum()) / denom if denom > 0 else math.nan
+
+
+def _cells(setting: Tensor, pair: Tensor) -> Tensor:
+    """One integer per (setting, pair): (P,) int64."""
+    return setting.long() * (int(pair.max()) + 1 if len(pair) else 1) + pair.long()
+
+
+def other_settings_lookup(values: Tensor, setting: Tensor, pair: Tensor, family: Tensor) -> Tensor:
+    """The leave-one-setting-out lookup of docs/science.md §7.1 for one model: (P,) float64.
+
+    values, setting, pair, family: (P,) — a gap, its prompt's setting, query pair and the family of that
+    setting. For a prompt of setting ``S`` and pair ``p``: ``S``'s mean plus the mean, over the *other*
+    settings ``S'`` of the same family that hold ``p``, of ``p``'s deviation there (``mean_{S',p} −
+    mean_{S'}``): what this model does with this pair elsewhere, setting means removed. A pair that no
+    other setting of its family holds gets its setting's mean.
+    """
+    values = values.double()
+    setting_mean = group_means(values, setting)
+    cells, cell_of = torch.unique(_cells(setting, pair), return_inverse=True)
+    first = torch.full((len(cells),), len(values), dtype=torch.int64).scatter_reduce(
+        0, cell_of, torch.arange(len(values)), reduce="amin")  # a prompt of each cell
+    deviation = (group_means(values, _cells(setting, pair)) - setting_mean)[first]  # (C,)
+    family_pair, fp_of = torch.unique(family.long()[first] * (int(pair.max()) + 1) + pair.long()[first],
+                                      return_inverse=True)
+    total = torch.zeros(len(family_pair), dtype=torch.float64).index_add_(0, fp_of, deviation)
+    count = torch.zeros(len(family_pair), dtype=torch.float64).index_add_(0, fp_of, torch.ones_like(deviation))
+    others = count[fp_of] - 1
+    left_out = torch.where(others > 0, (total[fp_of] - deviation) / others.clamp_min(1), torch.zeros_like(deviation))
+    return setting_mean + left_out[cell_of]
+
+
+def fixed_effects_regression(features: Tensor, target: Tensor, groups: Tensor, n_groups: int
+                             ) -> tuple[Tensor, Tensor]:
+    """Least squares with one intercept per group: ``target ≈ intercept[group] + features @ coef``.
+
+    features: (P, F); target, groups: (P,), groups in ``0..n_groups−1``. The slopes are the within
+    estimator (both sides demeaned per group); each intercept is its group's mean residual (NaN for a
+    group without prompts). Returns ``(coef (F,), intercepts (n_groups,))``, float64.
+    """
+    features, target = features.double(), target.double()
+    centred = torch.stack([f - group_means(f, groups) for f in features.T], dim=1)
+    coef = least_squares(centred, target - group_means(target, groups))
+    residual = target - features @ coef
+    sums = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups.long(), residual)
+    counts = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups.long(), torch.ones_like(residual))
+    return coef, sums / counts
+
+
+def correlation(x: Tensor, y: Tensor) -> float:
+    """Pearson correlation of two 1-D tensors; NaN when either is constant."""
+    return float(_correlation(x.double(), y.double()))
+
+
+def noise_ceiling(gaps: Tensor, redrawn: Tensor, setting: Tensor, pair: Tensor, keep: Tensor,
+                  keep_redrawn: Tensor) -> dict[str, float | int]:
+    """How much of one model's within-setting gap a re-draw of the same prompts reproduces (docs/science.md §7.1).
+
+    gaps, redrawn: (P,) the model's gaps on the prompts and on their re-draws, row by row the same setting and
+    pair (same ``(a, b)`` and counts, filler re-drawn); setting, pair: (P,); keep, keep_redrawn: (P,) bool,
+    the prompts of the subset judged on each side. Returns:
+
+    - ``r2``: the within-setting R² of the re-draw's mean gap per (setting, pair) as a prediction of the
+      kept prompts' gaps (prompts whose cell has no kept re-drawn prompt are left out): what a predictor
+      that knows each pair's behaviour in each setting, from fresh prompts, reaches;
+    - ``correlation``: the correlation of the within-setting-centred gaps of a prompt and its re-draw (both
+      kept): the share of within-setting variance that the (setting, pair) carries;
+    - ``prompts``: the kept prompts ``r2`` rests on.
+    """
+    if not (gaps.shape == redrawn.shape == setting.shape == pair.shape == keep.shape == keep_redrawn.shape):
+        raise ShapeError("noise_ceiling: every input must be (P,), row by row the same prompts")
+    cells = _cells(setting, pair)
+    known, means = torch.unique(cells[keep_redrawn], return_inverse=True)
+    cell_mean = torch.zeros(len(known), dtype=torch.float64).index_add_(0, means, redrawn.double()[keep_redrawn])
+    cell_mean = cell_mean / torch.bincount(means, minlength=len(known)).double()
+    at = torch.searchsorted(known, cells).clamp_max(max(len(known) - 1, 0))
+    matched = keep & (known[at] == cells) if len(known) else torch.zeros_like(keep)
+    r2 = within_r_squared(cell_mean[at][matched], gaps[matched], setting[matched]) if matched.any() else math.nan
+    both = keep & keep_redrawn
+    if both.any():
+        x, y, groups = gaps[both].double(), redrawn[both].double(), setting[both]
+        rho = correlation(x - group_means(x, groups), y - group_means(y, groups))
+    else:
+        rho = math.nan
+    return {"r2": r2, "correlation": rho, "prompts": int(matched.sum())}
+
+
+def relative_slope_error(model_slope: float, predicted_slope: float, theory_slope: float) -> float | None:
+    """``|s_model − s_predicted| / |s_theory|``: a predicted slope's error relative to the theory's slope, the
+    same scale for the theory (``s_predicted = s_theory``) and for the null slope 0 (``|s_model| / |s_theory|``);
+    None when the theory predicts no slope or a slope is not finite."""
+    slopes = (model_slope, predicted_slope, theory_slope)
+    if not all(math.isfinite(s) for s in slopes) or theory_slope == 0:
+        return None
+    return abs(model_slope - predicted_slope) / abs(theory_slope)
