@@ -88,7 +88,7 @@ def variant_claims(variant: str, data: dict[str, Any], lengths: list[int], n_pro
               "the in-context unigram predictor (the token most frequent so far, no induction) on the same sequences",
               Rule("higher", LEARNED_LEVEL, 0.3, level_from=LEARNED_FROM), seeds=SeedValues(learned, unigram),
               n_prompts=n_prompts, per_seed=learned,
-              untrained={s: v["untrained_acc_in_context"][train_len] for s, v in seeds.items()}),
+              untrained={s: v["untrained_acc_in_context"].get(train_len) for s, v in seeds.items()}),
         claim(f"{variant}: with no positions to outgrow, it keeps its accuracy on longer prompts",
               f"accuracy at {factor} × T_train ≥ {RETENTION_LEVEL} of that at T_train, ≥ 0.3 above a model whose "
               "induction stops at T_train", f"retention: in-context accuracy at T = {longest} over that at T_train",

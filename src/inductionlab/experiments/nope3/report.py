@@ -35,8 +35,9 @@ def setting(cfg: dict[str, Any], test_lengths: list[int], n_seeds: int) -> str:
             f"batch {cfg['batch_size']} at T_train = {cfg['train_len']} with {cfg['trigger_mode']} triggers, loss "
             f"on {cfg['loss_on']} targets, attention-only and with MLPs, {n_seeds} seed{'s' * (n_seeds != 1)} each; "
             f"evaluated up to "
-            f"{test_lengths[-1]} tokens on non-degenerate sequences beside the untrained model and the in-context "
-            "unigram predictor (no induction); head scores on repeated random tokens and on the task's own sequences.")
+            f"{test_lengths[-1]} tokens on non-degenerate sequences beside the in-context unigram predictor (no "
+            "induction) and, at T_train, the untrained model; head scores on repeated random tokens and on the task's "
+            "own sequences.")
 
 
 def mean_grid(grids: list[list[list[float]]]) -> list[list[float]]:
@@ -57,7 +58,7 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
             curve = run["curve"]
             ax_curve.plot([c["step"] for c in curve], [c["acc_in_context"] for c in curve], "o-", ms=2, lw=1,
                           color=color, alpha=0.8, label=variant if j == 0 else None)
-        for key, style, label in (("by_length", "o-", variant), ("untrained_by_length", ":", f"{variant}, untrained"),
+        for key, style, label in (("by_length", "o-", variant),
                                   ("no_induction_by_length", "--", "in-context unigram (no induction)")):
             stats = [data[key][str(t)] if key != "by_length" else data[key][str(t)]["acc_in_context"] for t in lengths]
             if key == "no_induction_by_length" and i:
@@ -119,7 +120,7 @@ def readme(results: dict[str, Any]) -> str:
         lines.append(f"| {variant} | {firsts['0.5']} | {firsts['0.9']} | {accs} |")
     for key, label in (("untrained_by_length", "untrained"), ("no_induction_by_length", "in-context unigram")):
         for variant, data in results["variants"].items():
-            accs = " | ".join(spread(data[key][str(t)]) for t in lengths)
+            accs = " | ".join(spread(data[key].get(str(t))) for t in lengths)
             name = label if key == "no_induction_by_length" else f"{variant}, {label}"
             lines.append(f"| {name} | | | {accs} |")
             if key == "no_induction_by_length":
