@@ -1,4 +1,4 @@
-"""The claims of birth, length and nope3 from handmade results: statistics and nulls by hand (docs/science.md §7)."""
+"""The claims of birth from handmade results: statistics and nulls by hand (docs/science.md §7)."""
 
 import pytest
 
@@ -11,8 +11,6 @@ from inductionlab.experiments.birth.run import (
     summarise_top_down,
 )
 from inductionlab.experiments.kit.curves import milestone
-from inductionlab.experiments.length.report import claims as length_claims
-from inductionlab.experiments.nope3.run import claims as nope3_claims
 
 
 def stat(v):
@@ -104,40 +102,3 @@ def test_birth_claims_from_handmade_runs():
     assert recalled_zero["verdict"] == "inconclusive"  # one seed of three never recalls wk1
     assert recalled_random["verdict"] == "holds"
 
-
-def _length(acc: dict[str, tuple[float, float]]) -> dict:
-    """acc: encoding → (before, beyond) at the longest length; 4 × T_train uses the same numbers."""
-    encodings = {}
-    for pos_enc, (before, beyond) in acc.items():
-        row = {"acc_in_context_before_train_len": before, "acc_in_context_beyond_train_len": beyond}
-        entry = {"acc_in_context_before_train_len": stat(before), "acc_in_context_beyond_train_len": stat(beyond),
-                 "acc_in_context": stat((before + beyond) / 2), "per_seed": {"0": row}}
-        encodings[pos_enc] = {"256": entry, "512": entry}
-    return {"test_lengths": [32, 64, 128, 256, 512], "train_len": 64, "encodings": encodings}
-
-
-def test_length_claims_compare_encodings():
-    out = {c["claim"].split("`")[1]: c for c in length_claims(_length({"ape": (0.99, 0.3), "rpe": (0.98, 0.96)}))}
-    assert out["ape"]["measured"] == pytest.approx(0.69) and out["ape"]["null"] == pytest.approx(0.02)
-    assert out["ape"]["verdict"] == "holds"
-    assert (out["rpe"]["measured"], out["rpe"]["null"], out["rpe"]["verdict"]) == (0.96, 0.3, "holds")
-    # an rpe model that loses as much beyond T_train as ape is no evidence for either claim
-    same = {c["claim"].split("`")[1]: c for c in length_claims(_length({"ape": (0.99, 0.3), "rpe": (0.99, 0.3)}))}
-    assert same["ape"]["verdict"] == "fails" and same["rpe"]["verdict"] == "fails"
-
-
-def test_nope3_claims_use_the_untrained_model():
-    task = {"previous_token": [[0.9, 0.1], [0.2, 0.0], [0.95, 0.0]], "induction": [[0.99, 0.1], [0.7, 0.0], [0.6, 0.1]]}
-    random_tokens = {"previous_token": [[0.1, 0.1], [0.0, 0.0], [0.0, 0.0]], "induction": [[0.0, 0.1], [0.05, 0.0],
-                                                                                           [0.02, 0.0]]}
-    flat = {"previous_token": [[0.05, 0.05]] * 3, "induction": [[0.05, 0.05]] * 3}
-    variant = {"config": {"train_len": 64}, "final_acc_in_context_train_len": 0.95,
-               "by_length": {"64": {"acc_in_context": 0.94}, "512": {"acc_in_context": 0.9}},
-               "head_scores": {"task": task, "random_tokens": random_tokens},
-               "untrained": {"acc_in_context_by_length": {"64": 0.05, "512": 0.04},
-                             "head_scores": {"task": flat, "random_tokens": flat}}}
-    out = nope3_claims({"variants": {"with-mlp": variant, "attention-only": variant}, "test_lengths": [64, 512]})
-    # task: best previous-token head outside the last layer 0.9 (layer 3's 0.95 cannot feed an induction head),
-    # best induction head outside the first layer 0.7 (layer 1's 0.99 has no previous-token head before it)
-    assert [(c["measured"], c["null"], c["verdict"]) for c in out] == [
-        (0.94, 0.05, "holds"), (0.9, 0.04, "holds"), (0.7, 0.05, "holds"), (0.05, 0.05, "fails")]

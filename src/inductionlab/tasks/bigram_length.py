@@ -40,7 +40,11 @@ def evaluate_length(model, batch: TriggerBatch, train_len: int, chunk: int = 16)
     """In-context accuracy by position bucket and distance, and layer-1 previous-token attention.
 
     Accuracies are over the non-degenerate sequences (``acc_in_context_all``: over all), beside the
-    share of rows and of in-context targets that degenerate sequences make up.
+    share of rows and of in-context targets that degenerate sequences make up. A target at query
+    position ``t`` is *before* ``T_train`` (``t < train_len``) or *beyond* it; a target beyond is split by
+    where its induction key lies (the position after the trigger's previous occurrence, the one layer 2
+    must find through layer 1's previous-token memory, docs/science.md §4.4 (iv)): *query beyond, key
+    inside* (key ``< train_len``) or *both beyond*, with the number of targets each part rests on.
     """
     correct, labels, distance, prev_hit = [], [], [], []
     for start in range(0, batch.tokens.shape[0], chunk):
@@ -59,14 +63,22 @@ def evaluate_length(model, batch: TriggerBatch, train_len: int, chunk: int = 16)
     in_context = in_context_all & ~batch.degenerate[:, None].to(labels.device)  # docs/science.md §6: non-degenerate
     positions = torch.arange(seq_len, device=labels.device).expand_as(labels)
 
+    # the induction key of a target at query t: the position after the trigger's previous occurrence t − d
+    key_positions = positions - distance + 1
+    query_beyond, key_beyond = positions >= train_len, key_positions >= train_len
+
     def acc(mask: torch.Tensor) -> float | None:
         return correct[mask].float().mean().item() if mask.any() else None
 
     out: dict[str, Any] = {
         "acc_in_context": acc(in_context),
         "acc_in_context_all": acc(in_context_all),
-        "acc_in_context_before_train_len": acc(in_context & (positions < train_len)),
-        "acc_in_context_beyond_train_len": acc(in_context & (positions >= train_len)),
+        "acc_in_context_before_train_len": acc(in_context & ~query_beyond),
+        "acc_in_context_beyond_train_len": acc(in_context & query_beyond),
+        "acc_in_context_query_beyond_key_inside": acc(in_context & query_beyond & ~key_beyond),
+        "acc_in_context_both_beyond": acc(in_context & key_beyond),
+        "targets_query_beyond_key_inside": int((in_context & query_beyond & ~key_beyond).sum()),
+        "targets_both_beyond": int((in_context & key_beyond).sum()),
         "acc_in_context_by_distance": {f"{lo}-{hi}": acc(in_context & (distance >= lo) & (distance <= hi))
                                        for lo, hi in DISTANCE_BUCKETS},
         "layer1_prev_token_before_train_len": prev_hit[:, : train_len - 1].mean().item(),
