@@ -18,11 +18,11 @@ from inductionlab.experiments.hijack.stats import (
     permutation_quantile,
     r_squared,
     relative_slope_error,
-    sample_spread,
     spearman,
     within_r_squared,
     within_slope,
 )
+from inductionlab.experiments.kit.curves import seed_spread
 from inductionlab.prompts.query_pairs import Setting, SettingPrompts
 
 GROUPS = torch.tensor([0, 0, 1, 1])
@@ -174,11 +174,11 @@ def test_pair_lookup_and_attention_regression_are_fitted_on_the_other_seeds():
     assert fits["count_fixed_effects"]["0"]["fitted_on_seeds"] == [1]
 
 
-def test_sample_spread_uses_n_minus_one():
-    spread = sample_spread([1.0, 2.0, 3.0, None])
+def test_seed_spread_uses_n_minus_one():
+    spread = seed_spread([1.0, 2.0, 3.0, None])
     assert spread["mean"] == 2.0 and spread["std"] == pytest.approx(1.0)  # population sd would be 0.816
-    assert spread["seeds"] == 3 and sample_spread([4.0])["std"] is None
-    assert sample_spread([None, math.nan])["mean"] is None
+    assert spread["seeds"] == 3 and seed_spread([4.0])["std"] is None
+    assert seed_spread([None, math.nan])["mean"] is None
 
 
 def test_other_settings_lookup_on_a_made_up_table():

@@ -6,7 +6,6 @@ import torch
 from inductionlab.errors import ConfigError
 from inductionlab.experiments import run_experiment
 from inductionlab.experiments.length.claims import checks, claims
-from inductionlab.experiments.length.run import sample_spread
 from inductionlab.models.amt import AMTransformer
 from inductionlab.tasks.bigram import BigramTriggerSampler
 from inductionlab.tasks.bigram_length import evaluate_length, previous_occurrence_distance, previous_token_hits
@@ -60,11 +59,6 @@ def test_previous_token_hits_picks_the_best_head():
     cache = {"blocks.0.attn.hook_pattern": prev, "blocks.1.attn.hook_pattern": torch.eye(seq_len).expand(1, 2, -1, -1)}
     assert previous_token_hits(cache, seq_len).all()
 
-
-def test_sample_spread_uses_the_sample_standard_deviation():
-    out = sample_spread([0.2, 0.4, None, 0.9])
-    assert out["std"] == pytest.approx(0.36055512754639896)  # divisor n − 1 = 2, the missing seed left out
-    assert out["seeds"] == 3 and sample_spread([0.5])["std"] is None
 
 
 SEEDS = ("0", "1", "2")

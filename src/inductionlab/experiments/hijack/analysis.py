@@ -31,11 +31,11 @@ from inductionlab.experiments.hijack.stats import (
     permutation_quantile,
     r_squared,
     relative_slope_error,
-    sample_spread,
     spearman,
     within_r_squared,
     within_slope,
 )
+from inductionlab.experiments.kit.curves import seed_spread
 from inductionlab.prompts.query_pairs import Setting
 from inductionlab.theory.scalar import fit_scalar_form
 
@@ -128,7 +128,7 @@ def agreement(table: PromptTable) -> dict[str, dict[str, float]]:
 def summarise_agreement(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, Any]:
     """Mean, sample spread and per-seed values of each statistic of :func:`agreement`."""
     first = next(iter(per_seed.values()))
-    return {name: {stat: {**sample_spread([per_seed[s][name][stat] for s in per_seed]),
+    return {name: {stat: {**seed_spread([per_seed[s][name][stat] for s in per_seed]),
                           "per_seed": {str(s): per_seed[s][name][stat] for s in per_seed}}
                    for stat in first[name]} for name in first}
 
@@ -173,8 +173,8 @@ def crossover_summary(points: dict[int, list[dict[str, Any]]], n_max: int,
                                              for name in names},
         }
     return {"n_max": n_max, "per_seed": per_seed,
-            "constant_mae": sample_spread([v["constant_mae"] for v in per_seed.values()]),
-            "mae": {name: sample_spread([v["mae"][name] for v in per_seed.values()]) for name in names}}
+            "constant_mae": seed_spread([v["constant_mae"] for v in per_seed.values()]),
+            "mae": {name: seed_spread([v["mae"][name] for v in per_seed.values()]) for name in names}}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -221,14 +221,14 @@ def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor], the
                                "theory_relative_error": relative_slope_error(model, predicted, predicted),
                                "null_relative_error": relative_slope_error(model, 0.0, predicted)}
     keys = ("model_slope", "theory_slope", "theory_relative_error", "null_relative_error")
-    return {"per_seed": per_seed, **{k: sample_spread([v[k] for v in per_seed.values()]) for k in keys}}
+    return {"per_seed": per_seed, **{k: seed_spread([v[k] for v in per_seed.values()]) for k in keys}}
 
 
 def b_win_rate(tables: dict[int, PromptTable], masks: dict[int, Tensor]) -> dict[str, Any]:
     """How often ``b`` is the model's top token, per seed and on average, on the masked prompts."""
     per_seed = {str(s): float((t.argmax["model"][masks[s]] == t.favoured[masks[s]]).double().mean())
                 for s, t in tables.items()}
-    return {"per_seed": per_seed, **sample_spread(list(per_seed.values()))}
+    return {"per_seed": per_seed, **seed_spread(list(per_seed.values()))}
 
 
 def setting_means(tables: dict[int, PromptTable], labels: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -241,9 +241,9 @@ def setting_means(tables: dict[int, PromptTable], labels: list[str], names: tupl
             continue
         row: dict[str, Any] = {"setting": label, "prompts_per_seed": len(cells[0])}
         for name in names:
-            row[f"{name}_gap"] = sample_spread([float(c.gaps[name].mean()) for c in cells])
-        row["model_p_b"] = sample_spread([float(c.p_b.mean()) for c in cells])
-        row["model_b_wins"] = sample_spread([float((c.argmax["model"] == c.favoured).double().mean()) for c in cells])
+            row[f"{name}_gap"] = seed_spread([float(c.gaps[name].mean()) for c in cells])
+        row["model_p_b"] = seed_spread([float(c.p_b.mean()) for c in cells])
+        row["model_b_wins"] = seed_spread([float((c.argmax["model"] == c.favoured).double().mean()) for c in cells])
         rows.append(row)
     return rows
 
@@ -260,7 +260,7 @@ def ceiling_summary(tables: dict[int, PromptTable], redrawn: dict[int, RedrawnGa
             raise ShapeError("hijack: the re-drawn prompts must follow the prompt table's core rows")
         per_seed[str(seed)] = noise_ceiling(own.gaps["model"], again.gap, own.setting, own.pair, select(own.inside),
                                             select(again.inside))
-    return {stat: {**sample_spread([v[stat] for v in per_seed.values()]),
+    return {stat: {**seed_spread([v[stat] for v in per_seed.values()]),
                    "per_seed": {s: v[stat] for s, v in per_seed.items()}} for stat in ("r2", "correlation", "prompts")}
 
 

@@ -6,29 +6,17 @@ does perfectly; the **within-setting** R² removes each setting's mean from the 
 the predicted gaps before comparing them, so only the variation inside a setting (different
 query pairs, fillers and placements) counts. The nulls of §7.1 that know this model
 (:func:`other_settings_lookup`) or the settings (:func:`fixed_effects_regression`), and the noise
-ceiling (:func:`noise_ceiling`), are here too; spreads over seeds use the sample standard deviation
-(:func:`sample_spread`).
+ceiling (:func:`noise_ceiling`), are here too.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 
 import torch
 from torch import Tensor
 
 from inductionlab.errors import ShapeError
-
-
-def sample_spread(values: list[float | None]) -> dict[str, float | None]:
-    """Mean, **sample** standard deviation (``n − 1``; ``None`` for one seed), min, max and count over seeds,
-    missing values left out (docs/science.md §7.1: seeds are few, never the population deviation)."""
-    present = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not present:
-        return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
-    return {"mean": statistics.fmean(present), "std": statistics.stdev(present) if len(present) > 1 else None,
-            "min": min(present), "max": max(present), "seeds": len(present)}
 
 
 def r_squared(predicted: Tensor, measured: Tensor) -> float:

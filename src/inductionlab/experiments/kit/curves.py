@@ -37,8 +37,8 @@ def last_evaluation(rows: Rows) -> dict[str, Any]:
 
 def seed_spread(values: list[float | None]) -> dict[str, float | None]:
     """Mean, sample standard deviation (``n − 1``; ``None`` for one seed), min, max and count over seeds,
-    ignoring missing values (docs/science.md §7.1)."""
-    present = [v for v in values if v is not None]
+    ignoring missing and non-finite values (docs/science.md §7.1)."""
+    present = [float(v) for v in values if v is not None and math.isfinite(v)]
     if not present:
         return {"mean": None, "std": None, "min": None, "max": None, "seeds": 0}
     std = statistics.stdev(present) if len(present) > 1 else None

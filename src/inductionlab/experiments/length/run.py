@@ -13,7 +13,6 @@ memories against the bigram-only prediction of the same read-off.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +119,7 @@ def designed_distance(runs: dict[str, dict[int, tuple[Any, torch.nn.Module]]], p
         if per_seed:
             out_rows[pos_enc] = [
                 {"position": pos, "beyond_train_len": pos >= train_len,
-                 **{key: {**sample_spread([r[key] for r in rows.values()]),
+                 **{key: {**seed_spread([r[key] for r in rows.values()]),
                           "per_seed": {seed: r[key] for seed, r in rows.items()}}
                     for key in next(iter(rows.values()))}}
                 for pos, rows in sorted(per_seed.items())
@@ -128,14 +127,6 @@ def designed_distance(runs: dict[str, dict[int, tuple[Any, torch.nn.Module]]], p
     return {"seq_len": seq_len, "train_len": train_len, "pair": "a='t', b='z', rival j*='h'",
             "n_prompts": preset["eval_batch"], "rows": out_rows}
 
-
-def sample_spread(values: list[float | None]) -> dict[str, float | None]:
-    """:func:`~inductionlab.experiments.kit.curves.seed_spread` with the **sample** standard deviation over
-    seeds (divisor n − 1, docs/science.md §7.1; ``None`` with one seed)."""
-    out = seed_spread(values)
-    present = [v for v in values if v is not None]
-    out["std"] = statistics.stdev(present) if len(present) > 1 else None
-    return out
 
 
 def summarise(per_run, train_len: int, lengths: list[int], preset_name: str) -> dict[str, Any]:
@@ -145,10 +136,10 @@ def summarise(per_run, train_len: int, lengths: list[int], preset_name: str) -> 
         table[pos_enc] = {}
         for seq_len, by_seed in by_len.items():
             rows = list(by_seed.values())
-            entry = {key: sample_spread([r.get(key) for r in rows])
+            entry = {key: seed_spread([r.get(key) for r in rows])
                      for key in rows[0] if key != "acc_in_context_by_distance"}
             entry["acc_in_context_by_distance"] = {
-                bucket: sample_spread([r["acc_in_context_by_distance"][bucket] for r in rows])
+                bucket: seed_spread([r["acc_in_context_by_distance"][bucket] for r in rows])
                 for bucket in rows[0]["acc_in_context_by_distance"]
             }
             entry["per_seed"] = by_seed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,6 @@ from inductionlab.report.format import number, spread
 DISTRIBUTIONS = {"random_tokens": "repeated random tokens", "task": "task sequences"}
 KINDS = ("previous_token", "induction")
 
-
-def sample_spread(values: list[float | None]) -> dict[str, float | None]:
-    """:func:`~inductionlab.experiments.kit.curves.seed_spread` with the **sample** standard deviation over
-    seeds (divisor n − 1, docs/science.md §7.1; ``None`` with one seed)."""
-    out = seed_spread(values)
-    present = [v for v in values if v is not None]
-    out["std"] = statistics.stdev(present) if len(present) > 1 else None
-    return out
 
 
 def setting(cfg: dict[str, Any], test_lengths: list[int], n_seeds: int) -> str:
@@ -104,7 +95,7 @@ def _best(grid: list[list[float]]) -> float | None:
 
 def _best_heads(data: dict[str, Any], where: str, kind: str) -> str:
     """The best head of ``kind`` on ``where``, mean ± sample sd over seeds."""
-    return spread(sample_spread([_best(run["head_scores"][where][kind]) for run in data["seeds"].values()]), 2)
+    return spread(seed_spread([_best(run["head_scores"][where][kind]) for run in data["seeds"].values()]), 2)
 
 
 def readme(results: dict[str, Any]) -> str:

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from inductionlab.curves import first_crossing
-from inductionlab.experiments.kit.curves import evaluations, last_evaluation
+from inductionlab.experiments.kit.curves import evaluations, last_evaluation, seed_spread
 from inductionlab.experiments.kit.experiment import experiment_preset
 from inductionlab.experiments.kit.finish import finish
 from inductionlab.experiments.kit.runs import trained_runs
 from inductionlab.experiments.nope3.claims import claims
-from inductionlab.experiments.nope3.report import readme, sample_spread, setting, write_figures
+from inductionlab.experiments.nope3.report import readme, setting, write_figures
 from inductionlab.models.build import build_model
 from inductionlab.probes.attention import head_scores, task_head_scores
 from inductionlab.runs import RunDir, RunSpec, seed_overrides
@@ -120,11 +120,11 @@ def summarise(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
     runs = list(seeds.values())
     lengths = runs[0]["by_length"]
     return {
-        "by_length": {t: {"acc_in_context": sample_spread([s["by_length"][t]["acc_in_context"] for s in runs])}
+        "by_length": {t: {"acc_in_context": seed_spread([s["by_length"][t]["acc_in_context"] for s in runs])}
                       for t in lengths},
-        "untrained_by_length": {t: sample_spread([s["untrained_acc_in_context"][t] for s in runs])
+        "untrained_by_length": {t: seed_spread([s["untrained_acc_in_context"][t] for s in runs])
                                 for t in runs[0]["untrained_acc_in_context"]},
-        "no_induction_by_length": {t: sample_spread([s["no_induction"][t]["acc_in_context"] for s in runs])
+        "no_induction_by_length": {t: seed_spread([s["no_induction"][t]["acc_in_context"] for s in runs])
                                    for t in lengths},
     }
 
