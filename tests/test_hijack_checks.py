@@ -70,10 +70,12 @@ def _results(error=1e-6, non_trigger_wins=(0.0, 0.0, 0.0)):
         agreement[name] = {"within_r2": _stat({s: level + 0.02 * (i - 1) for i, s in enumerate(seeds)}),
                            "pooled_r2": _stat(dict.fromkeys(seeds, 0.5))}
     ceiling = {"r2": _stat(dict.fromkeys(seeds, 0.8)), "correlation": _stat(dict.fromkeys(seeds, 0.85))}
-    slope = {"per_seed": {s: {"model_slope": 8.0, "theory_slope": 8.5, "theory_relative_error": 0.5 / 8.5,
-                              "null_relative_error": 8.0 / 8.5} for s in seeds},
+    slope = {"per_seed": {s: {"model_slope": 8.0, "theory_slope": 8.5, "other_seeds_slope": 7.0,
+                              "theory_relative_error": 0.5 / 8.5, "null_relative_error": 8.0 / 8.5,
+                              "lookup_relative_error": 1.0 / 8.5} for s in seeds},
              "theory_relative_error": _stat(dict.fromkeys(seeds, 0.5 / 8.5)),
-             "null_relative_error": _stat(dict.fromkeys(seeds, 8.0 / 8.5))}
+             "null_relative_error": _stat(dict.fromkeys(seeds, 8.0 / 8.5)),
+             "lookup_relative_error": _stat(dict.fromkeys(seeds, 1.0 / 8.5))}
     cross = {"n_max": 8, "per_seed": {s: {"mae": dict.fromkeys(PREDICTIONS, 0.5), "constant_mae": 1.0,
                                           "constant_by_T": {}, "model_never_crosses": 0,
                                           "crosses_where_model_does_not": dict.fromkeys(PREDICTIONS, 0)}
@@ -113,6 +115,8 @@ def test_slope_claims_divide_by_the_theory_slope():
     results = _results()
     slopes = [c for c in claims(results) if "slope" in c["statistic"]]
     assert len(slopes) == 2 and all(c["statistic"].startswith("|s_model − s_theory| / |s_theory|") for c in slopes)
+    # the stronger null: the other seeds' model slope (error 1/8.5) beats slope 0 (8/8.5)
+    assert all(c["null"] == pytest.approx(1.0 / 8.5) and "other seeds' model slope" in c["null_name"] for c in slopes)
 
 
 def test_checks_pass_when_exact_and_fail_loudly_otherwise():

@@ -209,18 +209,27 @@ def unigram_slopes(tables: dict[int, PromptTable], masks: dict[int, Tensor], the
 
     One intercept per (prompt length, pair); the error is relative to the theory's slope,
     ``|s_model − s_theory| / |s_theory|`` (:func:`~.stats.relative_slope_error`: never divided by a model
-    slope that may be near zero), and the null slope 0 scores ``|s_model| / |s_theory|`` on the same seed.
+    slope that may be near zero). Two nulls score the same error on the same seed: the slope 0
+    (``null_relative_error``, no unigram term) and the **other seeds' model slope**, the mean of the
+    models' slopes on the other seeds (``lookup_relative_error``: a null that knows what such models do,
+    as informed as a theory fitted on the other seeds).
     """
-    per_seed = {}
+    slopes = {}
     for seed, table in tables.items():
         sel = table.select(masks[seed])
         groups = sel.seq_len * 1000 + sel.pair
-        model = within_slope(sel.copies_fraction, sel.gaps["model"], groups)
-        predicted = within_slope(sel.copies_fraction, sel.gaps[theory], groups)
-        per_seed[str(seed)] = {"model_slope": model, "theory_slope": predicted,
-                               "theory_relative_error": relative_slope_error(model, predicted, predicted),
-                               "null_relative_error": relative_slope_error(model, 0.0, predicted)}
-    keys = ("model_slope", "theory_slope", "theory_relative_error", "null_relative_error")
+        slopes[str(seed)] = (within_slope(sel.copies_fraction, sel.gaps["model"], groups),
+                             within_slope(sel.copies_fraction, sel.gaps[theory], groups))
+    per_seed = {}
+    for seed, (model, predicted) in slopes.items():
+        others = [m for s, (m, _) in slopes.items() if s != seed]
+        lookup = sum(others) / len(others) if others else None
+        per_seed[seed] = {"model_slope": model, "theory_slope": predicted, "other_seeds_slope": lookup,
+                          "theory_relative_error": relative_slope_error(model, predicted, predicted),
+                          "null_relative_error": relative_slope_error(model, 0.0, predicted),
+                          "lookup_relative_error": (None if lookup is None
+                                                    else relative_slope_error(model, lookup, predicted))}
+    keys = ("model_slope", "theory_slope", "theory_relative_error", "null_relative_error", "lookup_relative_error")
     return {"per_seed": per_seed, **{k: seed_spread([v[k] for v in per_seed.values()]) for k in keys}}
 
 

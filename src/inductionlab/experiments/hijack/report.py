@@ -28,7 +28,7 @@ ROW_LABELS = {"weights_only": "weights-only", "theta_readout": "readout with R3 
               "setting_mean": "setting-mean oracle"}
 GAP_RULE = Rule("higher", 0.5, 0.1, level_from="a convention: half of the within-setting variance explained (the "
                                                "noise ceiling is reported beside)")
-CROSSOVER_RULE = Rule("lower", 1.0, 0.25, level_from="docs/science.md §7: n* predicted within ±1 pair")
+CROSSOVER_RULE = Rule("lower", 1.0, 0.25, level_from="one pair, the unit in which n* is counted")
 GROWTH_RULE = Rule("higher", 0.5, 0.1, level_from="a convention: a rank correlation of 0.5, a clear monotone trend")
 SLOPE_RULE = Rule("lower", 0.5, 0.25, level_from="a convention: the model's slope within half of the theory's")
 NON_TRIGGER_LEVEL = 0.05  # b on top of at most 5 % of a seed's prompts: W_K² stores no non-trigger, b is unlikely
@@ -120,15 +120,24 @@ def _mean(per_seed: dict[str, float | None]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+SLOPE_NULLS = {"null_relative_error": "null slope 0 (no unigram term): |s_model| / |s_theory|",
+               "lookup_relative_error": "the other seeds' model slope: |s_model − s_other seeds| / |s_theory|"}
+
+
 def _slope_claim(text: str, slope: dict[str, Any], theory: str) -> dict[str, Any]:
+    """A slope claim against the stronger of its two nulls (the lower mean error, :func:`~.analysis.unigram_slopes`)."""
+    means = {k: slope[k]["mean"] for k in SLOPE_NULLS}
+    null = min(means, key=lambda k: float("inf") if means[k] is None else means[k])
     return claim(
-        text, "relative error of the model's slope ≤ 0.5 of the theory's and ≥ 0.25 below the null slope's",
+        text, "relative error of the model's slope ≤ 0.5 of the theory's and ≥ 0.25 below the stronger null's",
         f"|s_model − s_theory| / |s_theory| with s the slope of ξ_b − ξ_j* on #b/T, one intercept per (T, pair), "
-        f"theory = {theory}, mean over seeds", slope["theory_relative_error"]["mean"],
-        slope["null_relative_error"]["mean"], "null slope 0 (no unigram term): |s_model| / |s_theory|", SLOPE_RULE,
+        f"theory = {theory}, mean over seeds", slope["theory_relative_error"]["mean"], means[null],
+        f"stronger null: {SLOPE_NULLS[null]}", SLOPE_RULE,
         seeds=SeedValues({s: v["theory_relative_error"] for s, v in slope["per_seed"].items()},
-                         {s: v["null_relative_error"] for s, v in slope["per_seed"].items()}),
-        per_seed={s: {k: v[k] for k in ("model_slope", "theory_slope")} for s, v in slope["per_seed"].items()})
+                         {s: v[null] for s, v in slope["per_seed"].items()}),
+        per_seed={s: {k: v[k] for k in ("model_slope", "theory_slope", "other_seeds_slope")}
+                  for s, v in slope["per_seed"].items()},
+        null_errors={k: means[k] for k in SLOPE_NULLS})
 
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:

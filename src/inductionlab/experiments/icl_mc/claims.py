@@ -102,7 +102,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               "the weaker of the best layer-1 previous-token score and the best layer-2 induction score, per seed, "
               "mean over seeds", _mean(trained), _mean(untrained), "the same heads at step 0 (untrained)",
               Rule("higher", HEAD_LEVEL, 0.2, level_from="half the head's attention where its pattern points "
-                   "(docs/science.md §4.2; the level nope3 uses)"),
+                   "(docs/science.md §4.2; the level nope3 uses), not normalised by chance: with k = 3 states "
+                   "about a third of the keys match by chance, so an untrained induction score is near 0.39"),
               seeds=SeedValues(trained, untrained), scores=per_head),
     ]
     if "n3-two-layer" in results["models"]:
