@@ -206,8 +206,7 @@ def _beside_table(results: dict[str, Any]) -> list[str]:
                  + " | ".join(spread(entries[e]["noise_ceiling"]["correlation"]) for e in encodings) + " |")
     lines.append("| θ of R3 = θ·I, per seed | " + " | ".join(
         ", ".join(number(v, 2) for v in encodings[e]["fits"]["theta"].values()) for e in encodings) + " |")
-    seconds = results.get("noise_ceiling_seconds")
-    return lines + ["", f"The re-drawn prompts took {number(seconds, 1)} s to build and evaluate on every model.", ""]
+    return lines + [""]
 
 
 def readme(results: dict[str, Any]) -> str:

@@ -23,7 +23,6 @@ algebra); a query that is not a trigger is not hijacked on the fixed-trigger mod
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +114,7 @@ def _evaluate(run_dir: Path, prompts: list[SettingPrompts], per_pair: int = 0,
                                   "max_abs_gap": max(e["max_abs_gap"] for e in errors),
                                   "prompts": sum(e["prompts"] for e in errors)}
     if redrawn is not None:
-        start = time.perf_counter()
         extra["redrawn"] = redrawn_gaps(model, redrawn, cfg.data.seq_len)
-        extra["redraw_seconds"] = time.perf_counter() - start
     return table, extra
 
 
@@ -140,9 +137,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
     n_non_trigger = len(non_trigger_settings(preset))
     per_pair = preset["per_pair"]
     random_prompts = [build_prompts(s, pairs, per_pair, source) for s in core + unigram]
-    start = time.perf_counter()
     redrawn = [redrawn_prompts(s, pairs, per_pair, source) for s in core]
-    ceiling_seconds = time.perf_counter() - start
     fixed_prompts = [build_prompts(s, non_trigger_pairs if i < n_non_trigger else trigger_pairs, per_pair, source,
                                    fixed) for i, s in enumerate(fixed_settings)]
 
@@ -159,7 +154,6 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         tables, extras = {}, {}
         for seed, run_dir in runs[("random", pos_enc)].items():
             tables[seed], extras[seed] = _evaluate(run_dir, random_prompts, per_pair, redrawn)
-            ceiling_seconds += extras[seed]["redraw_seconds"]
         enc = analyse_encoding(tables, {s: e["redrawn"] for s, e in extras.items()}, core, unigram, preset, pos_enc,
                                train_len)
         enc["score_decomposition"] = mean_decomposition({s: e["score_decomposition"] for s, e in extras.items()})
@@ -167,8 +161,6 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         enc["decomposition_check"] = {str(s): e["decomposition"] for s, e in extras.items()}
         results["encodings"][pos_enc] = enc
         tables_by_encoding[pos_enc] = tables
-    # building the re-drawn prompts and running every model on them (the analysis of the ceiling is in the rest)
-    results["noise_ceiling_seconds"] = ceiling_seconds
     fixed_tables = {seed: _evaluate(run_dir, fixed_prompts)[0] for seed, run_dir in runs[("fixed", "rpe")].items()}
     results["family_4"] = analyse_non_trigger(fixed_tables, fixed_settings, n_non_trigger, preset)
 
