@@ -53,9 +53,11 @@ def test_wk2_probe_finds_exactly_a_planted_association():
     model = AMTransformer(N, 256, init="theory", trained=(), init_seed=2)
     emb, a = model.emb, 3
 
-    def plant(b: int) -> None:
+    def plant(b: int, also: tuple[int, int] | None = None) -> None:
         memory = torch.zeros(N, N)
         memory[a, b] = 10.0
+        if also is not None:
+            memory[also] = 5.0
         with torch.no_grad():
             model.wk2.copy_(torch.linalg.pinv(emb) @ memory @ torch.linalg.pinv(model.phi(1) @ emb.T))
 
@@ -63,9 +65,9 @@ def test_wk2_probe_finds_exactly_a_planted_association():
     recall = emb[a] @ model.wk2 @ model.phi(1) @ emb.T
     assert int(recall.argmax()) == 7 and recall[7] == pytest.approx(10.0, abs=1e-3)
     assert wk2_probe(model, torch.tensor([a]))["wk2"] == 0.0  # a recalls 7, not itself
-    plant(a)
+    plant(a, also=(5, a))  # 5 → a: among the triggers a and 5, 5 recalls a (a tie at 0 would be decided by rounding)
     probes = wk2_probe(model, torch.tensor([a, 5]))
-    assert probes["wk2"] == 0.5 and probes["wk2_triggers"] == 0.5  # a recalls itself; 5 recalls nothing
+    assert probes["wk2"] == 0.5 and probes["wk2_triggers"] == 0.5  # a recalls itself; 5 recalls a
 
 
 def test_wk1_finds_a_planted_previous_position_memory():
@@ -97,3 +99,14 @@ def test_ff_kl_is_zero_when_w_f_stores_the_bigram():
     assert probes["ff_kl"] == pytest.approx(probes["ff_kl_chance"], abs=1e-5) and probes["ff_kl_chance"] > 0
     expected = float((bigram * (torch.log(bigram) + math.log(N))).sum(1).mean())
     assert probes["ff_kl_chance"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_wk1_all_64_reads_only_the_first_64_positions():
+    """Bietti et al.'s L = 64 variant: a memory planted only at positions ≥ 64 does not reach it."""
+    model = AMTransformer(N, 512, init="theory", max_len=256, init_seed=4)
+    pos = model.pos
+    with torch.no_grad():  # previous-token pairs planted for query positions 64..127 only
+        model.wk1.copy_(torch.linalg.pinv(pos[64:128]) @ (20.0 * torch.eye(64)) @ torch.linalg.pinv(pos[63:127].T))
+    out = wk1_probe(model, 128)
+    assert out["wk1_all_64"] < 0.1 and out["wk1_all"] > 0.45  # the 64 planted of the 127 queries
+    assert out["wk1_all_64_chance"] == 1 / 64

@@ -63,7 +63,9 @@ def ideal_pattern(kind: str, tokens: Tensor, query_pos: Tensor) -> Tensor:
     return weights / weights.sum(-1, keepdim=True)
 
 
-def _clamp(kind: str, strength: float, head: int | None) -> HookFn:
+def clamp_hook(kind: str, strength: float = 1.0, head: int | None = None) -> HookFn:
+    """A hook that clamps an attention pattern (B, H, Tq, T) to the ideal ``kind`` (:func:`ideal_pattern`), mixed
+    ``strength · ideal + (1 − strength) · model``, on every head or on ``head`` alone."""
     def fn(value: Tensor, site: HookSite) -> Tensor:  # value: (B, H, Tq, T)
         ideal = ideal_pattern(kind, site.tokens, site.query_pos).to(value.dtype)[:, None]
         if ideal.shape[-2:] != value.shape[-2:]:
@@ -82,7 +84,7 @@ def _on_head(value: Tensor, replaced: Tensor, head: int) -> Tensor:
 
 def _activation_hook(iv: InterventionConfig) -> HookFn:
     if iv.op == "clamp":
-        return _clamp(iv.pattern, iv.strength, iv.head)
+        return clamp_hook(iv.pattern, iv.strength, iv.head)
     ops: dict[str, Callable[[Tensor], Tensor]] = {
         "zero-ablate": torch.zeros_like,
         "mean-ablate": lambda v: v.mean(0, keepdim=True).expand_as(v),

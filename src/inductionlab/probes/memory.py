@@ -74,7 +74,8 @@ def wk1_probe(model: AMTransformer, train_len: int, eval_len: int | None = None)
 
     Absolute encodings: for each position t ≥ 1, the argmax over earlier positions ``s < t``
     (``wk1``, causal) and over all positions ``s < eval_len`` (``wk1_all``), reported also for
-    ``t < train_len`` and ``t ≥ train_len`` separately (``wk1_beyond``).  ``rpe``: for each query
+    ``t < train_len`` and ``t ≥ train_len`` separately (``wk1_beyond``); ``wk1_all_64``: over all positions with
+    ``t, s < 64``, Bietti et al.'s variant with ``L = 64`` (docs/science.md §6).  ``rpe``: for each query
     token a, is ``argmax_δ e_aᵀ W_K^1 r_δ`` at δ = 1 (over δ ≥ 1, and over all δ)?  ``bias``: is
     ``b_1`` the largest bias?  ``rope``/``none``: no position memory to read, so no entry.
     """
@@ -93,6 +94,9 @@ def wk1_probe(model: AMTransformer, train_len: int, eval_len: int | None = None)
             "wk1_all": all_hit[inside].float().mean().item(),
             "wk1_all_chance": 1.0 / eval_len,
         }
+        window = min(64, train_len, eval_len)
+        out["wk1_all_64"] = (scores[1:window, :window].argmax(dim=1) == t[: window - 1] - 1).float().mean().item()
+        out["wk1_all_64_chance"] = 1.0 / window
         if (~inside).any():
             out["wk1_beyond"] = causal_hit[~inside].float().mean().item()
             out["wk1_all_beyond"] = all_hit[~inside].float().mean().item()

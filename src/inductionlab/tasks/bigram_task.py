@@ -18,6 +18,7 @@ from inductionlab.config import RunConfig, TrainConfig
 from inductionlab.errors import ConfigError, MemoryEstimateError
 from inductionlab.models.hooks import Forward
 from inductionlab.probes.attention import attention_probes, run_with_cache
+from inductionlab.probes.functional import functional_probes
 from inductionlab.probes.memory import memory_probes
 from inductionlab.probes.progress import progress_measures
 from inductionlab.tasks.base import Milestones, Task
@@ -161,7 +162,8 @@ def evaluate(
     probe_batch: int = 32,
     forward: Forward | None = None,
 ) -> dict[str, float]:
-    """Every metric logged at an evaluation step: label metrics, §4.1 and §4.2 probes, §9 progress measures.
+    """Every metric logged at an evaluation step: label metrics, §4.1 and §4.2 probes, §9 progress measures, and
+    for a model that stores memories the functional milestones' measurements of §6 (probes/functional.py).
 
     ``forward`` runs the model with the interventions active at this step (docs/science.md §8);
     the weight-space memory probes read the stored matrices (a model that stores memories: the AMT).
@@ -170,9 +172,16 @@ def evaluate(
     out = label_metrics(forward, batch, bigram)
     if model.stores_memories:
         out.update(memory_probes(model, train_len, fixed_triggers, bigram, eval_len=batch.labels.shape[1]))
-    rows = (~batch.degenerate).nonzero().squeeze(1)[:probe_batch]  # attention probes on non-degenerate rows
-    tokens, labels = batch.tokens[rows], batch.labels[rows]
+    tokens, labels = probe_rows(batch, probe_batch)
     ran = run_with_cache(forward, tokens[:, :-1])  # one forward for the §4.2 and §9 measures
     out.update(attention_probes(model, tokens, labels, ran=ran))
     out.update(progress_measures(model, tokens, labels, ran=ran))
+    if model.stores_memories:
+        out.update(functional_probes(model, tokens, labels))
     return out
+
+
+def probe_rows(batch: TriggerBatch, probe_batch: int = 32) -> tuple[Tensor, Tensor]:
+    """The first ``probe_batch`` non-degenerate rows of ``batch``: ``(tokens (b, T+1), labels (b, T))``."""
+    rows = (~batch.degenerate).nonzero().squeeze(1)[:probe_batch]
+    return batch.tokens[rows], batch.labels[rows]
