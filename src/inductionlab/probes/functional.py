@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from inductionlab.errors import ConfigError
 from inductionlab.interventions import clamp_hook
 from inductionlab.models.names import hook_name
+from inductionlab.probes.attention import attention_probes
 
 QUERY_LIMIT = 64  # query positions t < 64 at every T
 FORMED = 0.5  # a memory is formed when its measurement reaches ½
@@ -36,8 +37,6 @@ FUNCTIONAL = ("fn_wo", "fn_wk2", "fn_wk1")  # the measurements, in the order of 
 
 def _mass(pattern: Tensor, b: Tensor, t: Tensor, keys: Tensor) -> float:
     """Mean over the queries ``(b, t)`` of the attention mass on ``keys`` ((n, T) bool), best head."""
-    if t.numel() == 0:
-        return float("nan")
     rows = pattern[b, :, t].float()  # (n, H, T)
     return (rows * keys[:, None]).sum(-1).mean(0).max().item()
 
@@ -80,11 +79,10 @@ def functional_probes(model: nn.Module, tokens: Tensor, labels: Tensor, query_li
     out["fn_wk1"] = _mass(cache[hook_name("pattern", 0)], qb, qt, prev)
     out["fn_wk1_chance"] = (1.0 / (positions[1:] + 1).double()).mean().item() if seq_len > 1 else float("nan")
 
-    # W_K²: layer 1 clamped to the perfect previous-token pattern; the last layer's mass on z_{s-1} = z_t
-    cache = {}
-    model(inputs, cache=cache, hooks={hook_name("pattern", 0): clamp_hook("previous-token")})
-    before = torch.cat((torch.full_like(inputs[:, :1], -1), inputs[:, :-1]), dim=1)  # z_{s-1}; -1 at s = 0
-    match = (before[b] == inputs[b, t][:, None]) & (positions[None, :] <= t[:, None])  # (n, T)
-    out["fn_wk2"] = _mass(cache[hook_name("pattern", last)], b, t, match)
-    out["fn_wk2_chance"] = (match.sum(-1).double() / (t + 1)).mean().item() if t.numel() else float("nan")
+    # W_K²: layer 1 clamped to the perfect previous-token pattern; the last layer's mass on z_{s-1} = z_t is the
+    # attention probe attn2_induction of that forward (probes/attention.py), on the same window
+    clamped = {hook_name("pattern", 0): clamp_hook("previous-token")}
+    window = attention_probes(model, tokens[:, :query_limit + 1], labels,
+                              forward=lambda x, cache=None: model(x, cache=cache, hooks=clamped))
+    out["fn_wk2"], out["fn_wk2_chance"] = window["attn2_induction"], window["attn2_induction_chance"]
     return out
