@@ -3,13 +3,10 @@
 import pytest
 
 from inductionlab.errors import RunDirError
-from inductionlab.experiments.birth.run import (
-    claims,
-    classify,
-    order_statistic,
-    summarise_all_targets,
-    summarise_top_down,
-)
+from inductionlab.experiments.birth.all_targets import progress_step, summarise_all_targets
+from inductionlab.experiments.birth.order import classify, order_distribution, order_statistic
+from inductionlab.experiments.birth.run import claims
+from inductionlab.experiments.birth.topdown import summarise_top_down
 from inductionlab.experiments.kit.curves import milestone
 
 
@@ -31,12 +28,20 @@ def _all_targets(global_at: int, acc_at: int, one_layer_final=0.3):
     return two, one
 
 
-def _probe_rows(wo, wk2, wk1, steps=100):
-    """Probe-only rows (as with train.probe_every) where each memory jumps to 1 at its step (None: never)."""
+def _top_down_rows(wo, wk2, wk1, steps=100):
+    """Probe rows at every step and evaluations every 10 steps, where each memory's argmax probe and functional
+    measurement jump from 0.2 to 1 at its step (None: never)."""
     def level(at, s):
-        return 1.0 if at is not None and s >= at else 0.5
-    return [{"step": s, "wo": level(wo, s), "wk2": level(wk2, s), "wk1": level(wk1, s)} for s in range(steps + 1)] + [
-        {**_eval_row(steps, 0.99, 2.0), "wo": level(wo, steps), "wk2": level(wk2, steps), "wk1": level(wk1, steps)}]
+        return 1.0 if at is not None and s >= at else 0.2
+    rows = []
+    for s in range(steps + 1):
+        row = {"step": s, "wo": level(wo, s), "wk2_triggers": level(wk2, s), "wk1_all": level(wk1, s),
+               "wk1_all_64": level(wk1, s)}
+        if s % 10 == 0:
+            row |= {**_eval_row(s, 0.99, 2.0), "wo": row["wo"], "fn_wo": level(wo, s), "fn_wk2": level(wk2, s),
+                    "fn_wk1": level(wk1, s)}
+        rows.append(row)
+    return rows
 
 
 @pytest.mark.parametrize("ms, kind", [
@@ -71,34 +76,61 @@ def test_milestone_refuses_a_metric_no_row_has():
         milestone(rows, "wk9", 0.9)
 
 
+def test_order_distribution_counts_each_of_the_six_orders():
+    ms = {"0": {"a": 1, "b": 2, "c": 3}, "1": {"a": 2, "b": 1, "c": 3}, "2": {"a": 3, "b": 2, "c": 1},
+          "3": {"a": 1, "b": 1, "c": 3}, "4": {"a": 1, "b": None, "c": 3}}
+    out = order_distribution(ms, ("a", "b", "c"))
+    assert len(out) == 8 and sum(out.values()) == 5
+    counts = (out["a < b < c"], out["b < a < c"], out["c < b < a"], out["tied"], out["not all reached"])
+    assert counts == (1, 1, 1, 1, 1)
+
+
+def test_progress_step_reads_each_curve_on_its_own_scale():
+    loss = [{"step": s, "loss_in_context": 1.0, "loss": 3.0 - 0.01 * s} for s in range(0, 101, 10)]  # falls 3 → 2
+    acc = [{"step": s, "loss_in_context": 1.0, "acc": 0.2 + 0.006 * s} for s in range(0, 101, 10)]  # rises 0.2 → 0.8
+    assert progress_step(loss, "loss", 0.8, falling=True) == pytest.approx(80)
+    assert progress_step(acc, "acc", 0.5, falling=False) == pytest.approx(50)
+    flat = [{"step": s, "loss_in_context": 1.0, "acc": 0.5} for s in range(0, 101, 10)]
+    assert progress_step(flat, "acc", 0.5, falling=False) is None  # no improvement: no progress to read
+
+
 def test_birth_claims_from_handmade_runs():
     two, one = {}, {}
     for seed, (g, a) in enumerate(((30, 60), (20, 50), (70, 40))):  # seed 2: in-context first
         two[seed], one[seed] = _all_targets(g, a)
     all_targets = summarise_all_targets({"two-layer": two, "one-layer": one})
-    assert all_targets["milestones"]["0"] == {"global_within_optimum": 30, "in_context_above_one_layer": 60}
-    assert set(all_targets["global_first_by_distance"]) == {"0.05", "0.1", "0.15", "0.25"}
-    top_down = summarise_top_down({
-        "zero": {0: _probe_rows(10, 20, 30), 1: _probe_rows(5, 20, 60), 2: _probe_rows(10, 20, None)},
-        "random": {0: _probe_rows(20, 10, 30), 1: _probe_rows(10, 10, 30)},
-    })
-    assert top_down["zero"]["by_threshold"]["0.9"]["median_step"] == {"wo": 10, "wk2": 20, "wk1": 45}
-    assert top_down["zero"]["by_threshold"]["0.9"]["range"]["wk1"] == [30, 60]
+    assert all_targets["global_first_by_distance"]["0.05"]["milestones"]["0"] == {
+        "global_within_optimum": 30, "in_context_above_one_layer": 60}
+    # step curves: 80 % of either improvement is made at the jump, interpolated from the evaluation before it
+    assert all_targets["global_first_by_progress"]["0.8"]["steps"]["0"] == {"global": 28.0, "in_context": 58.0}
+    arms = {"T256-random": {0: _top_down_rows(10, 20, 30), 1: _top_down_rows(10, 20, 60),
+                            2: _top_down_rows(10, 20, None)},
+            "T64-random": {0: _top_down_rows(20, 10, 30), 1: _top_down_rows(10, 10, 30)},
+            "T64-freeze-wo2": {0: _top_down_rows(60, 80, 90), 1: _top_down_rows(60, 40, 90)},
+            "T64-freeze-wk1": {0: _top_down_rows(10, 30, 90), 1: _top_down_rows(10, 60, 90)}}
+    distances = {"T64-random": {"0": {"wk1": 3.0, "wk2": 4.0, "wo2": 1.0},
+                                "1": {"wk1": 6.0, "wk2": 8.0, "wo2": 1.0}},
+                 "T64-freeze-wo2": {"0": {"wk1": 0.3, "wk2": 0.4, "wo2": 0.0},
+                                    "1": {"wk1": 0.6, "wk2": 0.8, "wo2": 0.0}}}
+    top_down = summarise_top_down(arms, distances, 50)
+    main = top_down["arms"]["T256-random"]["functional"]["0.5"]
+    # interpolated: 0.2 → 1 over the 10 steps before the jump, so ½ at 3/8 of them
+    assert main["median_step"] == pytest.approx({"fn_wo": 3.75, "fn_wk2": 13.75, "fn_wk1": 38.75})
     out = claims({"all_targets": all_targets, "top_down": top_down})
-    learns, first, *orders, recalled_zero, recalled_random = out
-    assert len(orders) == 6  # two inits × three thresholds, the seed as the unit
-    assert all(c["level_from"] and c["intervals"]["n_seeds"] >= 2 for c in out)
+    learns, first, t256, t64, still, on_time = out
+    assert all(c["intervals"]["n_seeds"] >= 2 for c in out)
     assert (learns["measured"], learns["null"], learns["verdict"]) == (0.85, 0.3, "fails")  # 0.9 missed on every seed
-    # two of three seeds in order: one seed out of order is enough against "on every seed"
-    assert first["measured"] == pytest.approx(2 / 3) and first["verdict"] == "fails"
-    zero_09 = next(c for c in orders if "zero init" in c["claim"] and c["claim"].endswith("0.9"))
-    assert zero_09["measured"] == 1.0 and zero_09["null"] == pytest.approx(1 / 6)
-    assert zero_09["intervals"]["seeds_left_out"] == ["2"]  # wk1 never reached: undetermined, left out
-    assert zero_09["verdict"] == "inconclusive"  # 2 of 2 seeds: the exact interval reaches down to 0.16
-    random_09 = next(c for c in orders if "random init" in c["claim"] and c["claim"].endswith("0.9"))
-    assert random_09["measured"] == 0.0 and random_09["verdict"] == "fails"  # one other order, one tie
-    # the weakest probe per seed against the same model's at step 0 (0.5 in these rows)
-    assert recalled_zero["weakest"] == {"0": 1.0, "1": 1.0, "2": 0.5} and recalled_zero["null"] == pytest.approx(0.5)
-    assert recalled_zero["verdict"] == "inconclusive"  # one seed of three never recalls wk1
-    assert recalled_random["verdict"] == "holds"
-
+    assert first["ratio"]["2"] > 1 and first["verdict"] != "holds"  # one seed in-context first
+    assert t256["measured"] == 1.0 and t256["null"] == pytest.approx(1 / 6)
+    assert t256["intervals"]["seeds_left_out"] == ["2"]  # wk1 never reached: undetermined, left out
+    assert t256["verdict"] == "inconclusive"  # 2 of 2 seeds: the exact interval reaches down to 0.16
+    assert t256["orders"]["fn_wo < fn_wk2 < fn_wk1"] == 2 and t256["orders"]["not all reached"] == 1
+    assert set(t256["by_level"]) == {"0.3", "0.4", "0.5", "0.6", "0.7"}
+    assert t256["argmax_order"]["L = T"]["fraction"] == 1.0
+    assert t64["measured"] == 0.0 and t64["verdict"] == "fails"  # one other order, one tie
+    assert still["ratio"] == {"0": pytest.approx(0.1), "1": pytest.approx(0.1)}
+    assert still["wk2_formed_after_s"] == {"0": True, "1": False} and still["verdict"] == "inconclusive"
+    assert still["functional_at_s"]["frozen"]["0"] == {"fn_wo": 0.2, "fn_wk2": 0.2, "fn_wk1": 0.2}  # none formed by 50
+    assert still["functional_at_s"]["unfrozen"]["1"] == {"fn_wo": 1.0, "fn_wk2": 1.0, "fn_wk1": 1.0}
+    assert on_time["delay_over_s"] == pytest.approx({"0": 0.4, "1": 1.0})  # (30 − 10) / 50, (60 − 10) / 50
+    assert on_time["verdict"] != "holds"  # seed 1 waited the whole of s
