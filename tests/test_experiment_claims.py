@@ -1,13 +1,18 @@
 """The claims of birth from handmade results: statistics and nulls by hand (docs/science.md §7)."""
 
-import pytest
+import math
 
+import pytest
+import torch
+
+from inductionlab.config import load_config
 from inductionlab.errors import RunDirError
-from inductionlab.experiments.birth.all_targets import progress_step, summarise_all_targets
+from inductionlab.experiments.birth.all_targets import progress_step, summarise_all_targets, unigram_loss
 from inductionlab.experiments.birth.order import classify, order_distribution, order_statistic
 from inductionlab.experiments.birth.run import claims
 from inductionlab.experiments.birth.topdown import summarise_top_down
 from inductionlab.experiments.kit.curves import milestone
+from inductionlab.tasks.bigram_task import make_sampler
 
 
 def stat(v):
@@ -85,6 +90,14 @@ def test_order_distribution_counts_each_of_the_six_orders():
     assert counts == (1, 1, 1, 1, 1)
 
 
+def test_unigram_loss_is_the_frequency_entropy_above_the_bigram_one():
+    cfg = load_config("birth-quick")
+    source = make_sampler(cfg, torch.device("cpu"))[0]
+    pi, bigram = source.unigram.double(), source.bigram.double()
+    conditional = -(pi[:, None] * bigram * bigram.clamp_min(1e-300).log()).sum().item()  # H(Y | X), the bigram's
+    assert conditional < unigram_loss(cfg) < math.log(cfg.data.n_tokens)
+
+
 def test_progress_step_reads_each_curve_on_its_own_scale():
     loss = [{"step": s, "loss_in_context": 1.0, "loss": 3.0 - 0.01 * s} for s in range(0, 101, 10)]  # falls 3 → 2
     acc = [{"step": s, "loss_in_context": 1.0, "acc": 0.2 + 0.006 * s} for s in range(0, 101, 10)]  # rises 0.2 → 0.8
@@ -98,11 +111,13 @@ def test_birth_claims_from_handmade_runs():
     two, one = {}, {}
     for seed, (g, a) in enumerate(((30, 60), (20, 50), (70, 40))):  # seed 2: in-context first
         two[seed], one[seed] = _all_targets(g, a)
-    all_targets = summarise_all_targets({"two-layer": two, "one-layer": one})
+    all_targets = summarise_all_targets({"two-layer": two, "one-layer": one}, 2.5)
     assert all_targets["global_first_by_distance"]["0.05"]["milestones"]["0"] == {
         "global_within_optimum": 30, "in_context_above_one_layer": 60}
-    # step curves: 80 % of either improvement is made at the jump, interpolated from the evaluation before it
-    assert all_targets["global_first_by_progress"]["0.8"]["steps"]["0"] == {"global": 28.0, "in_context": 58.0}
+    # step curves: 80 % of either improvement is made at the jump, interpolated from the evaluation before it; from
+    # the unigram loss 2.5 the global loss (3 → 2) has made 80 % of its way at 2.1, from step 0 at 2.2
+    assert all_targets["global_first_by_progress"]["0.8"]["steps"]["0"] == {"global": 29.0, "in_context": 58.0}
+    assert all_targets["global_first_from_step_0"]["0.8"]["steps"]["0"] == {"global": 28.0, "in_context": 58.0}
     arms = {"T256-random": {0: _top_down_rows(10, 20, 30), 1: _top_down_rows(10, 20, 60),
                             2: _top_down_rows(10, 20, None)},
             "T64-random": {0: _top_down_rows(20, 10, 30), 1: _top_down_rows(10, 10, 30)},
@@ -117,7 +132,7 @@ def test_birth_claims_from_handmade_runs():
     # interpolated: 0.2 → 1 over the 10 steps before the jump, so ½ at 3/8 of them
     assert main["median_step"] == pytest.approx({"fn_wo": 3.75, "fn_wk2": 13.75, "fn_wk1": 38.75})
     out = claims({"all_targets": all_targets, "top_down": top_down})
-    learns, first, t256, t64, still, on_time = out
+    learns, first, t256, t64, still, waits, on_time = out
     assert all(c["intervals"]["n_seeds"] >= 2 for c in out)
     assert (learns["measured"], learns["null"], learns["verdict"]) == (0.85, 0.3, "fails")  # 0.9 missed on every seed
     assert first["ratio"]["2"] > 1 and first["verdict"] != "holds"  # one seed in-context first
@@ -128,9 +143,11 @@ def test_birth_claims_from_handmade_runs():
     assert set(t256["by_level"]) == {"0.3", "0.4", "0.5", "0.6", "0.7"}
     assert t256["argmax_order"]["L = T"]["fraction"] == 1.0
     assert t64["measured"] == 0.0 and t64["verdict"] == "fails"  # one other order, one tie
-    assert still["ratio"] == {"0": pytest.approx(0.1), "1": pytest.approx(0.1)}
-    assert still["wk2_formed_after_s"] == {"0": True, "1": False} and still["verdict"] == "inconclusive"
+    assert still["ratio_per_key"]["0"] == pytest.approx({"wk1": 0.1, "wk2": 0.1})
+    assert still["measured"] == pytest.approx(0.1) and still["verdict"] == "holds"  # both keys a tenth as far
     assert still["functional_at_s"]["frozen"]["0"] == {"fn_wo": 0.2, "fn_wk2": 0.2, "fn_wk1": 0.2}  # none formed by 50
     assert still["functional_at_s"]["unfrozen"]["1"] == {"fn_wo": 1.0, "fn_wk2": 1.0, "fn_wk1": 1.0}
+    assert waits["delay_over_s"] == pytest.approx({"0": 1.4, "1": 0.6})  # (80 − 10) / 50, (40 − 10) / 50
+    assert waits["null"] == 0.0 and waits["verdict"] != "fails"
     assert on_time["delay_over_s"] == pytest.approx({"0": 0.4, "1": 1.0})  # (30 − 10) / 50, (60 − 10) / 50
     assert on_time["verdict"] != "holds"  # seed 1 waited the whole of s

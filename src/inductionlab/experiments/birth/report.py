@@ -164,26 +164,35 @@ def readme(results: dict[str, Any]) -> str:
         lines.append(f"| {depth} | {spread(final.get('acc_in_context'))} | {spread(final.get('acc_in_context_all'))} | "
                      f"{spread(final.get('degenerate_in_context_share'))} | {spread(final.get('loss_global'))} | "
                      f"{spread(final.get('loss_global_bigram_optimum'))} |")
-    lines += ["", "Global knowledge first on normalised progress (step at which each curve made x of its own "
-              "improvement, per seed: global, in-context):", "", "| x | steps per seed | ratio per seed |",
-              "|---|---|---|"]
+    lines += ["", f"Global knowledge first on normalised progress: the step at which the global loss has made x of "
+              f"its way from the unigram loss ({a['unigram_loss']:.3f} nats) to its final value, and the in-context "
+              "accuracy x of its rise, per seed; the ratio, and beside it the ratio with the global loss counted from "
+              "step 0 and the one-layer model's:", "",
+              "| x | steps per seed (global, in-context) | ratio per seed | from step 0 | one layer |",
+              "|---|---|---|---|---|"]
     for x, row in a["global_first_by_progress"].items():
         steps = "; ".join(_med(s, ("global", "in_context")) for s in row["steps"].values())
-        ratios = ", ".join("–" if r is None else f"{r:.2f}" for r in row["ratio"].values())
-        lines.append(f"| {float(x):.0%} | {steps} | {ratios} |")
+        lines.append(f"| {float(x):.0%} | {steps} | {_ratios(row['ratio'])} | "
+                     f"{_ratios(a['global_first_from_step_0'][x]['ratio'])} | "
+                     f"{_ratios(a['global_first_one_layer'][x]['ratio'])} |")
     lines += ["", "## (b) Top-down, in-context loss, no W_F", "",
               f"Functional milestones (step at which fn_wo, fn_wk2, fn_wk1 reach {FORMED:g}) and Bietti's argmax "
               f"probes (wo, wk2_triggers, wk1_all first ≥ {ARGMAX_LEVEL}), median over seeds:", "",
-              "| arm | functional: median step wo, wk2, wk1 | orders over seeds | argmax: median step "
-              "| argmax orders |",
-              "|---|---|---|---|---|"]
+              "| arm | functional: median step wo, wk2, wk1 | orders over seeds | at half their own rise | orders "
+              "| argmax: median step | argmax orders |",
+              "|---|---|---|---|---|---|---|"]
     for arm, data in b["arms"].items():
-        fn, am = data["functional"][str(FORMED)], data["argmax"]["L = T"]
+        fn, own, am = data["functional"][str(FORMED)], data["own_progress"], data["argmax"]["L = T"]
         lines.append(f"| {arm} | {_med(fn['median_step'], FUNCTIONAL)} | {_orders(fn['order']['orders'])} | "
+                     f"{_med(own['median_step'], FUNCTIONAL)} | {_orders(own['order']['orders'])} | "
                      f"{_med(am['median_step'], am['keys'])} | {_orders(am['order']['orders'])} |")
     lines += ["", f"Order arms ({', '.join(ORDER_ARMS)}): the claims below carry the sensitivity over levels "
               "(`by_level` in results.json).", "", *claims_section(results)]
     return "\n".join(lines)
+
+
+def _ratios(ratios: dict[str, float | None]) -> str:
+    return ", ".join("–" if r is None else f"{r:.2f}" for r in ratios.values())
 
 
 def _orders(orders: dict[str, int]) -> str:

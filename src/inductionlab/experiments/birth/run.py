@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from inductionlab.experiments.birth.all_targets import claims_all_targets, summarise_all_targets
+from inductionlab.experiments.birth.all_targets import claims_all_targets, summarise_all_targets, unigram_loss
 from inductionlab.experiments.birth.report import readme, setting, side_by_side, write_figures
 from inductionlab.experiments.birth.topdown import (
     ARMS,
@@ -101,9 +101,12 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         top_down.setdefault(p["arm"], {})[p["seed"]] = rows
         if p["arm"] in (*FROZEN, UNFROZEN):
             distances.setdefault(p["arm"], {})[str(p["seed"])] = distance_from_init(runs_dir / spec.folder, s)
+    first_all = next(spec for spec in specs if dict(spec.params)["setting"] == "all")
+    unigram = unigram_loss(RunDir(runs_dir / first_all.folder).config())
     results: dict[str, Any] = {
         "experiment": "birth", "preset": preset_name, "runs": [spec.folder for spec in specs],
-        "all_targets": summarise_all_targets(all_targets), "top_down": summarise_top_down(top_down, distances, s),
+        "all_targets": summarise_all_targets(all_targets, unigram),
+        "top_down": summarise_top_down(top_down, distances, s),
         "question": QUESTION, "setting": setting(runs_dir, specs, s),
         "side_by_side": side_by_side(runs_dir, specs, preset_name),
     }
