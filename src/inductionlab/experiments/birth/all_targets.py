@@ -15,7 +15,6 @@ a verdict.
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 import torch
@@ -24,7 +23,14 @@ from inductionlab.config import RunConfig
 from inductionlab.curves import interpolated_crossing
 from inductionlab.experiments.birth.order import order_statistic
 from inductionlab.experiments.kit.claims import Rule, SeedValues, claim, uncertainty
-from inductionlab.experiments.kit.curves import evaluations, final_values, last_evaluation, milestone, seed_spread
+from inductionlab.experiments.kit.curves import (
+    evaluations,
+    final_values,
+    last_evaluation,
+    milestone,
+    seed_mean,
+    seed_spread,
+)
 from inductionlab.tasks.bigram_task import make_sampler
 
 Rows = list[dict[str, Any]]
@@ -107,17 +113,12 @@ def summarise_all_targets(curves: dict[str, dict[int, Rows]], unigram: float) ->
             "global_first_by_distance": global_first_by_distance(two, one_final)}
 
 
-def _mean(values: dict[str, float | None]) -> float | None:
-    present = [v for v in values.values() if v is not None]
-    return statistics.fmean(present) if present else None
-
-
 def claims_all_targets(a: dict[str, Any]) -> list[dict[str, Any]]:
     """(a)'s two claims: the two-layer model learns the in-context targets; the global bigram is learnt first."""
     two, one = a["final"]["two-layer"]["acc_in_context"], a["final"]["one-layer"]["acc_in_context"]
     progress = a["global_first_by_progress"]
     main = progress[str(PROGRESS)]
-    also = {x: {"mean_ratio": _mean(row["ratio"]),
+    also = {x: {"mean_ratio": seed_mean(row["ratio"]),
                 "verdict": uncertainty(FIRST_RULE, SeedValues(row["ratio"], 1.0))["interval_verdict"]}
             for x, row in progress.items()}
     return [
@@ -131,7 +132,7 @@ def claims_all_targets(a: dict[str, Any]) -> list[dict[str, Any]]:
               f"the unigram loss to its final value before its in-context accuracy makes {PROGRESS:.0%} of its rise",
               "ratio < 1 on every seed", f"step at which the global loss has made {PROGRESS:.0%} of its fall from the "
               f"unigram loss ({a['unigram_loss']:.3f} nats) / the step at which the in-context accuracy has made "
-              f"{PROGRESS:.0%} of its rise from step 0, per seed, mean over seeds", _mean(main["ratio"]), 1.0,
+              f"{PROGRESS:.0%} of its rise from step 0, per seed, mean over seeds", seed_mean(main["ratio"]), 1.0,
               "no preferred order (ratio 1)", FIRST_RULE, seeds=SeedValues(main["ratio"], 1.0), steps=main["steps"],
               ratio=main["ratio"], by_progress=also,
               from_step_0={x: row["ratio"] for x, row in a["global_first_from_step_0"].items()},

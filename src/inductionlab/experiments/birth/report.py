@@ -7,7 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from inductionlab.config import RunConfig
+from inductionlab.config import RunConfig, load_config
 from inductionlab.experiments.birth.all_targets import DISTANCES
 from inductionlab.experiments.birth.topdown import ARGMAX_LEVEL, ARMS, ORDER_ARMS
 from inductionlab.experiments.kit.claims import claims_section
@@ -37,12 +37,9 @@ def _row(cfg: RunConfig) -> dict[str, Any]:
             "W_F": m.ff, "trained": ", ".join(m.trained or ("wk1", "wk2", "wo2"))}
 
 
-def side_by_side(runs_dir: Path, specs, preset_name: str) -> dict[str, dict[str, Any]]:
+def side_by_side(runs_dir: Path, specs, preset_name: str, paper_topdown: str) -> dict[str, dict[str, Any]]:
     """Every hyperparameter of Bietti's reference run beside this preset's arms of setting (b) and the paper
-    preset's main arm."""
-    from inductionlab.config import load_config
-    from inductionlab.experiments.birth.run import PRESETS
-
+    preset's main arm (``paper_topdown``: its preset name)."""
     out = {"Bietti et al. (reference)": BIETTI}
     for spec in specs:
         p = dict(spec.params)
@@ -50,7 +47,7 @@ def side_by_side(runs_dir: Path, specs, preset_name: str) -> dict[str, dict[str,
         if p["setting"] == "topdown" and name not in out:
             out[name] = _row(RunDir(runs_dir / spec.folder).config())
     if preset_name != "paper":
-        out["paper: T256-random"] = _row(load_config(PRESETS["paper"]["topdown"]))
+        out["paper: T256-random"] = _row(load_config(paper_topdown))
     return out
 
 

@@ -108,7 +108,7 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         "all_targets": summarise_all_targets(all_targets, unigram),
         "top_down": summarise_top_down(top_down, distances, s),
         "question": QUESTION, "setting": setting(runs_dir, specs, s),
-        "side_by_side": side_by_side(runs_dir, specs, preset_name),
+        "side_by_side": side_by_side(runs_dir, specs, preset_name, PRESETS["paper"]["topdown"]),
     }
     return finish(out, results, claims=claims(results), diverged=diverged,
                   figures=partial(write_figures, all_targets, top_down), readme=readme)

@@ -34,7 +34,7 @@ import torch
 from inductionlab.experiments.birth.all_targets import progress_step
 from inductionlab.experiments.birth.order import order_seeds, order_statistic, order_text
 from inductionlab.experiments.kit.claims import Rule, SeedValues, claim, uncertainty
-from inductionlab.experiments.kit.curves import final_values, interpolated_milestone, milestone
+from inductionlab.experiments.kit.curves import final_values, interpolated_milestone, milestone, seed_mean
 from inductionlab.probes.functional import FORMED, FUNCTIONAL
 from inductionlab.runs import RunDir
 
@@ -114,11 +114,6 @@ def _value_at(rows: Rows, key: str, step: int) -> float | None:
     return logged[-1] if logged else None
 
 
-def _mean(values: dict[str, float | None]) -> float | None:
-    present = [v for v in values.values() if v is not None]
-    return statistics.fmean(present) if present else None
-
-
 def order_claim(arm: str, data: dict[str, Any]) -> dict[str, Any]:
     """The order on functional milestones in one arm, with the six orders and a sensitivity row over levels."""
     row = data["functional"][str(FORMED)]
@@ -161,7 +156,7 @@ def frozen_output_still_claim(top: dict[str, Any]) -> dict[str, Any]:
         f"(b) With W_O² frozen at its initial value until step {s}, W_K² and W_K¹ stay near their initial values "
         "until then", "each key's distance at most half the unfrozen one, on every seed",
         f"the larger over W_K¹ and W_K² of ‖W(s) − W(0)‖_F with W_O² frozen / the same without the freeze, same "
-        f"seed, at s = {s}, mean over seeds", _mean(larger), 1.0, "the unfrozen arm against itself (ratio 1)",
+        f"seed, at s = {s}, mean over seeds", seed_mean(larger), 1.0, "the unfrozen arm against itself (ratio 1)",
         STILL_RULE, seeds=SeedValues(larger, 1.0), ratio_per_key=per_key, distance_frozen=frozen,
         distance_unfrozen=free,
         functional_at_s={"frozen": top["functional_at_s"].get(arm), "unfrozen": top["functional_at_s"].get(UNFROZEN)})
@@ -174,7 +169,7 @@ def frozen_output_waits_claim(top: dict[str, Any]) -> dict[str, Any]:
     return claim(
         f"(b) With W_O² frozen at its initial value until step {s}, W_K² waits: it forms about s later than "
         "without the freeze (W_O² must be learnt before the keys can be)", "delay ≥ s/2 on every seed",
-        "(W_K²'s functional milestone with W_O² frozen − without, same seed) / s, mean over seeds", _mean(delay),
+        "(W_K²'s functional milestone with W_O² frozen − without, same seed) / s, mean over seeds", seed_mean(delay),
         0.0, "no delay: W_K² not needing W_O² (0)", WAITS_RULE, seeds=SeedValues(delay, 0.0), delay_over_s=delay,
         milestones_frozen=top["arms"]["T64-freeze-wo2"]["functional"][str(FORMED)]["milestones"],
         milestones_unfrozen=top["arms"][UNFROZEN]["functional"][str(FORMED)]["milestones"])
@@ -188,7 +183,8 @@ def frozen_layer1_claim(top: dict[str, Any]) -> dict[str, Any]:
         f"(b) With W_K¹ frozen at its initial value until step {s}, W_K² still forms on time: it does not wait "
         "for W_K¹ (its functional milestone reads layer 2 with layer 1 clamped to previous-token at evaluation; in "
         "training layer 2 sees layer 1 as it is)", "delay < s/2 on every seed",
-        "(W_K²'s functional milestone with W_K¹ frozen − without, same seed) / s, mean over seeds", _mean(delay), 1.0,
+        "(W_K²'s functional milestone with W_K¹ frozen − without, same seed) / s, mean over seeds", seed_mean(delay),
+        1.0,
         "W_K² waiting for W_K¹: a delay of s (1)", ON_TIME_RULE, seeds=SeedValues(delay, 1.0), delay_over_s=delay,
         milestones_frozen=top["arms"]["T64-freeze-wk1"]["functional"][str(FORMED)]["milestones"],
         milestones_unfrozen=top["arms"][UNFROZEN]["functional"][str(FORMED)]["milestones"],

@@ -22,11 +22,11 @@ transition counts the Bayes predictor reads: that holds by construction and is n
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 from inductionlab.experiments.kit.checks import check
 from inductionlab.experiments.kit.claims import Rule, SeedValues, claim
+from inductionlab.experiments.kit.curves import seed_mean
 
 PLATEAU_SHARE = 0.05  # a plateau is at least 5 % of training
 HEAD_LEVEL = 0.5
@@ -45,11 +45,6 @@ def excess_by_seed(final: dict[str, Any], loss: str = "loss_bayes", above: str =
         usable = None not in (model, low, high) and high > low
         out[seed] = (model - low) / (high - low) if usable else None
     return out
-
-
-def _mean(values: dict[str, float | None]) -> float | None:
-    present = [v for v in values.values() if v is not None]
-    return statistics.fmean(present) if present else None
 
 
 def plateau_left(model: dict[str, Any]) -> dict[str, float]:
@@ -89,7 +84,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               "path straight from uniform to Bayes along the same loss curve spends there, then ending with "
               "KL(Bayes ‖ model) < 0.25 κ", f"≥ {PLATEAU_SHARE:.0%} of training, ≥ {PLATEAU_SHARE:.0%} above the path",
               "share of training on the unigram plateau (two layers), 0 for a seed that never leaves it, mean over "
-              "seeds", _mean(measured), _mean(null), "the mixture (1 − λ_t)·uniform + λ_t·Bayes whose loss follows "
+              "seeds", seed_mean(measured), seed_mean(null),
+              "the mixture (1 − λ_t)·uniform + λ_t·Bayes whose loss follows "
               "the model's at every evaluation (same plateau definition)",
               Rule("higher", PLATEAU_SHARE, PLATEAU_SHARE, level_from=f"a plateau is at least {PLATEAU_SHARE:.0%} of "
                    "training (docs/icl-mc.md); the margin asks as much again beyond the path's"),
@@ -100,7 +96,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               "(docs/science.md §4.2, held-out sequences of its task)",
               f"both scores ≥ {HEAD_LEVEL}, ≥ 0.2 above step 0",
               "the weaker of the best layer-1 previous-token score and the best layer-2 induction score, per seed, "
-              "mean over seeds", _mean(trained), _mean(untrained), "the same heads at step 0 (untrained)",
+              "mean over seeds", seed_mean(trained), seed_mean(untrained), "the same heads at step 0 (untrained)",
               Rule("higher", HEAD_LEVEL, 0.2, level_from="half the head's attention where its pattern points "
                    "(docs/science.md §4.2; the level nope3 uses), not normalised by chance: with k = 3 states "
                    "about a third of the keys match by chance, so an untrained induction score is near 0.39"),

@@ -23,11 +23,11 @@ stands at the milestone at step 0: a clamp that satisfies the measure by itself 
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 from inductionlab.experiments.kit.checks import check
 from inductionlab.experiments.kit.claims import Rule, SeedValues, claim
+from inductionlab.experiments.kit.curves import seed_mean
 
 MILESTONE = 0.9
 RATIO_LEVEL = 0.7  # "the clamped milestone comes at most 0.7 times as late as the unclamped one"
@@ -41,11 +41,6 @@ EQUIVALENCE_RULE = Rule(
     "lower", ONE_LAYER_GAP, 0.3, level_from="'down to the one-layer model's' read as within 0.05 in accuracy, about "
     "three binomial standard errors of a difference of two accuracies near 0.25 on the quick evaluation batch's "
     "~1,500 in-context targets")
-
-
-def _mean(values: dict[str, float | None]) -> float | None:
-    present = [v for v in values.values() if v is not None]
-    return statistics.fmean(present) if present else None
 
 
 def _step(value: float | None, steps: int) -> tuple[float, bool]:
@@ -110,7 +105,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(claim(
         "A perfect previous-token pattern clamped in layer 1 from step 0 makes the in-context accuracy milestone "
         "earlier", f"ratio ≤ {RATIO_LEVEL}", f"step at which in-context accuracy reaches {MILESTONE}, clamped / "
-        "unclamped on the same seed, mean over seeds", _mean(ratios["ratio"]), 1.0,
+        "unclamped on the same seed, mean over seeds", seed_mean(ratios["ratio"]), 1.0,
         "no effect: the unclamped arm against itself (ratio 1)", RATIO_RULE, seeds=SeedValues(ratios["ratio"], 1.0),
         **ratios))
 
@@ -118,7 +113,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(claim(
         f"W_K² frozen at zero until step {s} delays the in-context accuracy milestone by about {s} steps",
         f"delay within ±{DELAY_TOLERANCE:.0%} of {s}", "abs(delay − s) / s, the delay the frozen minus the unfrozen "
-        "milestone on the same seed, mean over seeds", _mean(delay["relative_error"]), 1.0,
+        "milestone on the same seed, mean over seeds", seed_mean(delay["relative_error"]), 1.0,
         "no delay (relative error 1)", DELAY_RULE, seeds=SeedValues(delay["relative_error"], 1.0), **delay))
 
     one = a["one-layer"]["final"]["acc_in_context"]["per_seed"]
@@ -134,14 +129,15 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             "learnt relies on layer 1", f"within ±{ONE_LAYER_GAP} of the one-layer model",
             f"abs(final in-context accuracy with layer 1's attention output {how} − the one-layer model's), same "
             "seed, "
-            "mean over seeds", _mean(gap), _mean(null_gap), "the same model without the ablation", EQUIVALENCE_RULE,
+            "mean over seeds", seed_mean(gap), seed_mean(null_gap), "the same model without the ablation",
+            EQUIVALENCE_RULE,
             seeds=SeedValues(gap, null_gap), ablated=removed, one_layer=one, unablated=intact))
 
     ratios = milestone_ratios(a["clamp-induction"], a["none"], "wo")
     out.append(claim(
         "A perfect induction pattern clamped in layer 2 lets W_O² form earlier", f"ratio ≤ {RATIO_LEVEL}",
         f"step at which the wo probe reaches {MILESTONE}, clamped / unclamped on the same seed, mean over seeds",
-        _mean(ratios["ratio"]), 1.0, "no effect: the unclamped arm against itself (ratio 1)", RATIO_RULE,
+        seed_mean(ratios["ratio"]), 1.0, "no effect: the unclamped arm against itself (ratio 1)", RATIO_RULE,
         seeds=SeedValues(ratios["ratio"], 1.0), **ratios))
     return out
 

@@ -55,6 +55,12 @@ def final_values(runs: dict[int, Rows], keys: tuple[str, ...]) -> dict[str, Any]
             for k in keys if any(row.get(k) is not None for row in last.values())}
 
 
+def seed_mean(values: dict[str, float | None]) -> float | None:
+    """The mean over the seeds that have a value (seed → value, None: missing); None when none has."""
+    present = [v for v in values.values() if v is not None]
+    return statistics.fmean(present) if present else None
+
+
 def censored_median(steps: list[float | None]) -> float | None:
     """Median with a never-reached milestone later than every step; None when the median is one of those."""
     values = sorted(math.inf if s is None else s for s in steps)
