@@ -247,3 +247,24 @@ def test_runs_on_cuda_and_matches_cpu(pos_enc):
     got = model.to("cuda")(x.cuda(), query_positions=qp.cuda())
     assert got.device.type == "cuda"
     torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_causal_bias_is_the_masked_fill_bit_for_bit_forward_and_backward():
+    """The additive causal bias both models use gives the masked fill's softmax and gradients exactly."""
+    from inductionlab.models.positional import causal_bias, causal_mask
+
+    gen = torch.Generator().manual_seed(3)
+    for query_pos in (torch.arange(9), torch.tensor([[2, 8, 5], [0, 4, 8]])):
+        scores = torch.randn(2, 3, query_pos.shape[-1], 9, generator=gen) * 4
+        upstream = torch.randn(scores.shape, generator=gen)
+        a, b = scores.clone().requires_grad_(), scores.clone().requires_grad_()
+        head_axis = 0 if query_pos.dim() == 1 else 1  # (Tq, T) broadcasts over (B, H); (B, Tq, T) over H
+        mask = causal_mask(query_pos, 9).unsqueeze(head_axis)
+        bias = causal_bias(query_pos, 9).unsqueeze(head_axis)
+        filled = a.masked_fill(~mask, float("-inf")).softmax(-1)
+        added = (b + bias).softmax(-1)
+        assert torch.equal(filled, added)
+        (filled * upstream).sum().backward()
+        (added * upstream).sum().backward()
+        assert torch.equal(a.grad, b.grad)
+        assert bool((b.grad[~mask.expand_as(b)] == 0).all())  # nothing flows to a masked key

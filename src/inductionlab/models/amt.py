@@ -292,8 +292,7 @@ class AMTransformer(nn.Module):
     @staticmethod
     def pattern(scores: Tensor, query_pos: Tensor) -> Tensor:
         """Causal softmax over keys ``s ≤ t``: (B, Tq, T) → (B, Tq, T)."""
-        mask = pe.causal_mask(query_pos, scores.shape[-1])
-        return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        return torch.softmax(scores + pe.causal_bias(query_pos, scores.shape[-1], scores.dtype), dim=-1)
 
     def ov_circuits(self, include_ff: bool = False) -> Tensor:
         """Each layer's OV circuit as a token-to-logit map, (n_layers, 1, N, N) (docs/science.md §4.2).

@@ -53,6 +53,18 @@ def causal_mask(query_pos: torch.Tensor, seq_len: int) -> torch.Tensor:
     return keys <= query_pos[..., :, None]
 
 
+def causal_bias(query_pos: torch.Tensor, seq_len: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """:func:`causal_mask` as an additive bias: ``0`` where key ``s`` may be attended, ``-inf`` where ``s > t``.
+
+    ``scores + causal_bias(...)`` equals ``scores.masked_fill(~causal_mask(...), -inf)`` for finite scores, bit for
+    bit, and costs a broadcast add instead of a broadcast masked fill (several times slower on the CPU); its
+    backward passes the gradient through unchanged (the softmax already gives zero where the probability is).
+    query_pos: (..., Tq) int64.  Returns (..., Tq, seq_len) of ``dtype``.
+    """
+    zero = torch.zeros((), dtype=dtype, device=query_pos.device)
+    return torch.where(causal_mask(query_pos, seq_len), zero, float("-inf"))
+
+
 def rope_angles(positions: torch.Tensor, d: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosines and sines ``(..., T, d // 2)`` of the rotary angles for ``positions`` (..., T)."""
     inv_freq = base ** (-torch.arange(0, d - d % 2, 2, device=positions.device, dtype=torch.float32) / d)

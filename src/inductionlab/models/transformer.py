@@ -39,7 +39,7 @@ from inductionlab.errors import ConfigError
 from inductionlab.models.families import TransformerFamily
 from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, POS_ENCODINGS, RELATIVE_ENCODINGS, hook_name
-from inductionlab.models.positional import causal_mask, clipped_distances, rope_angles, rope_rotate, sincos_table
+from inductionlab.models.positional import causal_bias, clipped_distances, rope_angles, rope_rotate, sincos_table
 
 INIT_STD = 0.02  # GPT-2 / nanoGPT initialisation scale
 
@@ -93,7 +93,7 @@ class Attention(nn.Module):
         scores = scores.float() / math.sqrt(self.d_head)
         if self.rel_bias is not None:
             scores = scores + self.rel_bias[:, dist[:, 0]].transpose(0, 1).float()  # (b, H, Tq, T)
-        scores = scores.masked_fill(~causal_mask(query_pos, T)[:, None], float("-inf"))
+        scores = scores + causal_bias(query_pos, T)[:, None]                    # -inf where s > t
         scores = _hook(hook, hook_name("attn_scores", layer), scores, query_pos)
         pattern = _hook(hook, hook_name("pattern", layer), scores.softmax(dim=-1), query_pos)
         z = torch.einsum("bhts,bhse->bhte", pattern.to(v.dtype), v)                # (B, H, Tq, dh)
