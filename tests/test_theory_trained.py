@@ -177,3 +177,48 @@ def test_score_decomposition_adds_up_to_the_layer2_margin(ideal):
     assert sum(out["induction_margin"].values()) == pytest.approx(margin.mean().item(), rel=1e-4)
     best = max(out["induction_margin"], key=out["induction_margin"].get)
     assert best == "token×layer1_token"
+
+
+@pytest.mark.parametrize("pos_enc", ["ape", "rpe", "bias"])
+def test_ideal_memories_cross_talk_falls_and_the_closed_form_agreement_rises_with_width(pos_enc):
+    """docs/science.md §12: in ideal AMTs of growing d every memory's cross-talk falls (about as √(N/d): a
+    16-fold d should divide it by about 4), and the model's logits agree better with the closed form."""
+    from inductionlab.theory.trained import cross_talk
+
+    g = torch.randn(N, N, generator=torch.Generator().manual_seed(1))
+    g = g - g.mean(1, keepdim=True)
+    tokens = torch.randint(0, N, (32, T), generator=torch.Generator().manual_seed(2))
+    exact = closed_form_logits(tokens, ALPHAS, g.double(), pos_enc=pos_enc, train_len=T).logits
+    exact = (exact - exact.mean(1, keepdim=True)).flatten()
+    talk, agreement = [], []
+    for d in (64, 256, 1024):
+        per_seed, corr = [], []
+        for seed in range(3):
+            model = ideal_amt(N, d, ALPHAS, g, pos_enc=pos_enc, train_len=T, max_len=T, init_seed=seed)
+            per_seed.append(cross_talk(recall_matrices(model, T), train_len=T))
+            logits, _ = measured_layer2_pattern(model, tokens)
+            logits = (logits - logits.mean(1, keepdim=True)).double().flatten()
+            corr.append(torch.corrcoef(torch.stack((logits, exact)))[0, 1].item())
+        talk.append({k: sum(s[k] for s in per_seed) / 3 for k in per_seed[0]})
+        agreement.append(sum(corr) / 3)
+    for memory in ("wo", "wk2", "wk1"):
+        values = [t[memory] for t in talk]
+        if pos_enc == "bias" and memory == "wk1":  # a stored scalar per distance: no cross-talk at any d
+            assert values == [0.0, 0.0, 0.0]
+            continue
+        assert values[0] > values[1] > values[2], (memory, values)
+        assert 2.5 < values[0] / values[2] < 6.5, (memory, values)  # √16 = 4
+    assert agreement[0] < agreement[1] < agreement[2] and agreement[2] > 0.9, agreement  # ape 0.94 at d = 1024
+
+
+def test_cross_talk_of_a_random_matrix_is_about_one_and_of_a_perfect_memory_zero():
+    from inductionlab.theory.trained import RecallMatrices, cross_talk
+
+    gen = torch.Generator().manual_seed(5)
+    noise = RecallMatrices(torch.randn(400, 400, generator=gen), torch.zeros(400, 400),
+                           torch.randn(400, 400, generator=gen), torch.randn(400, 9, generator=gen), "rpe", 8)
+    assert all(0.9 < value < 1.1 for value in cross_talk(noise).values())  # 400 stored entries: ±4 % sampling
+    distance_one = torch.zeros(40, 9)
+    distance_one[:, 1] = 2.0
+    perfect = RecallMatrices(3 * torch.eye(40), torch.zeros(40, 40), torch.eye(40), distance_one, "rpe", 8)
+    assert cross_talk(perfect, triggers=torch.tensor([0, 5, 7])) == {"wo": 0.0, "wk2": 0.0, "wk1": 0.0}

@@ -72,6 +72,44 @@ def recall_matrices(model: AMTransformer, seq_len: int) -> RecallMatrices:
     return RecallMatrices(r3.cpu(), g.cpu(), r2.cpu(), layer1.cpu(), model.pos_enc, model.max_rel_dist)
 
 
+def _rms(x: Tensor) -> float:
+    return float(x.double().square().mean().sqrt())
+
+
+def cross_talk(rec: RecallMatrices, triggers: Tensor | None = None, train_len: int | None = None) -> dict[str, float]:
+    """Each memory's cross-talk (docs/science.md §12): RMS of its recall matrix off the stored associations over
+    RMS on them. 0 for a perfect memory; about 1 for a random matrix; of order √(N/d) for a sum of N outer
+    products of random embeddings in ℝ^d.
+
+    - ``wo``: ``R3[j, k]``, stored on the diagonal (attending to ``k`` writes logit ``k``);
+    - ``wk2``: ``R2[a, b]``, stored on the diagonal, rows ``a`` among the ``triggers`` (all rows when ``None``);
+    - ``wk1``: the previous-token memory of layer 1 — ``ape``: the causal rows ``t = 1..τ−1`` of the position
+      table (``train_len`` = τ, default all its rows), stored at ``s = t − 1`` against every other ``s ≤ t``;
+      ``rpe``: the token × distance table, stored at distance 1 against the other distances; ``bias``: the
+      distance-1 bias against the others.
+    """
+    out = {}
+    for name, matrix in (("wo", rec.R3), ("wk2", rec.R2)):
+        rows = torch.arange(matrix.shape[0]) if triggers is None else triggers.cpu()
+        on = torch.zeros_like(matrix, dtype=torch.bool)
+        on[torch.arange(matrix.shape[0]), torch.arange(matrix.shape[0])] = True
+        block, stored = matrix[rows], on[rows]
+        out[name] = _rms(block[~stored]) / _rms(block[stored])
+    table = rec.layer1
+    if rec.pos_enc in ABSOLUTE_ENCODINGS:
+        tau = table.shape[0] if train_len is None else min(train_len, table.shape[0])
+        t = torch.arange(tau)
+        causal = (t[None, :] <= t[:, None])[1:]  # rows 1..τ−1, keys s ≤ t
+        stored = (t[None, :] == t[:, None] - 1)[1:]
+        block = table[1:tau, :tau]
+        out["wk1"] = _rms(block[causal & ~stored]) / _rms(block[stored])
+    elif rec.pos_enc == "rpe":
+        out["wk1"] = _rms(torch.cat((table[:, :1], table[:, 2:]), 1)) / _rms(table[:, 1])
+    else:
+        out["wk1"] = _rms(torch.cat((table[:1], table[2:]))) / _rms(table[1:2])
+    return out
+
+
 def _causal_softmax(scores: Tensor) -> Tensor:
     seq_len = scores.shape[-1]
     mask = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
