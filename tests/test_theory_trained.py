@@ -181,7 +181,7 @@ def test_score_decomposition_adds_up_to_the_layer2_margin(ideal):
 
 @pytest.mark.parametrize("pos_enc", ["ape", "rpe", "bias"])
 def test_ideal_memories_cross_talk_falls_and_the_closed_form_agreement_rises_with_width(pos_enc):
-    """docs/science.md §12: in ideal AMTs of growing d every memory's cross-talk falls (about as √(N/d): a
+    """docs/science.md §11: in ideal AMTs of growing d every memory's cross-talk falls (about as √(N/d): a
     16-fold d should divide it by about 4), and the model's logits agree better with the closed form."""
     from inductionlab.theory.trained import cross_talk
 

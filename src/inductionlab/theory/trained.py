@@ -77,7 +77,7 @@ def _rms(x: Tensor) -> float:
 
 
 def cross_talk(rec: RecallMatrices, triggers: Tensor | None = None, train_len: int | None = None) -> dict[str, float]:
-    """Each memory's cross-talk (docs/science.md §12): RMS of its recall matrix off the stored associations over
+    """Each memory's cross-talk (docs/science.md §11): RMS of its recall matrix off the stored associations over
     RMS on them. 0 for a perfect memory; about 1 for a random matrix; of order √(N/d) for a sum of N outer
     products of random embeddings in ℝ^d.
 
