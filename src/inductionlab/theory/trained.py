@@ -91,10 +91,8 @@ def cross_talk(rec: RecallMatrices, triggers: Tensor | None = None, train_len: i
     out = {}
     for name, matrix in (("wo", rec.R3), ("wk2", rec.R2)):
         rows = torch.arange(matrix.shape[0]) if triggers is None else triggers.cpu()
-        on = torch.zeros_like(matrix, dtype=torch.bool)
-        on[torch.arange(matrix.shape[0]), torch.arange(matrix.shape[0])] = True
-        block, stored = matrix[rows], on[rows]
-        out[name] = _rms(block[~stored]) / _rms(block[stored])
+        stored = rows[:, None] == torch.arange(matrix.shape[1])  # each row's own column
+        out[name] = _rms(matrix[rows][~stored]) / _rms(matrix[rows][stored])
     table = rec.layer1
     if rec.pos_enc in ABSOLUTE_ENCODINGS:
         tau = table.shape[0] if train_len is None else min(train_len, table.shape[0])
@@ -108,12 +106,6 @@ def cross_talk(rec: RecallMatrices, triggers: Tensor | None = None, train_len: i
     else:
         out["wk1"] = _rms(torch.cat((table[:1], table[2:]))) / _rms(table[1:2])
     return out
-
-
-def _causal_softmax(scores: Tensor) -> Tensor:
-    seq_len = scores.shape[-1]
-    mask = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
-    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
 
 
 def _rpe_soft_match(table: Tensor, tokens: Tensor, key_match: Tensor, max_dist: int) -> Tensor:
@@ -160,7 +152,7 @@ def weights_only_logits(rec: RecallMatrices, tokens: Tensor) -> Tensor:
             scores1 = rec.layer1[:seq_len, :seq_len]
         else:
             scores1 = rec.layer1[clipped_distances(torch.arange(seq_len), seq_len, rec.max_rel_dist)]
-        match = key_match @ _causal_softmax(scores1).T  # one (T, T) pattern for every prompt
+        match = key_match @ AMTransformer.pattern(scores1, torch.arange(seq_len)).T  # one (T, T) pattern, all prompts
     return readout_logits(rec, tokens, torch.softmax(match, dim=-1))
 
 
