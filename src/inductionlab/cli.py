@@ -164,7 +164,7 @@ def backend_options(func):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def experiment(name: str, preset: str, out: str | None, backend: str, workers: int | None, address: str | None,
                quiet: bool) -> None:
-    """Run experiment NAME (birth, hijack, length, nope3, interventions, icl-mc, or an import path
+    """Run experiment NAME (birth, hijack, length, nope3, interventions, icl-mc, width, or an import path
     package.module:NAME): train or reuse its runs, write results and figures."""
     from inductionlab.experiments import get_experiment, run_experiment
 

@@ -35,6 +35,7 @@ _REGISTRY: dict[str, str] = {
     "nope3": "inductionlab.experiments.nope3:EXPERIMENT",
     "interventions": "inductionlab.experiments.interventions:EXPERIMENT",
     "icl-mc": "inductionlab.experiments.icl_mc:EXPERIMENT",
+    "width": "inductionlab.experiments.width:EXPERIMENT",
 }
 EXPERIMENTS = tuple(_REGISTRY)  # the package's own, in report order: what ``reproduce`` runs by default
 

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from inductionlab.errors import ConfigError
 from inductionlab.models.amt import AMTransformer
+from inductionlab.models.names import ABSOLUTE_ENCODINGS
 from inductionlab.theory.closed_form import (
     check_alphas,
     check_pos_enc,
@@ -38,6 +39,8 @@ from inductionlab.theory.closed_form import (
     check_weights,
     trigger_mask,
 )
+from inductionlab.theory.scalar import read_off_scalars
+from inductionlab.theory.trained import RecallMatrices
 
 #: Probabilities below this are clamped before the log in :func:`bigram_scores`.
 MIN_BIGRAM_PROB = 1e-6
@@ -141,3 +144,21 @@ def ideal_amt(
         # feed-forward: W_F = Σ g_ij u_j e_iᵀ = Uᵀ gᵀ E
         model.wf.copy_(unemb.T @ g.to(emb.dtype).T @ emb)
     return model
+
+
+def ideal_twin(rec: RecallMatrices, d_model: int, train_len: int, *, init_seed: int = 0, max_len: int = 2048,
+               triggers: Tensor | None = None) -> AMTransformer:
+    """The ideal AMT at width ``d_model`` with the stronger-AMT weights read off a trained model (docs/science.md
+    §11): ``α_1`` (``α_1(t)`` for ``ape``), ``α_2(a)``, ``α_3(j)`` and ``g`` from :func:`read_off_scalars` of its
+    recall matrices ``rec``, written into fresh random embeddings (:func:`ideal_amt`). Both models then answer
+    to one closed form, so what separates their agreement with it is how each stores its memories.
+
+    train_len: ``τ``; triggers: (K,) or ``None`` (random triggers). An ``rpe`` or ``bias`` ``α_1`` read off
+    below 0 is taken as 1e-6 (the closed form needs ``α_1 > 0``); ``max_len`` bounds ``ape`` prompts.
+    """
+    s = read_off_scalars(rec, train_len)
+    pos_enc = "ape" if rec.pos_enc in ABSOLUTE_ENCODINGS else rec.pos_enc
+    alpha1 = 1.0 if pos_enc == "ape" else max(float(s["alpha1"]), 1e-6)
+    return ideal_amt(rec.G.shape[0], d_model, (alpha1, 1.0, 1.0), s["g"], pos_enc=pos_enc, train_len=train_len,
+                     triggers=triggers, max_len=max(max_len, train_len), max_rel_dist=rec.max_rel_dist,
+                     init_seed=init_seed, alpha1_t=s.get("alpha1_t"), alpha2_a=s["alpha2_a"], alpha3_j=s["alpha3_j"])

@@ -118,8 +118,12 @@ def last_position(model, tokens: Tensor, chunk_tokens: int = 4096) -> tuple[Tens
 
 @torch.no_grad()
 def evaluate_model(model, rec: RecallMatrices, prompts: Sequence[SettingPrompts], train_len: int,
-                   triggers: Tensor | None, chunk_tokens: int = 4096) -> PromptTable:
+                   triggers: Tensor | None, chunk_tokens: int = 4096, grid: Sequence[float] = SCALE_GRID
+                   ) -> PromptTable:
     """Run the model and the fit-free predictions on every setting's prompts (CPU).
+
+    ``grid``: the scales of the scalar form's terms (:func:`scalar_gap_terms`); it must hold 1 (the read-off
+    form); ``(1.0,)`` when nothing is fitted.
 
     ``theta_readout`` is the readout with the measured layer-2 attention ``β²`` and ``R3`` replaced by
     ``θ·I`` (:func:`copy_strength`): ``ξ_j ≈ θ Σ_s β²_s 1{z_s = j} + G[a, j]``, so its gap is
@@ -133,10 +137,10 @@ def evaluate_model(model, rec: RecallMatrices, prompts: Sequence[SettingPrompts]
         logits, beta2 = last_position(model, tokens, chunk_tokens)
         attention_gap = (beta2 * ((tokens == b[:, None]).float() - (tokens == rival[:, None]).float())).sum(1).double()
         predictions = {"weights_only": weights_only_logits(rec, tokens), "readout": readout_logits(rec, tokens, beta2)}
-        terms = scalar_gap_terms(rec, tokens, b, rival, train_len, triggers)
+        terms = scalar_gap_terms(rec, tokens, b, rival, train_len, triggers, grid)
         gaps = {"model": _pick(logits, b) - _pick(logits, rival)}
         gaps.update({k: _pick(v, b) - _pick(v, rival) for k, v in predictions.items()})
-        gaps["scalar_read_off"] = terms[_unit_grid_index()].sum(0)
+        gaps["scalar_read_off"] = terms[_unit_grid_index(grid)].sum(0)
         features = count_features(batch, g)
         gaps["bigram_only"] = features[:, 4]
         gaps["theta_readout"] = theta * attention_gap + features[:, 4]
@@ -154,9 +158,9 @@ def evaluate_model(model, rec: RecallMatrices, prompts: Sequence[SettingPrompts]
     return PromptTable(**{f.name: _cat([r[f.name] for r in rows], f.name) for f in fields(PromptTable)})
 
 
-def _unit_grid_index() -> int:
+def _unit_grid_index(grid: Sequence[float]) -> int:
     """The grid point with both scales 1: the read-off form without a fit."""
-    return SCALE_GRID.index(1.0) * len(SCALE_GRID) + SCALE_GRID.index(1.0)
+    return grid.index(1.0) * len(grid) + grid.index(1.0)
 
 
 def _cat(values: list, name: str):
