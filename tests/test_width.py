@@ -51,12 +51,12 @@ def test_disagreement_is_within_setting_and_scale_free():
     setting = [0, 0, 0, 1, 1, 1]
     shifted = [v + 100 * s for v, s in zip(model, setting, strict=True)]  # right up to one constant per setting
     noisy = [1.5, 2.0, 3.0, 10.0, 12.0, 14.0]
-    out = disagreement(_table(model, {"weights_only": shifted, "scalar_read_off": noisy}, setting))
+    out = disagreement(_table(model, {"weights_only": shifted, "scalar_read_off": noisy, "readout": model}, setting))
     assert out["weights_only"]["rmse"] == pytest.approx(0.0, abs=1e-12)
     assert out["weights_only"]["within_r2"] == pytest.approx(1.0)
     r2 = out["scalar_read_off"]["within_r2"]
     assert 0 < r2 < 1 and out["scalar_read_off"]["relative_rmse"] == pytest.approx(math.sqrt(1 - r2))
-    tenfold = disagreement(_table([10 * v for v in model], {"weights_only": shifted,
+    tenfold = disagreement(_table([10 * v for v in model], {"weights_only": shifted, "readout": model,
                                                             "scalar_read_off": [10 * v for v in noisy]}, setting))
     assert tenfold["scalar_read_off"]["relative_rmse"] == pytest.approx(out["scalar_read_off"]["relative_rmse"])
     assert tenfold["scalar_read_off"]["rmse"] == pytest.approx(10 * out["scalar_read_off"]["rmse"])

@@ -2,7 +2,8 @@
 
 On the designed prompts of ``hijack`` (:mod:`inductionlab.prompts.query_pairs`) a model's logit gaps
 ``ξ_b − ξ_rival`` are set against two fit-free predictions of docs/science.md §4.5 read off its own weights:
-the weights-only prediction and the scalar form. Per prediction:
+the weights-only prediction and the scalar form (and, for diagnosis, the readout with the model's own
+layer-2 attention). Per prediction:
 
 - within-setting R² and RMSE (each setting's mean removed from both sides, as in ``hijack``);
 - the **relative disagreement**: that RMSE over the RMS of the model's own within-setting gaps
@@ -32,7 +33,8 @@ from inductionlab.prompts.query_pairs import SettingPrompts
 from inductionlab.theory.scalar import read_off_scalars
 from inductionlab.theory.trained import RecallMatrices, cross_talk, recall_matrices
 
-PREDICTIONS = ("weights_only", "scalar_read_off")
+PREDICTIONS = ("weights_only", "scalar_read_off")  # fit-free predictions from the weights alone: the claims
+REPORTED = (*PREDICTIONS, "readout")  # and the readout with the model's own layer-2 attention, for diagnosis
 
 
 def _rms(x: Tensor) -> float:
@@ -40,13 +42,15 @@ def _rms(x: Tensor) -> float:
 
 
 def disagreement(table: PromptTable) -> dict[str, Any]:
-    """Within-setting R², RMSE (logits) and relative RMSE of each of :data:`PREDICTIONS` against the model's gaps,
-    and the RMS of the model's within-setting gaps (``gap_rms``) they are relative to."""
+    """Within-setting R², RMSE (logits) and relative RMSE of each of :data:`REPORTED` against the model's gaps,
+    and the RMS of the model's within-setting gaps (``gap_rms``) they are relative to. The readout takes the
+    model's measured layer-2 attention: where it agrees and the weights-only prediction does not, what the
+    weights miss is where layer 2 attends."""
     measured = table.gaps["model"].double()
     centred = measured - group_means(measured, table.setting)
     scale = _rms(centred)
     out: dict[str, Any] = {"gap_rms": scale}
-    for name in PREDICTIONS:
+    for name in REPORTED:
         predicted = table.gaps[name].double()
         rmse = _rms(predicted - group_means(predicted, table.setting) - centred)
         out[name] = {"within_r2": within_r_squared(predicted, measured, table.setting), "rmse": rmse,

@@ -14,11 +14,12 @@ from inductionlab.experiments.kit.checks import check
 from inductionlab.experiments.kit.claims import Rule, SeedValues, claim, claims_section
 from inductionlab.experiments.kit.curves import seed_spread
 from inductionlab.experiments.kit.finish import readme_heading
-from inductionlab.experiments.width.measure import PREDICTIONS
+from inductionlab.experiments.width.measure import PREDICTIONS, REPORTED
 from inductionlab.report.figures import save_figure
 from inductionlab.report.format import number
 
-LABELS = {"weights_only": "weights-only", "scalar_read_off": "scalar form"}
+LABELS = {"weights_only": "weights-only", "scalar_read_off": "scalar form",
+          "readout": "readout with its own layer-2 attention"}
 MEMORIES = {"wo": "W_O² (R3)", "wk2": "W_K² (R2)", "wk1": "W_K¹ (distance table)"}
 FACTOR_LEVEL = 2.0  # claim 2: the trained relative disagreement at most this many times the ideal twin's
 TREND_MARGIN = 0.5  # claim 1: ρ must lie below −0.5, over half-way from no trend to a monotone fall
@@ -28,9 +29,10 @@ FACTOR_MARGIN = 0.25  # claim 2: the largest width's factor must be below the sm
 def flat(measured: dict[str, Any]) -> dict[str, float | None]:
     """One model's statistics (:func:`~inductionlab.experiments.width.measure.measure`) as ``name → value``."""
     out: dict[str, float | None] = {"gap_rms": measured["disagreement"]["gap_rms"]}
-    for name in PREDICTIONS:
+    for name in REPORTED:
         for stat, value in measured["disagreement"][name].items():
             out[f"{name}.{stat}"] = value
+    for name in PREDICTIONS:
         out[f"{name}.n_star_error"] = measured["n_star_error"][name]
     out.update({f"cross_talk.{k}": v for k, v in measured["cross_talk"].items()})
     out.update({f"probes.{k}": v for k, v in measured["probes"].items()})
@@ -141,13 +143,14 @@ def setting(preset: dict[str, Any], cfg, results: dict[str, Any]) -> str:
 
 
 def write_figures(results: dict[str, Any], out: Path) -> list[str]:
-    """Disagreement against d (both predictions) and each memory's cross-talk against d, trained beside ideal."""
+    """Disagreement against d (both predictions, and the readout that locates it) and each memory's cross-talk
+    against d, trained beside ideal."""
     by_width = results["summary"]["by_width"]
     widths = [str(d) for d in results["widths"]]
     x = [int(d) for d in widths]
     names = []
     for stem, panels, ylabel in (
-            ("width_disagreement", {LABELS[p]: f"{p}.relative_rmse" for p in PREDICTIONS}, "relative disagreement D"),
+            ("width_disagreement", {LABELS[p]: f"{p}.relative_rmse" for p in REPORTED}, "relative disagreement D"),
             ("width_cross_talk", {MEMORIES[m]: f"cross_talk.{m}" for m in MEMORIES},
              "cross-talk (RMS off / RMS stored)")):
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
@@ -170,7 +173,7 @@ def readme(results: dict[str, Any]) -> str:
     """The experiment's README.md: the per-width table, convergence, the claims."""
     by_width = results["summary"]["by_width"]
     lines = readme_heading("Width: the closed form as d grows (docs/science.md §11)", results,
-                           "d", "model", "D weights-only", "R² weights-only", "D scalar", "R² scalar",
+                           "d", "model", "D weights-only", "R² weights-only", "D scalar", "R² scalar", "D readout",
                            "n* error (w-o / scalar)", "cross-talk W_O² / W_K² / W_K¹", "margin W_O² / W_K²",
                            "eval loss")
     for d in (str(d) for d in results["widths"]):
@@ -183,6 +186,7 @@ def readme(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {d} | {kind} | {mean('weights_only.relative_rmse')} | {mean('weights_only.within_r2')} | "
                 f"{mean('scalar_read_off.relative_rmse')} | {mean('scalar_read_off.within_r2')} | "
+                f"{mean('readout.relative_rmse')} | "
                 f"{mean('weights_only.n_star_error')} / {mean('scalar_read_off.n_star_error')} | "
                 f"{mean('cross_talk.wo')} / {mean('cross_talk.wk2')} / {mean('cross_talk.wk1')} | "
                 f"{mean('probes.wo_margin')} / {mean('probes.wk2_margin')} | {mean('loss', 3)} |")
@@ -190,7 +194,8 @@ def readme(results: dict[str, Any]) -> str:
     lines += ["", "Means over seeds. D: the within-setting RMSE of the prediction over the RMS of the model's own "
               "within-setting gaps (√(1 − R²)); the ideal twin is the ideal AMT of the same d with the scalars read "
               "off each trained model. Cross-talk: RMS of each recall matrix off its stored associations over RMS "
-              "on them.", "",
+              "on them. D readout: the readout with the model's own layer-2 attention (not a prediction: where it "
+              "is small and D weights-only is not, the weights miss where layer 2 attends).", "",
               "Convergence (evaluation loss changing by less than 1 % over the last fifth of training): "
               + (f"{len(unconverged)} runs had not converged: {', '.join(unconverged)}." if unconverged
                  else "every run converged.")]
