@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from inductionlab.experiments.hijack.run import plan as hijack_plan
-from inductionlab.experiments.width.measure import disagreement
+from inductionlab.experiments.width.measure import disagreement, recall_margin
 from inductionlab.experiments.width.report import claims
 from inductionlab.experiments.width.run import PRESETS, convergence, plan
 from inductionlab.theory.ideal import ideal_amt, ideal_twin
@@ -107,3 +107,12 @@ def test_claims_hold_for_a_closing_gap_and_fail_for_a_widening_one():
     same = _results({d: {"0": 0.5, "1": 0.3, "2": 0.4} for d in ("64", "128", "256", "512")},
                     {"64": {"0": 1.5, "1": 1.4, "2": 1.6}, "512": {"0": 1.5, "1": 1.4, "2": 1.6}})
     assert "holds" not in [c["verdict"] for c in claims(same)]
+
+
+def test_recall_margin_is_in_units_of_the_stored_strength():
+    perfect = 3 * torch.eye(5)
+    assert recall_margin(perfect, True) == pytest.approx(1.0)
+    assert recall_margin(10 * perfect, False) == pytest.approx(1.0)
+    m = torch.eye(3) + torch.tensor([[0.0, 0.5, 0.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    assert recall_margin(m, True) == pytest.approx((0.5 + 1.0 - 1.0) / 3)  # rows: 1 − 0.5, 1 − 0, 1 − 2
+    assert recall_margin(m, False) == pytest.approx((-1.0 + 0.5 + 1.0) / 3)  # columns: 1 − 2, 1 − 0.5, 1 − 0

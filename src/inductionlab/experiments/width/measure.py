@@ -12,8 +12,10 @@ layer-2 attention). Per prediction:
   copied token too), so agreement is compared on this scale-free number;
 - the crossover ``n*`` error (count family; never crossing counts as ``n_max + 1``).
 
-Beside them: each memory's cross-talk (:func:`~inductionlab.theory.trained.cross_talk`), the ``W_O²`` and
-``W_K²`` probe margins (:mod:`inductionlab.probes.memory`) and the read-off scalars' means.
+Beside them: each memory's cross-talk (:func:`~inductionlab.theory.trained.cross_talk`), the ``W_O²`` (through
+``W_F``) and ``W_K²`` probe accuracies (:mod:`inductionlab.probes.memory`) and their margins in units of the
+stored strength (:func:`recall_margin`: the raw margins scale with the embeddings' norm, which differs between
+the trained models' initialisation and the ideal AMT's), and the read-off scalars' means.
 """
 
 from __future__ import annotations
@@ -66,17 +68,32 @@ def n_star_error(table: PromptTable, count_mask: Tensor, n_max: int) -> dict[str
                       if points else None) for name in PREDICTIONS}}
 
 
+def recall_margin(matrix: Tensor, stored_in_rows: bool) -> float:
+    """Mean over stored associations of (stored entry − the largest competitor), in units of the RMS stored entry:
+    a probe margin that does not depend on the embeddings' scale. ``stored_in_rows``: each row's own column is
+    stored and competes with that row's others (``R2[a, ·]``); otherwise with its column's others (``R3[·, k]``:
+    attending to ``k`` should write ``k`` above every other output)."""
+    m = matrix.double() if stored_in_rows else matrix.double().T
+    stored = m.diagonal()
+    rival = m.masked_fill(torch.eye(m.shape[0], dtype=torch.bool), float("-inf")).max(1).values
+    return float((stored - rival).mean()) / _rms(stored)
+
+
 def measure(model: AMTransformer, prompts: list[SettingPrompts], n_max: int, train_len: int,
-            rec: RecallMatrices | None = None) -> dict[str, Any]:
-    """Every statistic above for one model (random triggers: every token a trigger) on ``prompts``.
+            rec: RecallMatrices | None = None, closed_form: Tensor | None = None) -> tuple[dict[str, Any], Tensor]:
+    """Every statistic above for one model (random triggers: every token a trigger) on ``prompts``, and the gaps
+    (P,) of the scalar form it was judged against.
 
     n_max: the largest count of the count family; rec: the model's recall matrices at the longest prompt
-    (computed when not given).
+    (computed when not given); closed_form: the scalar form's gaps the model answers to, when they are not its
+    own read-off (an ideal twin answers to the scalars written into it: its trained model's).
     """
     model.eval()
     longest = max(p.tokens.shape[1] for p in prompts)
     rec = recall_matrices(model, max(longest, train_len)) if rec is None else rec
     table = evaluate_model(model, rec, prompts, train_len, None, grid=(1.0,))
+    if closed_form is not None:
+        table.gaps["scalar_read_off"] = closed_form
     count_mask = torch.cat([torch.full((len(p.tokens),), p.setting.family == "count") for p in prompts])
     scalars = read_off_scalars(rec, train_len)
     with torch.no_grad():
@@ -84,8 +101,9 @@ def measure(model: AMTransformer, prompts: list[SettingPrompts], n_max: int, tra
     return {
         "disagreement": disagreement(table), "n_star_error": n_star_error(table, count_mask, n_max),
         "cross_talk": cross_talk(rec, None, train_len),
-        "probes": {k: probes[k] for k in ("wo", "wo_margin", "wk2", "wk2_margin")},
+        "probes": {"wo_ff": probes["wo_ff"], "wk2": probes["wk2"], "wo_margin": recall_margin(rec.R3, False),
+                   "wk2_margin": recall_margin(rec.R2, True)},
         "scalars": {"alpha1": float(scalars["alpha1"]) if "alpha1" in scalars else None,
                     "alpha2_mean": float(scalars["alpha2_a"].mean()), "alpha3_mean": float(scalars["alpha3_j"].mean()),
                     "g_rms": _rms(scalars["g"])},
-    }
+    }, table.gaps["scalar_read_off"]

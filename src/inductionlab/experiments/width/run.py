@@ -4,8 +4,8 @@ The ``hijack`` models (random triggers, ``rpe``, linear ``W_F``) are trained at 
 steps at every width, several seeds each; the width ``hijack`` trains rides along its runs (the runs differ only
 in how long they train and how they are evaluated, :func:`~inductionlab.train.shared_trajectory`). Each
 trained model gets an **ideal twin**: the ideal AMT at the same ``d`` with the scalars read off that model
-(:func:`~inductionlab.theory.ideal.ideal_twin`), so both answer to one closed form. Both are measured on the
-designed prompts (:mod:`.measure`).
+(:func:`~inductionlab.theory.ideal.ideal_twin`, fresh embeddings), so both answer to one closed form: the
+scalar form is the trained model's read-off for both. Both are measured on the designed prompts (:mod:`.measure`).
 
 Claims, per prediction (weights-only, scalar form), on the relative disagreement ``D`` of :mod:`.measure`:
 
@@ -50,6 +50,7 @@ PRESETS = {
               "seeds": (0, 1), "n_pairs": 8, "per_pair": 2, "count_T": (32, 128), "count_n": tuple(range(9)),
               "distance_T": (64,)},
 }
+TWIN_SEED = 10_000  # a twin's embeddings: seed TWIN_SEED + the trained run's seeds.init
 CONVERGED_CHANGE = 0.01  # the largest relative change of the evaluation loss over the last fifth of training
 QUESTION = ("As the width d grows, do trained models come to follow the closed form of docs/science.md §4.4 as "
             "closely as the ideal associative-memory transformer of the same width does?")
@@ -100,14 +101,16 @@ def analyse(runs_dir: Path, out: Path, preset_name: str) -> dict[str, Any]:
         d, seed = dict(spec.params)["d_model"], dict(spec.params)["seed"]
         run_cfg, model, _ = open_trained(runs_dir / spec.folder)
         rec = recall_matrices(model, max(longest, train_len))
-        trained = measure(model, prompts, n_max, train_len, rec)
+        trained, closed_form = measure(model, prompts, n_max, train_len, rec)
         trained["convergence"] = convergence(RunDir(runs_dir / spec.folder).metrics(), preset["steps"])
-        twin = ideal_twin(rec, d, train_len, init_seed=run_cfg.seeds.init, max_len=longest)
+        twin_seed = TWIN_SEED + run_cfg.seeds.init  # fresh embeddings, never the trained model's random stream
+        twin = ideal_twin(rec, d, train_len, init_seed=twin_seed, max_len=longest)
         by_width = models.setdefault(str(d), {"trained": {}, "ideal": {}, "runs": {}})
-        by_width["trained"][str(seed)], by_width["ideal"][str(seed)] = trained, measure(twin, prompts, n_max, train_len)
+        by_width["trained"][str(seed)] = trained
+        by_width["ideal"][str(seed)] = measure(twin, prompts, n_max, train_len, closed_form=closed_form)[0]
         by_width["runs"][str(seed)] = spec.folder
         if d == preset["widths"][0]:
-            wide = ideal_twin(rec, preset["widths"][-1], train_len, init_seed=run_cfg.seeds.init, max_len=longest)
+            wide = ideal_twin(rec, preset["widths"][-1], train_len, init_seed=twin_seed, max_len=longest)
             yardstick[str(seed)] = {"smallest": by_width["ideal"][str(seed)]["cross_talk"],
                                     "largest": cross_talk(recall_matrices(wide, train_len), None, train_len)}
 
