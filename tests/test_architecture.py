@@ -68,7 +68,8 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_the_registry_resolves_names_and_import_paths():
-    assert EXPERIMENTS == ("birth", "hijack", "length", "nope3", "interventions", "icl-mc", "width")
+    assert EXPERIMENTS == ("birth", "hijack", "length", "nope3", "interventions", "icl-mc", "width",
+                           "kv-shift")
     assert [get_experiment(e).name for e in EXPERIMENTS] == list(EXPERIMENTS)
     assert get_experiment("icl-mc").title
     assert get_experiment("hijack").analysis_cost > get_experiment("birth").analysis_cost  # the longest first

@@ -56,6 +56,22 @@ class ModelConfig(_Strict):
     n_heads: int = Field(1, gt=0)
     mlp: bool = False
     d_mlp: int | None = Field(None, gt=0)
+    kv_shift: bool | tuple[int, ...] = Field(
+        False, description="KV-shifting attention (docs/science.md §3.3): true in every block, or a list of "
+        "blocks (0-based, as in hook names)")
+
+    @field_validator("kv_shift", mode="before")
+    @classmethod
+    def _kv_shift(cls, value: Any) -> Any:
+        allowed = "allowed: true, false, or a list of distinct 0-based block indices such as [0]"
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                          and v >= 0 for v in value):
+            raise ValueError(f"model.kv_shift: {value!r} is not a choice of blocks; {allowed}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"model.kv_shift: {list(value)} names a block twice; {allowed}")
+        return tuple(value)
 
 
 class TrainConfig(_Strict):
@@ -181,6 +197,9 @@ class RunConfig(_Strict):
                 f"data.seq_len: T={self.data.seq_len} exceeds model.max_len={self.model.max_len} "
                 f"allowed by the absolute encoding {self.model.pos_enc!r}"
             )
+        if isinstance(self.model.kv_shift, tuple) and any(b >= self.model.n_layers for b in self.model.kv_shift):
+            raise ValueError(f"model.kv_shift: blocks {list(self.model.kv_shift)} outside the model's "
+                             f"{self.model.n_layers} (0-based: 0 to {self.model.n_layers - 1})")
         if self.model.d_model % self.model.n_heads:
             raise ValueError(f"model.n_heads: {self.model.n_heads} does not divide d_model={self.model.d_model}")
         if self.model.trained is not None:

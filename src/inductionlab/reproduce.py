@@ -69,12 +69,15 @@ def _cpu_name() -> str:
 
 
 def planned_runs(preset: str, experiments: tuple[str, ...] = EXPERIMENTS) -> list:
-    """Every run the named experiments need at ``preset``, validated (ConfigError for a bad name)."""
+    """Every run the named experiments need at ``preset``, validated (ConfigError for a bad name). A run two
+    experiments both plan (the same name, preset and overrides: one experiment reads another's runs, as kv-shift
+    reads birth's and icl-mc's) is trained once."""
     if preset not in EXPERIMENT_PRESETS:
         raise ConfigError(f"--preset: unknown preset {preset!r}; allowed: {', '.join(EXPERIMENT_PRESETS)}")
     if not experiments:
         raise ConfigError(f"experiments: name at least one of {', '.join(EXPERIMENTS)}")
     specs = [spec for path in _paths(experiments).values() for spec in load_experiment(path).plan(preset)]
+    specs = list(dict.fromkeys(specs))  # identical specs once, in order; different runs in one folder still clash
     check_specs(specs, f"--preset {preset}")
     return specs
 

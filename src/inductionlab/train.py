@@ -160,6 +160,7 @@ class Trainer:
         """A metrics row with the task's weight-space probes only (``train.probe_every``): no data needed; no row
         when the task and the model have none."""
         probes = self.task.weight_probes(self.model, self.cfg.data.seq_len, eval_len=self.eval_batch.inputs.shape[1])
+        probes |= self.model.kv_shift_scalars()  # KV-shifting attention's scalars (docs/science.md §3.3)
         if probes:
             self.run.append_metrics({"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3),
                                      **probes})
@@ -173,7 +174,7 @@ class Trainer:
             raise ConfigError(f"data.task: {type(self.task).__name__}.evaluate logs no {EVALUATION_KEY!r} (the loss on "
                               "the in-context targets), by which every evaluation row is known; add it")
         row = {"step": self.step, "train_loss": train_loss, "elapsed_s": round(elapsed, 3), **metrics,
-               **self.task.count_metrics(self.train_counts.tolist())}
+               **self.task.count_metrics(self.train_counts.tolist()), **self.model.kv_shift_scalars()}
         self.run.append_metrics(row)
         return row
 

@@ -36,6 +36,7 @@ _REGISTRY: dict[str, str] = {
     "interventions": "inductionlab.experiments.interventions:EXPERIMENT",
     "icl-mc": "inductionlab.experiments.icl_mc:EXPERIMENT",
     "width": "inductionlab.experiments.width:EXPERIMENT",
+    "kv-shift": "inductionlab.experiments.kv_shift:EXPERIMENT",
 }
 EXPERIMENTS = tuple(_REGISTRY)  # the package's own, in report order: what ``reproduce`` runs by default
 

@@ -11,7 +11,9 @@ What trains is explicit: a matrix named in ``trained`` is an ``nn.Parameter``, e
 buffer (frozen at its random init). Tensors are named after the science: ``emb`` (rows ``e_k``),
 ``unemb`` (rows ``u_k``), ``pos`` (rows ``p_t``), ``rel`` (rows ``r_δ``), ``wk{l}``, ``wv{l}``,
 ``wo{l}``, ``bias{l}``, ``wf`` (or ``wf_in``/``wf_out`` for the MLP); models/names.py defines them, and
-``AMTransformer.family`` (models/families.py) lists those of a given configuration.
+``AMTransformer.family`` (models/families.py) lists those of a given configuration. With KV-shifting
+attention (docs/science.md §3.3) layer ``ℓ`` also stores ``kvshift{ℓ}`` = ``[α1, α2, β1, β2]``: its keys are
+``α1 h_s + α2 h_{s−1}`` and its values are read from ``β1 h_s + β2 h_{s−1}``.
 
 Speed comes from algebra the model allows, not from approximations:
 
@@ -25,6 +27,7 @@ Speed comes from algebra the model allows, not from approximations:
   ``h^1 = h^0 + β¹ (h^0 Φ_1ᵀ)``, so everything read from it through a fixed matrix (the logits, the values of
   layer 2 through ``W_U (I + W_F) Φ_2``) is a lookup in an ``(N+T) × N`` table mixed by ``β¹``: no
   ``(B, T, d) × (d, N)`` product;
+- the KV shift is moved onto the scores and the pattern (models/kv_shift.py), so every lookup above stays;
 - each table is built once while the matrices it comes from are unchanged (:meth:`AMTransformer.table`):
   once per run when they are frozen, once per training step when they train, however many groups of rows
   the loss runs the model on.
@@ -44,16 +47,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
+from inductionlab.models import kv_shift as ks
 from inductionlab.models import positional as pe
-from inductionlab.models.families import AMTFamily
+from inductionlab.models.families import AMTFamily, kv_shift_layers
 from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
 from inductionlab.models.names import (
     ABSOLUTE_ENCODINGS,
+    AMT_KV_SHIFT,
     AMT_LAYER_MATRICES,
+    KV_SHIFT_SCALARS,
     POS_ENCODINGS,
     RELATIVE_ENCODINGS,
     amt_matrix,
     hook_name,
+    kv_shift_metric,
 )
 
 
@@ -79,6 +86,7 @@ class AMTransformer(nn.Module):
         d_mlp: int | None = None,
         pos_all_layers: bool = False,
         init_seed: int = 0,
+        kv_shift: bool | tuple[int, ...] = False,
     ):
         super().__init__()
         if pos_enc not in POS_ENCODINGS:
@@ -91,6 +99,9 @@ class AMTransformer(nn.Module):
         self.pos_enc, self.max_len, self.max_rel_dist = pos_enc, max_len, max_rel_dist
         self.init, self.ff, self.pos_all_layers = init, ff, pos_all_layers
         self.trained = tuple(trained)
+        self.kv_shift = kv_shift  # blocks (0-based) with KV-shifting attention, or True for every one
+        if any(block >= n_layers for block in kv_shift_layers(self)):
+            raise ConfigError(f"kv_shift={kv_shift!r} names blocks outside the model's {n_layers} (0-based)")
         self.score_scale = 1.0 if init == "theory" else 1.0 / math.sqrt(d_model)
 
         gen = torch.Generator().manual_seed(init_seed)
@@ -127,6 +138,8 @@ class AMTransformer(nn.Module):
             hidden = d_mlp or 4 * d
             self._store("wf_in", matrix(hidden, d, "wf"))
             self._store("wf_out", matrix(d, hidden, "wf"))
+        for block in kv_shift_layers(self):  # drawn last: every other tensor equals the same model's without them
+            self._store(amt_matrix(AMT_KV_SHIFT, block + 1), ks.initial_scalars((), gen))
         # name → (what it was built from, table): see `table`; not part of the state dict
         self._tables: dict[str, tuple[tuple, tuple, Tensor]] = {}
         self._calls = 0  # forward calls in progress (a table recording gradients lives as long as its call)
@@ -136,7 +149,7 @@ class AMTransformer(nn.Module):
         """The model a :class:`~inductionlab.config.ModelConfig` ``m`` describes (models/build.py)."""
         return cls(n_tokens, m.d_model, m.n_layers, m.pos_enc, m.max_len, m.max_rel_dist, init=m.init,
                    trained=m.trained or cls.family.default_trained(m), zero_init=m.zero_init, ff=m.ff,
-                   d_mlp=m.d_mlp, pos_all_layers=m.pos_all_layers, init_seed=init_seed)
+                   d_mlp=m.d_mlp, pos_all_layers=m.pos_all_layers, init_seed=init_seed, kv_shift=m.kv_shift)
 
     def hook_names(self) -> tuple[str, ...]:
         """Every hook point of this model, in forward order (the keys a ``cache`` receives)."""
@@ -202,6 +215,25 @@ class AMTransformer(nn.Module):
             return (x @ self.mat(amt_matrix("wv", layer)).T) @ self.mat(amt_matrix("wo", layer)).T
         return x @ self.phi(layer).T
 
+    def kv_shift_of(self, layer: int) -> Tensor | None:
+        """``[α1, α2, β1, β2]`` of layer ``layer`` (1-based), or None where it has no KV shift."""
+        return self.mat(amt_matrix(AMT_KV_SHIFT, layer)) if layer - 1 in kv_shift_layers(self) else None
+
+    def kv_shift_scalars(self) -> dict[str, float]:
+        """Every KV-shift scalar by its metrics key (models/names.py ``kv_shift_metric``); none without them."""
+        return {kv_shift_metric(block, 0, scalar): float(value) for block in kv_shift_layers(self)
+                for scalar, value in zip(KV_SHIFT_SCALARS, self.kv_shift_of(block + 1).tolist(), strict=True)}
+
+    def shifted_scores(self, layer: int, scores: Tensor) -> Tensor:
+        """Content scores against the keys ``h_s`` (…, Tq, T) → against the shifted keys (identity without a shift)."""
+        kv = self.kv_shift_of(layer)
+        return scores if kv is None else ks.shift_key_scores(scores, kv[0], kv[1])
+
+    def value_weights(self, layer: int, pattern: Tensor) -> Tensor:
+        """Layer ``layer``'s attention (…, Tq, T) → its weights on the unshifted values (identity without a shift)."""
+        kv = self.kv_shift_of(layer)
+        return pattern if kv is None else ks.shift_value_weights(pattern, kv[2], kv[3])
+
     def has_positional_term(self, layer: int) -> bool:
         return self.pos_enc in RELATIVE_ENCODINGS and (layer == 1 or self.pos_all_layers)
 
@@ -242,22 +274,28 @@ class AMTransformer(nn.Module):
         rel = qw @ self.rel.T  # (B, Tq, Δ+1)
         return torch.gather(rel, -1, dist.expand(*rel.shape[:-1], seq_len))
 
-    def attention_scores(self, layer: int, h: Tensor, query_pos: Tensor) -> Tensor:
+    def attention_scores(self, layer: int, h: Tensor, query_pos: Tensor, keys: Tensor | None = None) -> Tensor:
         """Pre-softmax scores of layer ``layer`` from its input ``h`` (B, T, d): (B, Tq, T).
 
         The explicit path of docs/science.md §3.1, valid for any layer and encoding.
-        ``query_pos``: (Tq,) or (B, Tq) int64.
+        ``query_pos``: (Tq,) or (B, Tq) int64. ``keys``: the key-side input (B, T, d) when it is not ``h``
+        (the shifted keys, already shifted); by default ``h``, KV-shifted where the layer has the shift.
         """
         seq_len = h.shape[1]
         wk = self.score_scale * self.mat(amt_matrix("wk", layer))  # c folded into the d×d matrix
         q = _take(h, query_pos)
+        kv = self.kv_shift_of(layer) if keys is None else None
+        keys = h if keys is None else keys
         if self.pos_enc == "rope" and self.has_positional_term(layer):
-            keys = h @ wk.T
+            keys = keys @ wk.T
+            keys = keys if kv is None else ks.shift_sequence(keys, kv[0], kv[1])  # shifted before the rotation
             cos_q, sin_q = pe.rope_angles(query_pos, self.d_model)
             cos_k, sin_k = pe.rope_angles(torch.arange(seq_len, device=h.device), self.d_model)
             return pe.rope_rotate(q, cos_q, sin_q) @ pe.rope_rotate(keys, cos_k, sin_k).transpose(1, 2)
         qw = q @ wk
-        return qw @ h.transpose(1, 2) + self.positional_scores(layer, qw, query_pos, seq_len)
+        content = qw @ keys.transpose(1, 2)
+        content = content if kv is None else ks.shift_key_scores(content, kv[0], kv[1])
+        return content + self.positional_scores(layer, qw, query_pos, seq_len)
 
     def layer1_scores_from_tables(self, tokens: Tensor, query_pos: Tensor) -> Tensor:
         """Layer-1 scores by table lookup (same numbers as :meth:`attention_scores` on ``embed``).
@@ -283,7 +321,8 @@ class AMTransformer(nn.Module):
         scores = torch.gather(token_rows, 2, tokens[:, None, :].expand(batch, token_rows.shape[1], seq_len))
         if absolute:
             pos_rows = F.embedding(q_tok, table[:n, n:]) + F.embedding(query_pos, table[n:, n:])
-            return scores + pos_rows
+            return self.shifted_scores(1, scores + pos_rows)
+        scores = self.shifted_scores(1, scores)
         if self.has_positional_term(1):
             qw = F.embedding(q_tok, basis_w) if self.pos_enc == "rpe" else None
             scores = scores + self.positional_scores(1, qw, query_pos, seq_len)
@@ -318,7 +357,9 @@ class AMTransformer(nn.Module):
 
         With ``cache`` (a dict) or ``hooks`` (``{name: fn}``, models/hooks.py) the explicit path runs
         through the TransformerLens-style hook points ``hook_embed``, ``hook_pos_embed``,
-        ``blocks.{l}.hook_resid_pre`` (B, T, d), ``blocks.{l}.attn.hook_attn_scores`` and
+        ``blocks.{l}.hook_resid_pre`` (B, T, d), with a KV shift ``blocks.{l}.attn.hook_k_shifted`` and
+        ``blocks.{l}.attn.hook_v_shifted`` (B, 1, T, d: the shifted key and value inputs),
+        ``blocks.{l}.attn.hook_attn_scores`` and
         ``blocks.{l}.attn.hook_pattern`` (B, 1, Tq, T), ``blocks.{l}.hook_attn_out`` (B, Tq, d),
         ``blocks.{l}.hook_resid_post`` (B, Tq, d) and ``hook_logits``; layer indices are 0-based as in
         TransformerLens. A hook replaces the activation it names (docs/science.md §8).
@@ -374,7 +415,7 @@ class AMTransformer(nn.Module):
             else:
                 h = self.embed(tokens) if h is None else h
                 scores = self.attention_scores(layer, h, query_pos)
-            beta = self.pattern(scores, query_pos)
+            beta = self.value_weights(layer, self.pattern(scores, query_pos))  # weights on the unshifted values
             if last and self.ff != "mlp":
                 # fold W_U (I + W_F) into the residual and W_U (I + W_F) Φ_L into the values
                 readout = self.readout()
@@ -406,9 +447,10 @@ class AMTransformer(nn.Module):
             beta = self.pattern(self.layer1_scores_from_tables(tokens, last_q), last_q)
             maps = self.table("readout1", seq_len, lambda: basis @ self._readout_maps(1).T)  # (N [+T], 2N)
             direct, through_values = self.embed_lookup(maps, tokens).split(n, -1)  # (B, T, N) each
-            logits = _take(direct, last_q) + beta @ through_values
+            logits = _take(direct, last_q) + self.value_weights(1, beta) @ through_values
             return (logits, beta) if with_pattern else logits
         beta1 = self.pattern(self.layer1_scores_from_tables(tokens, all_pos), all_pos)  # (B, T, T)
+        beta1 = self.value_weights(1, beta1)  # how layer 1 mixes the values V¹ (β¹ itself without a KV shift)
         if isinstance(last_q, list):
             parts = zip(split_groups(tokens, last_q), split_groups(beta1, last_q), last_q, strict=True)
             return [self._second_layer(rows, rows_beta1, q)[0] for rows, rows_beta1, q in parts]
@@ -416,8 +458,9 @@ class AMTransformer(nn.Module):
         return (logits, beta2) if with_pattern else logits
 
     def _second_layer(self, tokens: Tensor, beta1: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-        """Layer 2 (the last) of a two-layer model from the tokens (B, T) and ``β¹`` (B, T, T) at query positions
-        ``q`` (B, Tq): logits (B, Tq, N) and ``β²`` (B, Tq, T).
+        """Layer 2 (the last) of a two-layer model from the tokens (B, T) and ``β¹`` (B, T, T; with a KV shift in
+        layer 1, its weights on the unshifted values, :meth:`value_weights`) at query positions ``q`` (B, Tq):
+        logits (B, Tq, N) and ``β²`` (B, Tq, T).
 
         ``h^0_s`` and ``V¹_s = Φ_1 h^0_s`` are sums of rows of the tables ``[E; P]`` and ``[E; P] Φ_1ᵀ``
         (:meth:`embed_lookup`). Two ways, the cheaper for these sizes chosen (:meth:`second_layer_route`):
@@ -438,7 +481,7 @@ class AMTransformer(nn.Module):
             h1 = h0 + beta1 @ v1
             beta2 = self.pattern(self.attention_scores(2, h1, q), q)
             direct, through_values = (h1 @ self._readout_maps(2).T).split(n, -1)  # h^1 Rᵀ, h^1 (RΦ_2)ᵀ: (B, T, N)
-            return _take(direct, q) + beta2 @ through_values, beta2
+            return _take(direct, q) + self.value_weights(2, beta2) @ through_values, beta2
         both = self.table("basis_values1", seq_len, lambda: torch.cat((basis, values1)))  # (2M, d)
         q = q.expand(tokens.shape[0], -1)  # (Tq,) → (B, Tq)
         beta1_q = _take(beta1, q)  # (B, Tq, T)
@@ -446,10 +489,11 @@ class AMTransformer(nn.Module):
         qw = h1_q @ (self.score_scale * self.mat(amt_matrix("wk", 2)))
         key_rows = qw @ both.T  # (B, Tq, 2M): x·b for every table row b
         m = basis.shape[0]
-        scores = (self._at_tokens(key_rows[..., :m], tokens) + self._at_tokens(key_rows[..., m:], tokens)
-                  @ beta1.transpose(1, 2) + self.positional_scores(2, qw, q, seq_len))
-        beta2 = self.pattern(scores, q)
-        weights = torch.cat((self._onto_rows(beta2, tokens), self._onto_rows(beta2 @ beta1, tokens)), -1)
+        content = (self._at_tokens(key_rows[..., :m], tokens) + self._at_tokens(key_rows[..., m:], tokens)
+                   @ beta1.transpose(1, 2))
+        beta2 = self.pattern(self.shifted_scores(2, content) + self.positional_scores(2, qw, q, seq_len), q)
+        mix = self.value_weights(2, beta2)
+        weights = torch.cat((self._onto_rows(mix, tokens), self._onto_rows(mix @ beta1, tokens)), -1)
         value_readout = self.table("readout2_rows", seq_len, lambda: both @ self._readout_maps(2)[n:].T)  # (2M, N)
         return h1_q @ self.readout().T + weights @ value_readout, beta2
 
@@ -525,14 +569,19 @@ class AMTransformer(nn.Module):
             query_pos = last_q if layer == self.n_layers else all_pos
             h = hook(hook_name("resid_pre", block), h)
             # while h is still h^0 (nothing replaced it), layer-1 scores and values are table lookups
-            from_tables = (layer == 1 and self.pos_enc != "rope" and not replaced
+            kv = self.kv_shift_of(layer)
+            from_tables = (layer == 1 and self.pos_enc != "rope" and not replaced and kv is None
                            and not hook.hooked(hook_name("resid_pre", block)))
+            keys, values_in = h, h
+            if kv is not None:  # the shifted key and value inputs, (B, 1, T, d) at their hook points
+                keys = hook(hook_name("k_shifted", block), ks.shift_sequence(h, kv[0], kv[1]).unsqueeze(1))[:, 0]
+                values_in = hook(hook_name("v_shifted", block), ks.shift_sequence(h, kv[2], kv[3]).unsqueeze(1))[:, 0]
             scores = (self.layer1_scores_from_tables(tokens, query_pos) if from_tables
-                      else self.attention_scores(layer, h, query_pos))
+                      else self.attention_scores(layer, h, query_pos, keys=keys))
             scores = hook(hook_name("attn_scores", block), scores.unsqueeze(1), query_pos)[:, 0]
             beta = hook(hook_name("pattern", block), self.pattern(scores, query_pos).unsqueeze(1), query_pos)[:, 0]
             values = (self._residual_map(None, tokens, lambda x: self.apply_phi(x, 1)) if from_tables
-                      else self.apply_phi(h, layer))
+                      else self.apply_phi(values_in, layer))
             attn_out = hook(hook_name("attn_out", block), beta @ values, query_pos)
             h = hook(hook_name("resid_post", block), _take(h, query_pos) + attn_out, query_pos)
         return hook(hook_name(self.family.final_point), self.final_logits(h), last_q)

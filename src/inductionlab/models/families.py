@@ -31,13 +31,15 @@ class ModelFamily:
     def hook_names(cls, m) -> tuple[str, ...]:
         """Every hook point, in forward order."""
         out = [nm.hook_name("embed")] + ([nm.hook_name("pos_embed")] if m.pos_enc in nm.ABSOLUTE_ENCODINGS else [])
-        out += [nm.hook_name(point, layer) for layer in range(m.n_layers) for point in cls.block_points_of(m)]
+        out += [nm.hook_name(point, layer) for layer in range(m.n_layers) for point in cls.block_points_of(m, layer)]
         return (*out, nm.hook_name(cls.final_point))
 
     @classmethod
-    def block_points_of(cls, m) -> tuple[str, ...]:
-        """The hook points of each block of ``m``."""
-        return cls.block_points
+    def block_points_of(cls, m, layer: int) -> tuple[str, ...]:
+        """The hook points of block ``layer`` (0-based) of ``m``: the shifted keys and values only where it has
+        KV-shifting attention."""
+        shifted = layer in kv_shift_layers(m)
+        return tuple(p for p in cls.block_points if shifted or p not in nm.KV_SHIFT_POINTS)
 
     @staticmethod
     def weight_names(m) -> tuple[str, ...]:
@@ -60,14 +62,23 @@ class ModelFamily:
         raise NotImplementedError
 
 
+def kv_shift_layers(m) -> tuple[int, ...]:
+    """The blocks (0-based, as in hook names) of ``m`` with KV-shifting attention (docs/science.md §3.3):
+    ``m.kv_shift`` is ``True`` (every block), ``False`` (none) or the blocks themselves."""
+    value = getattr(m, "kv_shift", False)
+    if value is True:
+        return tuple(range(m.n_layers))
+    return tuple(sorted(value)) if value else ()
+
+
 class AMTFamily(ModelFamily):
     """The associative-memory transformer (docs/science.md §3.1; models/amt.py).
 
-    Reads ``m.n_layers``, ``m.pos_enc``, ``m.ff``, ``m.pos_all_layers``, ``m.d_model``.
+    Reads ``m.n_layers``, ``m.pos_enc``, ``m.ff``, ``m.pos_all_layers``, ``m.d_model``, ``m.kv_shift``.
     """
 
     arch = "amt"
-    block_points = ("resid_pre", "attn_scores", "pattern", "attn_out", "resid_post")
+    block_points = ("resid_pre", "k_shifted", "v_shifted", "attn_scores", "pattern", "attn_out", "resid_post")
     final_point = "logits"  # the last hook point: the logits themselves
 
     @staticmethod
@@ -81,7 +92,7 @@ class AMTFamily(ModelFamily):
         out += list(nm.AMT_EMBEDDINGS)
         if m.ff != "none":
             out.append(nm.AMT_FEED_FORWARD)
-        return tuple(out)
+        return (*out, *_amt_kv_shift(m))
 
     @classmethod
     def weight_names(cls, m) -> tuple[str, ...]:
@@ -105,7 +116,7 @@ class AMTFamily(ModelFamily):
             out += [nm.amt_matrix(nm.AMT_POSITION_BIAS, layer) for layer in layers]
         if m.ff != "none":
             out.append(nm.AMT_FEED_FORWARD)
-        return tuple(out)
+        return (*out, *_amt_kv_shift(m))
 
     @staticmethod
     def cost_factor(m) -> int:
@@ -118,20 +129,26 @@ class AMTFamily(ModelFamily):
         return m.d_model
 
 
+def _amt_kv_shift(m) -> tuple[str, ...]:
+    """The AMT's KV-shift scalars, one tensor per shifted layer (1-based names: ``kvshift1``)."""
+    return tuple(nm.amt_matrix(nm.AMT_KV_SHIFT, block + 1) for block in kv_shift_layers(m))
+
+
 class TransformerFamily(ModelFamily):
     """The general transformer (docs/science.md §3.2; models/transformer.py): everything trains.
 
-    Reads ``m.n_layers``, ``m.pos_enc``, ``m.mlp``, ``m.d_mlp``, ``m.d_model``.
+    Reads ``m.n_layers``, ``m.pos_enc``, ``m.mlp``, ``m.d_mlp``, ``m.d_model``, ``m.kv_shift``.
     """
 
     arch = "transformer"
-    block_points = ("resid_pre", "attn_scores", "pattern", "attn_out", "resid_mid", "mlp_out", "resid_post")
+    block_points = ("resid_pre", "k_shifted", "v_shifted", "attn_scores", "pattern", "attn_out", "resid_mid",
+                    "mlp_out", "resid_post")
     final_point = "ln_final"  # the last hook point: the normalised residual the unembedding reads
 
     @classmethod
-    def block_points_of(cls, m) -> tuple[str, ...]:
-        """``mlp_out`` only with MLPs."""
-        return tuple(p for p in cls.block_points if p != "mlp_out" or m.mlp)
+    def block_points_of(cls, m, layer: int) -> tuple[str, ...]:
+        """``mlp_out`` only with MLPs, the shifted keys and values only with KV-shifting attention."""
+        return tuple(p for p in super().block_points_of(m, layer) if p != "mlp_out" or m.mlp)
 
     @staticmethod
     def weight_names(m) -> tuple[str, ...]:
@@ -141,6 +158,7 @@ class TransformerFamily(ModelFamily):
         for layer in range(m.n_layers):
             out += [nm.transformer_weight(kind, layer) for kind in nm.TRANSFORMER_ATTN]
             out += [nm.transformer_weight(kind, layer) for kind in nm.TRANSFORMER_MLP] if m.mlp else []
+            out += [nm.transformer_weight(nm.TRANSFORMER_KV_SHIFT, layer)] if layer in kv_shift_layers(m) else []
         return tuple(out)
 
     @staticmethod
@@ -152,8 +170,9 @@ class TransformerFamily(ModelFamily):
     @staticmethod
     def stream_floats(m) -> int:
         """Floats per token and layer a forward keeps besides the attention pattern: the residual and the
-        attention output, and the MLP's hidden layer."""
-        return 2 * m.d_model + ((m.d_mlp or 4 * m.d_model) if m.mlp else 0)
+        attention output, the MLP's hidden layer, and with KV-shifting attention the shifted keys and values."""
+        shifted = 2 * m.d_model if kv_shift_layers(m) else 0
+        return 2 * m.d_model + shifted + ((m.d_mlp or 4 * m.d_model) if m.mlp else 0)
 
 
 FAMILIES: dict[str, type[ModelFamily]] = {f.arch: f for f in (AMTFamily, TransformerFamily)}

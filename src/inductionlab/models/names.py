@@ -10,7 +10,8 @@ inside a block, a 0-based layer::
 Weight names: the AMT's matrices are named after the science, with 1-based layers as in
 docs/science.md §3.1 (``amt_matrix("wk", 2) == "wk2"``; ``emb``, ``unemb``, ``pos``, ``rel``, ``wf``
 …); the general transformer's after TransformerLens, with 0-based blocks
-(``transformer_weight("W_K", 0) == "blocks.0.attn.W_K"``). Which names a model of each family has
+(``transformer_weight("W_K", 0) == "blocks.0.attn.W_K"``). Both families name the four scalars of
+KV-shifting attention per layer (``kvshift1``; ``blocks.0.attn.kv_shift``). Which names a model of each family has
 is said by its family (models/families.py). This module imports neither torch nor the config.
 """
 
@@ -36,6 +37,8 @@ MODEL_POINTS = {
 # hook points of block ``l``: point → name after ``blocks.{l}.``, in forward order
 BLOCK_POINTS = {
     "resid_pre": "hook_resid_pre",
+    "k_shifted": "attn.hook_k_shifted",
+    "v_shifted": "attn.hook_v_shifted",
     "attn_scores": "attn.hook_attn_scores",
     "pattern": "attn.hook_pattern",
     "attn_out": "hook_attn_out",
@@ -44,6 +47,7 @@ BLOCK_POINTS = {
     "resid_post": "hook_resid_post",
 }
 HEAD_POINTS = ("attn_scores", "pattern")  # (B, H, Tq, T): one axis per head, the query axis second to last
+KV_SHIFT_POINTS = ("k_shifted", "v_shifted")  # (B, H, T, ·): only in blocks with KV-shifting attention (§3.3)
 
 _BLOCK_NAME = re.compile(r"blocks\.(\d+)\.(.+)")
 _BLOCK_POINT_OF = {suffix: point for point, suffix in BLOCK_POINTS.items()}
@@ -108,18 +112,23 @@ AMT_RELATIVE = "rel"
 AMT_EMBEDDINGS = ("emb", "unemb", AMT_POSITIONS)  # e_k, u_k, p_t
 AMT_FEED_FORWARD = "wf"  # linear W_F; the ReLU MLP stores it as "wf_in", "wf_out"
 AMT_MLP = ("wf_in", "wf_out")
+AMT_KV_SHIFT = "kvshift"  # per layer with KV-shifting attention: [α1, α2, β1, β2] (docs/science.md §3.3)
+KV_SHIFT_SCALARS = ("alpha1", "alpha2", "beta1", "beta2")  # the order of the last axis of a kv-shift tensor
 
 
 def amt_matrix(kind: str, layer: int) -> str:
-    """The AMT's per-layer matrix ``kind`` (``wk``, ``wv``, ``wo`` or ``bias``) of layer ``layer``, 1-based."""
-    if kind not in (*AMT_LAYER_MATRICES, AMT_POSITION_BIAS):
-        raise ConfigError(f"unknown AMT matrix kind {kind!r}; allowed: {', '.join(AMT_LAYER_MATRICES)}, bias")
+    """The AMT's per-layer matrix ``kind`` (``wk``, ``wv``, ``wo``, ``bias`` or ``kvshift``) of layer ``layer``,
+    1-based."""
+    if kind not in (*AMT_LAYER_MATRICES, AMT_POSITION_BIAS, AMT_KV_SHIFT):
+        raise ConfigError(f"unknown AMT matrix kind {kind!r}; allowed: {', '.join(AMT_LAYER_MATRICES)}, "
+                          f"{AMT_POSITION_BIAS}, {AMT_KV_SHIFT}")
     return f"{kind}{layer}"
 
 
 TRANSFORMER_EMBEDDINGS = ("W_E", "W_U", "W_pos")
 TRANSFORMER_ATTN = ("W_Q", "W_K", "W_V", "W_O")
 TRANSFORMER_MLP = ("W_in", "W_out")
+TRANSFORMER_KV_SHIFT = "kv_shift"  # (n_heads, 4) per block with KV-shifting attention (docs/science.md §3.3)
 
 
 def transformer_weight(kind: str, layer: int | None = None) -> str:
@@ -127,10 +136,18 @@ def transformer_weight(kind: str, layer: int | None = None) -> str:
     an attention (``W_Q``, ``W_K``, ``W_V``, ``W_O``) or MLP (``W_in``, ``W_out``) matrix."""
     if kind in TRANSFORMER_EMBEDDINGS and layer is None:
         return kind
-    if kind in TRANSFORMER_ATTN and layer is not None:
+    if kind in (*TRANSFORMER_ATTN, TRANSFORMER_KV_SHIFT) and layer is not None:
         return f"blocks.{layer}.attn.{kind}"
     if kind in TRANSFORMER_MLP and layer is not None:
         return f"blocks.{layer}.mlp.{kind}"
     raise ConfigError(f"no general-transformer weight {kind!r} (layer {layer}); allowed: "
                       f"{', '.join(TRANSFORMER_EMBEDDINGS)} without a layer, "
-                      f"{', '.join(TRANSFORMER_ATTN + TRANSFORMER_MLP)} with one")
+                      f"{', '.join((*TRANSFORMER_ATTN, *TRANSFORMER_MLP, TRANSFORMER_KV_SHIFT))} with one")
+
+
+def kv_shift_metric(layer: int, head: int, scalar: str) -> str:
+    """The metrics key of one KV-shift scalar (docs/science.md §3.3) of block ``layer`` (0-based, as in hook
+    names) and head ``head``: ``kv_shift_metric(0, 0, "alpha1") == "kv_shift.0.0.alpha1"``."""
+    if scalar not in KV_SHIFT_SCALARS:
+        raise ConfigError(f"unknown KV-shift scalar {scalar!r}; allowed: {', '.join(KV_SHIFT_SCALARS)}")
+    return f"kv_shift.{layer}.{head}.{scalar}"

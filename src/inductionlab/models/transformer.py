@@ -15,6 +15,8 @@ Conventions follow TransformerLens so probes read the same on both codebases:
     hook_embed                   (B, T, d)       token embeddings
     hook_pos_embed               (B, T, d)       ape / ape-sincos only
     blocks.{l}.hook_resid_pre    (B, T, d)
+    blocks.{l}.attn.hook_k_shifted (B, H, T, dh)  keys k̂ after the KV shift, before rope (kv_shift blocks only)
+    blocks.{l}.attn.hook_v_shifted (B, H, T, dh)  values v̂ after the KV shift (kv_shift blocks only)
     blocks.{l}.attn.hook_attn_scores (B, H, Tq, T) pre-softmax scores, -inf where s > t
     blocks.{l}.attn.hook_pattern (B, H, Tq, T)   attention probabilities (rows sum to 1)
     blocks.{l}.hook_attn_out     (B, Tq, d)
@@ -36,8 +38,10 @@ import torch
 from torch import Tensor, nn
 
 from inductionlab.errors import ConfigError
-from inductionlab.models.families import TransformerFamily
+from inductionlab.models import names as nm
+from inductionlab.models.families import TransformerFamily, kv_shift_layers
 from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
+from inductionlab.models.kv_shift import initial_scalars, shift_sequence
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, POS_ENCODINGS, RELATIVE_ENCODINGS, hook_name
 from inductionlab.models.positional import causal_bias, clipped_distances, rope_angles, rope_rotate, sincos_table
 
@@ -52,10 +56,11 @@ class Attention(nn.Module):
     """Causal multi-head attention with an optional relative encoding (rpe, bias or rope).
 
     ``relative`` is the layer's positional encoding if it is one of the relative kinds and
-    applies to this layer, else ``"none"``.
+    applies to this layer, else ``"none"``. ``kv_shift``: KV-shifting attention (docs/science.md §3.3),
+    ``kv_shift`` (n_heads, 4) holding ``[α1, α2, β1, β2]`` per head.
     """
 
-    def __init__(self, d_model: int, n_heads: int, relative: str, max_rel_dist: int):
+    def __init__(self, d_model: int, n_heads: int, relative: str, max_rel_dist: int, kv_shift: bool = False):
         super().__init__()
         self.n_heads, self.d_head = n_heads, d_model // n_heads
         self.relative, self.max_rel_dist = relative, max_rel_dist
@@ -69,6 +74,7 @@ class Attention(nn.Module):
         # T5/ALiBi-style scalar per head per clipped distance, added after the 1/√d_head scaling;
         # starts at zero (= NoPE at init).
         self.rel_bias = nn.Parameter(torch.empty(n_heads, n_dist)) if relative == "bias" else None
+        self.kv_shift = nn.Parameter(torch.empty(n_heads, 4)) if kv_shift else None
 
     def forward(self, h: Tensor, query_pos: Tensor | None, hook: HookPoints | None, layer: int) -> Tensor:
         """h: (B, T, d) normalised residual; query_pos: (B, Tq) int64, or None for every position.
@@ -82,6 +88,10 @@ class Attention(nn.Module):
         q = torch.einsum("btd,hde->bhte", h_q, self.W_Q)                          # (B, H, Tq, dh)
         k = torch.einsum("bsd,hde->bhse", h, self.W_K)                            # (B, H, T, dh)
         v = torch.einsum("bsd,hde->bhse", h, self.W_V)                            # (B, H, T, dh)
+        if self.kv_shift is not None:  # mix each key and value with its predecessor, before rope
+            kv = self.kv_shift[:, None, None, :]                                  # (H, 1, 1, 4)
+            k = _hook(hook, hook_name("k_shifted", layer), shift_sequence(k, kv[..., 0], kv[..., 1]))
+            v = _hook(hook, hook_name("v_shifted", layer), shift_sequence(v, kv[..., 2], kv[..., 3]))
         if self.relative == "rope":
             q = rope_rotate(q, *(a[:, None] for a in rope_angles(query_pos, self.d_head)))
             k = rope_rotate(k, *rope_angles(key_pos, self.d_head))
@@ -115,10 +125,11 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm residual block: ``x + attn(ln1(x))``, then ``+ mlp(ln2(·))`` if present."""
 
-    def __init__(self, d_model: int, n_heads: int, relative: str, max_rel_dist: int, d_mlp: int | None):
+    def __init__(self, d_model: int, n_heads: int, relative: str, max_rel_dist: int, d_mlp: int | None,
+                 kv_shift: bool = False):
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = Attention(d_model, n_heads, relative, max_rel_dist)
+        self.attn = Attention(d_model, n_heads, relative, max_rel_dist, kv_shift)
         self.ln2 = nn.LayerNorm(d_model) if d_mlp else None
         self.mlp = MLP(d_model, d_mlp) if d_mlp else None
 
@@ -140,7 +151,8 @@ class GeneralTransformer(nn.Module):
 
     pos_enc: one of ``POS_ENCODINGS``.  ``ape`` learns ``W_pos`` (max_len rows); ``ape-sincos``
     adds a frozen unit-norm sinusoidal buffer; ``rpe``/``bias``/``rope`` act inside attention,
-    in every layer if ``pos_all_layers`` else in the first layer only; ``none`` is NoPE.
+    in every layer if ``pos_all_layers`` else in the first layer only; ``none`` is NoPE. ``kv_shift``:
+    KV-shifting attention (docs/science.md §3.3) in every block (``True``) or in the blocks listed (0-based).
     Absolute encodings need ``T ≤ max_len``; the others run at any length.
     All parameters are drawn from ``init_seed`` with a local generator (the global RNG is untouched).
     """
@@ -150,7 +162,7 @@ class GeneralTransformer(nn.Module):
 
     def __init__(self, n_tokens: int, d_model: int, n_layers: int, n_heads: int, pos_enc: str, max_len: int,
                  max_rel_dist: int = 64, mlp: bool = False, d_mlp: int | None = None, init_seed: int = 0,
-                 pos_all_layers: bool = True):
+                 pos_all_layers: bool = True, kv_shift: bool | tuple[int, ...] = False):
         super().__init__()
         if pos_enc not in POS_ENCODINGS:
             raise ConfigError(f"pos_enc={pos_enc!r} is not one of {POS_ENCODINGS}")
@@ -162,6 +174,9 @@ class GeneralTransformer(nn.Module):
         self.n_tokens, self.d_model, self.n_layers, self.n_heads = n_tokens, d_model, n_layers, n_heads
         self.pos_enc, self.max_len, self.max_rel_dist = pos_enc, max_len, max_rel_dist
         self.mlp = mlp  # whether the blocks have MLPs (their hook and weight names follow)
+        self.kv_shift = kv_shift  # the blocks with KV-shifting attention (their hook and weight names follow)
+        if any(block >= n_layers for block in kv_shift_layers(self)):
+            raise ConfigError(f"kv_shift={kv_shift!r} names blocks outside the model's {n_layers} (0-based)")
         self.W_E = nn.Parameter(torch.empty(n_tokens, d_model))
         self.W_pos = nn.Parameter(torch.empty(max_len, d_model)) if pos_enc == "ape" else None
         sincos = sincos_table(max_len, d_model) if pos_enc == "ape-sincos" else None
@@ -169,7 +184,8 @@ class GeneralTransformer(nn.Module):
         d_mlp = (d_mlp or 4 * d_model) if mlp else None
         relative = pos_enc if pos_enc in RELATIVE_ENCODINGS else "none"
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, relative if (l == 0 or pos_all_layers) else "none", max_rel_dist, d_mlp)
+            Block(d_model, n_heads, relative if (l == 0 or pos_all_layers) else "none", max_rel_dist, d_mlp,
+                  l in kv_shift_layers(self))
             for l in range(n_layers)
         )
         self.ln_final = nn.LayerNorm(d_model)
@@ -180,7 +196,8 @@ class GeneralTransformer(nn.Module):
     def from_config(cls, m, n_tokens: int, init_seed: int) -> GeneralTransformer:
         """The model a :class:`~inductionlab.config.ModelConfig` ``m`` describes (models/build.py)."""
         return cls(n_tokens, m.d_model, m.n_layers, m.n_heads, m.pos_enc, m.max_len, max_rel_dist=m.max_rel_dist,
-                   mlp=m.mlp, d_mlp=m.d_mlp, init_seed=init_seed, pos_all_layers=m.pos_all_layers)
+                   mlp=m.mlp, d_mlp=m.d_mlp, init_seed=init_seed, pos_all_layers=m.pos_all_layers,
+                   kv_shift=m.kv_shift)
 
     def hook_names(self) -> tuple[str, ...]:
         """Every hook point of this model, in forward order (the keys a ``cache`` receives)."""
@@ -193,14 +210,29 @@ class GeneralTransformer(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, init_seed: int) -> None:
         """GPT-2 init from ``init_seed``: weights N(0, 0.02), output projections (``W_O``, ``W_out``)
-        N(0, 0.02/√(2·n_layers)), LayerNorm (1, 0), relative biases 0."""
+        N(0, 0.02/√(2·n_layers)), LayerNorm (1, 0), relative biases 0; the KV-shift scalars as
+        docs/science.md §3.3 says, drawn after every other weight (so the rest equals the same model without
+        them)."""
         gen = torch.Generator().manual_seed(init_seed)
+        shift_names = {nm.transformer_weight(nm.TRANSFORMER_KV_SHIFT, l) for l in range(self.n_layers)}
         for name, p in self.named_parameters():
+            if name in shift_names:
+                continue
             if ".ln" in name or name.startswith("ln_final") or name.endswith("rel_bias"):
                 p.fill_(1.0 if name.endswith("weight") else 0.0)
             else:
                 std = INIT_STD / math.sqrt(2 * self.n_layers) if name.endswith(("W_O", "W_out")) else INIT_STD
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
+        for block in self.blocks:
+            if block.attn.kv_shift is not None:
+                block.attn.kv_shift.copy_(initial_scalars((self.n_heads,), gen))
+
+    def kv_shift_scalars(self) -> dict[str, float]:
+        """Every KV-shift scalar by its metrics key (models/names.py ``kv_shift_metric``); none without them."""
+        return {nm.kv_shift_metric(l, head, scalar): float(value)
+                for l, block in enumerate(self.blocks) if block.attn.kv_shift is not None
+                for head, row in enumerate(block.attn.kv_shift.detach().cpu().tolist())
+                for scalar, value in zip(nm.KV_SHIFT_SCALARS, row, strict=True)}
 
     def forward(
         self, tokens: Tensor, query_positions: Tensor | QueryGroups | None = None, cache: dict | None = None,
