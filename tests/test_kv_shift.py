@@ -47,12 +47,14 @@ def test_the_shift_moves_onto_scores_and_pattern():
     assert torch.allclose(beta @ v_hat, shift_value_weights(beta, b1, b2) @ v, atol=1e-6)
 
 
-AMT_CASES = list(itertools.product([1, 2], ["ape", "rpe", "bias", "rope", "none"], ["none", "linear"]))
+POSITIONS = ["ape", "rpe", "bias", "rope", "none"]
+AMT_CASES = [(layers, pos, ff, True) for layers, pos, ff in itertools.product([1, 2], POSITIONS, ["none", "linear"])]
+AMT_CASES += [(2, pos, "linear", shift) for pos in POSITIONS for shift in ((0,), (1,))]  # one layer of two shifted
 
 
-@pytest.mark.parametrize("layers,pos,ff", AMT_CASES)
-def test_amt_fast_paths_equal_the_explicit_path_and_every_hook_fires(layers, pos, ff):
-    model = AMTransformer(N, 16, layers, pos, max_len=40, max_rel_dist=8, ff=ff, kv_shift=True, init_seed=1)
+@pytest.mark.parametrize("layers,pos,ff,shift", AMT_CASES)
+def test_amt_fast_paths_equal_the_explicit_path_and_every_hook_fires(layers, pos, ff, shift):
+    model = AMTransformer(N, 16, layers, pos, max_len=40, max_rel_dist=8, ff=ff, kv_shift=shift, init_seed=1)
     if pos == "bias":
         with torch.no_grad():
             for layer in range(1, layers + 1):
@@ -228,3 +230,20 @@ def test_hook_names_are_per_block():
     assert "kvshift2" in model.weight_names() and "kvshift1" not in model.weight_names()
     with pytest.raises(ConfigError, match="outside the model's 2"):
         AMTransformer(N, 16, 2, "none", kv_shift=(2,))
+
+
+def test_the_scalars_reach_probe_and_trajectory(tmp_path, tiny):
+    import json
+
+    from click.testing import CliRunner
+
+    from inductionlab.cli import cli
+    from inductionlab.tools.trajectory import FAMILIES
+
+    cfg = tiny(model={"kv_shift": True, "pos_enc": "none"}, train={"steps": 2})
+    train(cfg, tmp_path / "run", progress=False)
+    result = CliRunner().invoke(cli, ["probe", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert kv_shift_metric(1, 0, "beta2") in json.loads(result.output)
+    panels = [f.title for f in FAMILIES if f.select({kv_shift_metric(0, 0, "alpha1"), kv_shift_metric(1, 0, "beta2")})]
+    assert panels == ["KV-shift scalars (§3.3; block.head.scalar)"]

@@ -7,7 +7,13 @@ import pytest
 from inductionlab.experiments.birth.run import plan as birth_plan
 from inductionlab.experiments.icl_mc.run import plan as icl_mc_plan
 from inductionlab.experiments.kv_shift.claims import checks, claims
-from inductionlab.experiments.kv_shift.measure import milestone_ratio, milestone_step, scalar_ratio, summarise
+from inductionlab.experiments.kv_shift.measure import (
+    induction_head,
+    milestone_ratio,
+    milestone_step,
+    scalar_ratio,
+    summarise,
+)
 from inductionlab.experiments.kv_shift.run import arm_of, plan
 from inductionlab.models.names import kv_shift_metric
 from inductionlab.reproduce import planned_runs
@@ -54,9 +60,13 @@ def test_milestones_and_scalar_ratios():
     assert milestone_ratio(100, None, never=110) == pytest.approx(100 / 110)
     row = {kv_shift_metric(0, h, k): v for h, vals in enumerate([(0.2, -0.6, 1.0, 0.0), (0.5, 0.5, 0.3, 0.1)])
            for k, v in zip(("alpha1", "alpha2", "beta1", "beta2"), vals, strict=True)}
-    assert scalar_ratio(row, "alpha") == pytest.approx(0.25)  # |0.2| / (|0.2| + |−0.6|), the smaller head
+    assert scalar_ratio(row, "alpha") == pytest.approx(0.25)  # |0.2| / (|0.2| + |−0.6|)
     assert scalar_ratio(row, "beta") == 0.0
+    assert scalar_ratio(row, "beta", head=1) == pytest.approx(0.25)
     assert scalar_ratio({"step": 0}, "alpha") is None
+    # the head is chosen by its induction score, not by its scalars
+    assert induction_head(row | {"head_induction_L0H0": 0.1, "head_induction_L0H1": 0.8}) == 1
+    assert induction_head(row) == 0
 
 
 def _results(kv_learns: bool, kv_moves: bool):

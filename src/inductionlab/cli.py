@@ -96,7 +96,7 @@ def probe(run_dir: str, device: str) -> None:
     batch = task.evaluation_batch(cfg.train.eval_batch_size, cfg.seeds.eval)
     forward = Interventions(cfg.interventions, model).forward(model, step, "eval")  # as the run evaluated
     metrics = task.evaluate(model, batch, cfg.data.seq_len, forward=forward)
-    click.echo(jsonio.dumps({"run": run_dir, "step": step, **metrics}, indent=2))
+    click.echo(jsonio.dumps({"run": run_dir, "step": step, **metrics, **model.kv_shift_scalars()}, indent=2))
 
 
 @cli.command()

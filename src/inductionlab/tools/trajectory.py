@@ -81,6 +81,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("attention entropy per head (L: 0-based layer, H: head)", "entropy (nats)",
            pattern=r"attn_entropy_L\d+H\d+", ylim=(0.0, None)),
     Family("trained-matrix norms", "norm", pattern=r"norm_.+", ylim=(0.0, None)),
+    Family("KV-shift scalars (§3.3; block.head.scalar)", "value", pattern=r"kv_shift\.\d+\.\d+\.(alpha|beta)[12]",
+           zero_line=True),
 )
 MILESTONES: dict[str, float] = {"acc_in_context": 0.9, "wo": 0.9, "wk2": 0.9, "wk1": 0.9}
 MILESTONE_NAMES = {"acc_in_context": "in-context acc"}

@@ -6,14 +6,19 @@ Per task, seed by seed:
   predictor in units of the unigram–Bayes gap, ``(L − L_Bayes) / (L_unigram − L_Bayes)`` (the row's own
   references);
 - **milestone**: the first evaluation step where the outcome reaches its level (accuracy ≥ 0.9; excess < 0.2);
-  the **milestone ratio** is the KV-shift layer's step over the two vanilla layers' on the same seed. A
-  milestone never reached counts as the evaluation after the last one, the earliest it could have come, so
-  the ratio errs against the claim: a KV-shift layer that never gets there has a ratio > 1, a two-layer
-  model that never does makes it larger than it is, and neither getting there gives 1, the null;
-- **scalars**: ``|α1| / (|α1| + |α2|)`` (0: each key carries only its predecessor) and ``|β2| / (|β1| + |β2|)``
-  (0: each value carries only its own token), the smallest over the heads of the layer, at step 0 and at the
-  last evaluation. Both are 0 in the construction (``α1 = 0, α2 = 1, β1 = 1, β2 = 0``) and free of the
-  scalars' overall scale, which the weights around them can absorb.
+  the **milestone ratio** is the KV-shift layer's step over the two vanilla layers' on the same seed, judged
+  on its logarithm (a mean of ratios is pulled up by one slow seed, and its no-difference value is not 1).
+  A milestone never reached counts as the evaluation after the last one (``never``), the earliest it could
+  have come: a two-layer model that never gets there makes the ratio larger than it is (against the claim);
+  a KV-shift layer that never gets there gets a ratio above 1 (against the claim in direction, though a
+  lower bound of its true size); neither getting there gives 1, the null;
+- **scalars**: the α-share ``|α1| / (|α1| + |α2|)`` (0: each key carries only its predecessor) and the
+  β-share ``|β2| / (|β1| + |β2|)`` (0: each value carries only its own token) of one head, at step 0 and at
+  the last evaluation: the head with the highest induction score (``head_induction_L0H{h}``) at the last
+  evaluation, the same head for both shares and both steps (chosen on the head's behaviour, not on its
+  scalars, so that heads drifting apart cannot make a fall by picking the lowest). Both are 0 in the
+  construction (``α1 = 0, α2 = 1, β1 = 1, β2 = 0``) and free of the scalars' overall scale, which the
+  weights around them can absorb.
 """
 
 from __future__ import annotations
@@ -49,22 +54,26 @@ def milestone_step(task: str, rows: Rows) -> int | None:
 
 
 def milestone_ratio(kv: int | None, two: int | None, never: int) -> float:
-    """The KV-shift layer's milestone step over the two vanilla layers', a never-reached one at ``never``."""
+    """The KV-shift layer's milestone step over the two vanilla layers', a never-reached one at ``never``
+    (the claim reads its logarithm)."""
     kv_step, two_step = (never if s is None else s for s in (kv, two))
     return max(kv_step, 1) / max(two_step, 1)
 
 
-def scalar_ratio(row: dict[str, Any], which: str) -> float | None:
-    """``|α1| / (|α1| + |α2|)`` (``which="alpha"``) or ``|β2| / (|β1| + |β2|)`` (``"beta"``) of block 0, the
-    smallest over its heads; None where the row holds no scalars."""
+def induction_head(row: dict[str, Any]) -> int:
+    """The head of block 0 with the highest induction score in ``row`` (head 0 where none is logged)."""
+    scores = {h: row[f"head_induction_L0H{h}"] for h in range(64) if row.get(f"head_induction_L0H{h}") is not None}
+    return max(scores, key=scores.get) if scores else 0
+
+
+def scalar_ratio(row: dict[str, Any], which: str, head: int = 0) -> float | None:
+    """``|α1| / (|α1| + |α2|)`` (``which="alpha"``) or ``|β2| / (|β1| + |β2|)`` (``"beta"``) of head ``head`` of
+    block 0; None where the row holds no scalars."""
     top, other = RATIOS[which]
-    values = []
-    head = 0
-    while kv_shift_metric(0, head, top) in row:
-        a, b = abs(row[kv_shift_metric(0, head, top)]), abs(row[kv_shift_metric(0, head, other)])
-        values.append(a / (a + b) if a + b > 0 else 0.5)
-        head += 1
-    return min(values) if values else None
+    if kv_shift_metric(0, head, top) not in row:
+        return None
+    a, b = abs(row[kv_shift_metric(0, head, top)]), abs(row[kv_shift_metric(0, head, other)])
+    return a / (a + b) if a + b > 0 else 0.5
 
 
 def summarise(curves: dict[str, dict[str, dict[int, Rows]]], never: dict[str, int]) -> dict[str, Any]:
@@ -83,8 +92,10 @@ def summarise(curves: dict[str, dict[str, dict[int, Rows]]], never: dict[str, in
         if kv and two:
             entry["milestone_ratio"] = {seed: milestone_ratio(step, two["milestone"].get(seed), never[task])
                                         for seed, step in kv["milestone"].items() if seed in two["milestone"]}
-        entry["scalars"] = {which: {str(seed): {"initial": scalar_ratio(evaluations(rows)[0], which),
-                                                "final": scalar_ratio(last_evaluation(rows), which)}
+        heads = {seed: induction_head(last_evaluation(rows)) for seed, rows in arms.get("kv-shift", {}).items()}
+        entry["scalars"] = {which: {str(seed): {"head": heads[seed],
+                                                "initial": scalar_ratio(evaluations(rows)[0], which, heads[seed]),
+                                                "final": scalar_ratio(last_evaluation(rows), which, heads[seed])}
                                     for seed, rows in arms.get("kv-shift", {}).items()} for which in RATIOS}
         out[task] = entry
     return out
