@@ -103,7 +103,8 @@ def test_every_family_is_drawn_from_synthetic_rows(tmp_path):
             row.update(loss_global=3 - step / 40, loss_global_bigram_optimum=2.0, acc_in_context=step / 40,
                        attn1_prev_token=0.5, head_prev_token_L0H0=0.2, head_induction_L1H10=0.3,
                        head_induction_L1H2=0.4, icl_score=-step / 40, icl_score_in_context=-step / 20,
-                       attn_entropy_L0H0=1.0, attn_entropy_L1H0=0.5, norm_wk1=step / 10, norm_wo2=1.0)
+                       attn_entropy_L0H0=1.0, attn_entropy_L1H0=0.5, norm_wk1=step / 10, norm_wo2=1.0,
+                       **{"kv_shift.0.0.alpha1": 0.5 - step / 100, "kv_shift.0.0.beta2": 0.3})
         rows.append(row)
     run = tmp_path / "synthetic"
     run.mkdir()
