@@ -1,4 +1,5 @@
-"""Command line: ``inductionlab train | presets | probe | trajectory | patch | experiment | sweep | reproduce | bench``.
+"""Command line: ``inductionlab train | presets | probe | export | trajectory | patch | experiment | sweep | reproduce |
+bench``.
 
 The CLI only parses and calls. Library errors become one line on stderr and exit code 2.
 """
@@ -97,6 +98,32 @@ def probe(run_dir: str, device: str) -> None:
     forward = Interventions(cfg.interventions, model).forward(model, step, "eval")  # as the run evaluated
     metrics = task.evaluate(model, batch, cfg.data.seq_len, forward=forward)
     click.echo(jsonio.dumps({"run": run_dir, "step": step, **metrics, **model.kv_shift_scalars()}, indent=2))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--to", "to", type=click.Choice(["hf"]), required=True,
+              help="hf: a HuggingFace GPT-2 directory (general transformer, ape or ape-sincos).")
+@click.argument("out", type=click.Path(file_okay=False))
+def export(run_dir: str, to: str, out: str) -> None:
+    """Write RUN_DIR's trained model into the new folder OUT in another library's format (docs/interop.md)."""
+    from inductionlab.interop.hf import export_hf, hf_refusal
+    from inductionlab.runs import RunDir
+    from inductionlab.tasks.build import make_task
+    from inductionlab.train import open_trained
+
+    cfg = RunDir(run_dir).config()
+    refusal = hf_refusal(cfg.model)
+    if refusal:
+        raise InductionLabError(f"export --to hf: {refusal}")
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InductionLabError(f"{target}: exists and is not an empty folder; export writes a new one")
+    cfg, model, step = open_trained(run_dir)
+    vocab = getattr(getattr(make_task(cfg, "cpu"), "source", None), "vocab", None)
+    export_hf(model, target, vocab)
+    click.echo(f"{target}: GPT-2 of {run_dir} at step {step}; transformers.AutoModelForCausalLM.from_pretrained "
+               "loads it, and so does inductionlab.interop.hf.from_hf")
 
 
 @cli.command()

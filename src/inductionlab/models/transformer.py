@@ -48,6 +48,11 @@ from inductionlab.models.positional import causal_bias, clipped_distances, rope_
 INIT_STD = 0.02  # GPT-2 / nanoGPT initialisation scale
 
 
+def _at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is in a narrower float type (half precision), else as it is (float64 stays)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def _hook(hook: HookPoints | None, name: str, value: Tensor, query_pos: Tensor | None = None) -> Tensor:
     return value if hook is None else hook(name, value, query_pos)
 
@@ -100,9 +105,9 @@ class Attention(nn.Module):
         if self.rel_keys is not None:  # q @ rᵀ, then pick each clipped distance: no (B,H,Tq,T,dh)
             q_dot_r = torch.einsum("bhte,hre->bhtr", q, self.rel_keys)            # (B, H, Tq, δmax+1)
             scores = scores + q_dot_r.gather(-1, dist.expand(B, self.n_heads, -1, -1))
-        scores = scores.float() / math.sqrt(self.d_head)
+        scores = _at_least_float32(scores) / math.sqrt(self.d_head)
         if self.rel_bias is not None:
-            scores = scores + self.rel_bias[:, dist[:, 0]].transpose(0, 1).float()  # (b, H, Tq, T)
+            scores = scores + _at_least_float32(self.rel_bias[:, dist[:, 0]].transpose(0, 1))  # (b, H, Tq, T)
         scores = scores + causal_bias(query_pos, T)[:, None]                    # -inf where s > t
         scores = _hook(hook, hook_name("attn_scores", layer), scores, query_pos)
         pattern = _hook(hook, hook_name("pattern", layer), scores.softmax(dim=-1), query_pos)
@@ -240,9 +245,9 @@ class GeneralTransformer(nn.Module):
     ) -> Tensor | list[Tensor]:
         """tokens: (B, T) int64.  query_positions: optional (B, Tq) int64 (may repeat), or row groups.
 
-        Returns logits (B, T, n_tokens) float32, or (B, Tq, n_tokens) at ``query_positions`` only:
-        every layer but the last runs all positions; the last layer's queries and the unembedding
-        run at the requested positions only. Given row groups (models/hooks.py), one logits tensor per
+        Returns logits (B, T, n_tokens) float32 (float64 for a float64 model), or (B, Tq, n_tokens) at
+        ``query_positions`` only: every layer but the last runs all positions; the last layer's queries and the
+        unembedding run at the requested positions only. Given row groups (models/hooks.py), one logits tensor per
         group, the layers below the last run once for the whole batch. ``cache``, if a dict, receives
         the hooks listed in the module docstring; ``hooks`` (``{name: fn}``, models/hooks.py) replace
         the activations they name (docs/science.md §8).
@@ -271,7 +276,7 @@ class GeneralTransformer(nn.Module):
         """The last block, the final LayerNorm and the unembedding: (B, T, d) → (B, Tq, N)."""
         x = self.blocks[-1](x, query_positions, hook, self.n_layers - 1)
         x = _hook(hook, hook_name(self.family.final_point), self.ln_final(x), query_positions)
-        return (x @ self.W_U).float()
+        return _at_least_float32(x @ self.W_U)
 
     def ov_circuits(self, include_ff: bool = False) -> Tensor:
         """Every head's OV circuit as a token-to-logit map, (n_layers, n_heads, N, N) (docs/science.md §4.2).

@@ -1,0 +1,1 @@
+"""Trained models in the field's formats (docs/interop.md): HuggingFace GPT-2."""
