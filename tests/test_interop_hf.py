@@ -7,9 +7,7 @@ import itertools
 import pytest
 import torch
 
-from inductionlab.errors import ConfigError
-from inductionlab.interop.hf import export_hf, from_hf, gpt2_state, hf_refusal
-from inductionlab.models.amt import AMTransformer
+from inductionlab.interop.hf import export_hf, from_hf
 from inductionlab.models.transformer import GeneralTransformer
 from inductionlab.tasks.sources import shakespeare_source
 
@@ -61,19 +59,6 @@ def test_the_tokenizer_reads_the_runs_vocabulary(tmp_path):
     export_hf(_model("ape", False, 1), tmp_path / "ids", None)
     numbers = transformers.AutoTokenizer.from_pretrained(tmp_path / "ids", local_files_only=True)
     assert numbers("3 14 0").input_ids == [3, 14, 0]
-
-
-@pytest.mark.parametrize("model,named", [
-    (GeneralTransformer(N, 16, 1, 1, "rpe", 64), "model.pos_enc=rpe"),
-    (GeneralTransformer(N, 16, 1, 1, "rope", 64), "model.pos_enc=rope"),
-    (GeneralTransformer(N, 16, 1, 1, "none", 64), "model.pos_enc=none"),
-    (GeneralTransformer(N, 16, 1, 1, "ape", 64, kv_shift=True), "model.kv_shift"),
-    (AMTransformer(N, 16, 2, "ape"), "model.arch=amt"),
-])
-def test_settings_without_a_gpt2_form_are_refused_naming_them(model, named):
-    assert named in hf_refusal(model)
-    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
-        gpt2_state(model)
 
 
 def test_export_command(tmp_path, tiny, capsys):

@@ -102,28 +102,33 @@ def probe(run_dir: str, device: str) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--to", "to", type=click.Choice(["hf"]), required=True,
-              help="hf: a HuggingFace GPT-2 directory (general transformer, ape or ape-sincos).")
+@click.option("--to", "to", type=click.Choice(["hf", "transformer-lens"]), required=True,
+              help="hf: a HuggingFace GPT-2 directory (general transformer, ape or ape-sincos); transformer-lens: the "
+              "TL-native model (general transformer, ape, ape-sincos, rope in every layer or none), opened with "
+              "inductionlab.interop.tl.load_transformer_lens.")
 @click.argument("out", type=click.Path(file_okay=False))
 def export(run_dir: str, to: str, out: str) -> None:
     """Write RUN_DIR's trained model into the new folder OUT in another library's format (docs/interop.md)."""
-    from inductionlab.interop.hf import export_hf, hf_refusal
+    from inductionlab.interop import hf, tl
     from inductionlab.runs import RunDir
     from inductionlab.tasks.build import make_task
     from inductionlab.train import open_trained
 
     cfg = RunDir(run_dir).config()
-    refusal = hf_refusal(cfg.model)
+    refusal = (hf.hf_refusal if to == "hf" else tl.tl_refusal)(cfg.model)
     if refusal:
-        raise InductionLabError(f"export --to hf: {refusal}")
+        raise InductionLabError(f"export --to {to}: {refusal}")
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InductionLabError(f"{target}: exists and is not an empty folder; export writes a new one")
     cfg, model, step = open_trained(run_dir)
-    vocab = getattr(getattr(make_task(cfg, "cpu"), "source", None), "vocab", None)
-    export_hf(model, target, vocab)
-    click.echo(f"{target}: GPT-2 of {run_dir} at step {step}; transformers.AutoModelForCausalLM.from_pretrained "
-               "loads it, and so does inductionlab.interop.hf.from_hf")
+    if to == "hf":
+        hf.export_hf(model, target, getattr(getattr(make_task(cfg, "cpu"), "source", None), "vocab", None))
+        opened = "transformers.AutoModelForCausalLM.from_pretrained loads it, and inductionlab.interop.hf.from_hf"
+    else:
+        tl.export_transformer_lens(model, target)
+        opened = "inductionlab.interop.tl.load_transformer_lens opens it as a TransformerBridge"
+    click.echo(f"{target}: {run_dir} at step {step}; {opened}")
 
 
 @cli.command()

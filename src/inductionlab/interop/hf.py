@@ -89,15 +89,21 @@ def gpt2_state(model: GeneralTransformer) -> tuple[dict[str, Any], dict[str, tor
     return config, {k: v.detach().contiguous().clone() for k, v in state.items()}
 
 
+def read_export(directory: str | Path, what: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``config.json`` and ``model.safetensors`` of an exported folder; one-line InductionLabError naming ``what``
+    the folder should have been when either cannot be read."""
+    directory = Path(directory)
+    try:
+        return (json.loads((directory / "config.json").read_text()),
+                load_file(str(directory / "model.safetensors")))
+    except (OSError, ValueError) as err:
+        raise InductionLabError(f"{directory}: not {what} written by inductionlab export ({err})") from None
+
+
 def from_hf(directory: str | Path) -> GeneralTransformer:
     """The general transformer of a directory :func:`export_hf` wrote (``config.json`` and ``model.safetensors``),
     with the same weights: the same logits. Needs only safetensors."""
-    directory = Path(directory)
-    try:
-        config = json.loads((directory / "config.json").read_text())
-        state = load_file(str(directory / "model.safetensors"))
-    except (OSError, ValueError) as err:
-        raise InductionLabError(f"{directory}: not a GPT-2 directory written by inductionlab export ({err})") from None
+    config, state = read_export(directory, "a GPT-2 directory")
     mark = config.get(MARK)
     if not isinstance(mark, dict):
         raise InductionLabError(f"{directory}: config.json has no {MARK!r} entry; only directories written by "

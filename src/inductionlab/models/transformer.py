@@ -178,6 +178,7 @@ class GeneralTransformer(nn.Module):
                               f"{max_len}, {max_rel_dist}")
         self.n_tokens, self.d_model, self.n_layers, self.n_heads = n_tokens, d_model, n_layers, n_heads
         self.pos_enc, self.max_len, self.max_rel_dist = pos_enc, max_len, max_rel_dist
+        self.pos_all_layers = pos_all_layers  # relative encodings in every layer, else in the first only
         self.mlp = mlp  # whether the blocks have MLPs (their hook and weight names follow)
         self.kv_shift = kv_shift  # the blocks with KV-shifting attention (their hook and weight names follow)
         if any(block >= n_layers for block in kv_shift_layers(self)):
