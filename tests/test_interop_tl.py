@@ -50,8 +50,6 @@ def test_the_bridge_gives_our_log_probs_and_patterns(pos, mlp, heads):
 
 def test_head_scores_from_the_bridge_cache_equal_ours(tiny):
     from inductionlab.tasks.build import make_task
-    from inductionlab.train import train
-
     cfg = tiny(model={"arch": "transformer", "n_heads": 4, "d_model": 32, "pos_enc": "rope", "pos_all_layers": True})
     model = _model("rope", False, 4)
     batch = make_task(cfg, torch.device("cpu")).sample(16, torch.Generator().manual_seed(0))
@@ -66,7 +64,6 @@ def test_head_scores_from_the_bridge_cache_equal_ours(tiny):
     for kind in a:
         assert torch.allclose(a[kind], b[kind], atol=1e-4)
         assert torch.equal(a[kind].argmax(-1), b[kind].argmax(-1))
-    del train
 
 
 def test_export_command(tmp_path, tiny, capsys):

@@ -23,6 +23,7 @@ Per task, seed by seed:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from inductionlab.experiments.kit.curves import evaluations, last_evaluation
@@ -31,6 +32,7 @@ from inductionlab.models.names import kv_shift_metric
 Rows = list[dict[str, Any]]
 LEARNT_LEVEL = 0.9  # in-context accuracy at which the bigram milestone is read (birth's level, docs/science.md §8)
 REACH_LEVEL = 0.2  # excess over Bayes, in units of Δ, at which the Markov milestone is read (icl-mc's level)
+INDUCTION_KEY = re.compile(r"head_induction_L0H(\d+)")  # block 0's per-head induction scores (probes/progress.py)
 RATIOS = {"alpha": ("alpha1", "alpha2"), "beta": ("beta2", "beta1")}  # (numerator, the other) of each ratio
 
 
@@ -62,7 +64,7 @@ def milestone_ratio(kv: int | None, two: int | None, never: int) -> float:
 
 def induction_head(row: dict[str, Any]) -> int:
     """The head of block 0 with the highest induction score in ``row`` (head 0 where none is logged)."""
-    scores = {h: row[f"head_induction_L0H{h}"] for h in range(64) if row.get(f"head_induction_L0H{h}") is not None}
+    scores = {int(m.group(1)): v for k, v in row.items() if (m := INDUCTION_KEY.fullmatch(k)) and v is not None}
     return max(scores, key=scores.get) if scores else 0
 
 
