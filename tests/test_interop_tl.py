@@ -81,7 +81,9 @@ def test_export_command(tmp_path, tiny, capsys):
     train(tiny(model={"arch": "transformer", "pos_enc": "rpe"}), tmp_path / "rpe", progress=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(tmp_path / "rpe"), "--to", "transformer-lens", str(tmp_path / "x")])
-    assert exit_info.value.code == 2 and "model.pos_enc=rpe" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "model.pos_enc=rpe" in err and "open_hooked(RUN_DIR)" in err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
 
@@ -112,3 +114,65 @@ def test_settings_without_a_form_are_refused_naming_them(model, to_hf, to_tl):
         assert named in refusal(model)
         with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
             export(model)
+
+
+def _planted(induction_head: int = 2, distractor: int = 0) -> GeneralTransformer:
+    """Two layers, four heads, ape, d = 128: a previous-token head (layer 0, head 1) writes the previous token into
+    dims 40–47; an induction head (layer 1, ``induction_head``) matches the current token against them and copies
+    the attended token to the logits; ``distractor`` (layer 1) is a second previous-token head; the rest attend
+    uniformly and write nothing. Residual layout: tokens 0–7, positions 8–39, previous token 40–47, output 48–55."""
+    n, T, d, dh = 8, 32, 128, 32
+    model = GeneralTransformer(n, d, 2, 4, "ape", T, init_seed=0).double()
+    eye = torch.eye(dh, dtype=torch.float64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.W_E[:, :n] = torch.eye(n)
+        model.W_pos[:, n:n + T] = torch.eye(T)
+        for block in model.blocks:
+            block.ln1.weight.fill_(1.0)
+        model.ln_final.weight.fill_(1.0)
+        for layer, head in ((0, 1), (1, distractor)):  # attend to the previous position
+            attn = model.blocks[layer].attn
+            attn.W_Q[head, n:n + T] = 2.0 * eye
+            attn.W_K[head, n:n + T - 1] = 2.0 * eye[1:]  # key at s is read by the query at s + 1
+        prev = model.blocks[0].attn
+        prev.W_V[1, :n, :n] = torch.eye(n)
+        prev.W_O[1, :n, 40:48] = torch.eye(n) / 8.0  # about one after LayerNorm's scale
+        ind = model.blocks[1].attn
+        ind.W_Q[induction_head, :n, :n] = 3.0 * torch.eye(n)
+        ind.W_K[induction_head, 40:48, :n] = 3.0 * torch.eye(n)
+        ind.W_V[induction_head, :n, :n] = torch.eye(n)
+        ind.W_O[induction_head, :n, 48:56] = torch.eye(n)
+        model.W_U[48:56] = 5.0 * torch.eye(n)
+    return model.eval()
+
+
+def test_a_planted_induction_head_found_alike_in_transformer_lens():
+    """The head scores of docs/science.md §4.2 from TransformerLens's cache equal ours (1e-4) and pick head 2 of
+    layer 1, not head 0; TransformerLens's own induction detector finds the same head."""
+    from transformer_lens.head_detector import (
+        compute_head_attention_similarity_score,
+        get_induction_head_detection_pattern,
+    )
+
+    model = _planted()
+    half = torch.randint(0, 8, (16, 16), generator=torch.Generator().manual_seed(0))
+    tokens = torch.cat((half, half), 1)  # random halves, repeated
+    labels = torch.ones_like(tokens)
+    labels[:, 16:] = 2  # the second half's targets are in context
+    ours: dict = {}
+    with torch.no_grad():
+        model(tokens, cache=ours)
+        _, theirs = to_transformer_lens(model).run_with_cache(tokens)
+    a = head_scores_on_cache(ours, tokens, labels, 2)
+    b = head_scores_on_cache(dict(theirs.items()), tokens, labels, 2)
+    for kind in a:
+        assert torch.allclose(a[kind], b[kind], atol=1e-4)
+    assert a["induction"][1].argmax() == b["induction"][1].argmax() == 2
+    assert a["induction"][1, 2] > 0.9 and a["previous_token"][0, 1] > 0.9
+    expected = get_induction_head_detection_pattern(tokens[:1]).double()
+    detected = torch.tensor([[compute_head_attention_similarity_score(
+        theirs[f"blocks.{layer}.attn.hook_pattern"][0, head], expected, exclude_bos=False,
+        exclude_current_token=False, error_measure="mul") for head in range(4)] for layer in range(2)])
+    assert detected[1].argmax() == 2 and detected.flatten().argmax() == 4 + 2

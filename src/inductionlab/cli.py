@@ -117,7 +117,8 @@ def export(run_dir: str, to: str, out: str) -> None:
     cfg = RunDir(run_dir).config()
     refusal = (hf.hf_refusal if to == "hf" else tl.tl_refusal)(cfg.model)
     if refusal:
-        raise InductionLabError(f"export --to {to}: {refusal}")
+        hint = f"; {tl.ADAPTER}" if to == "transformer-lens" else ""
+        raise InductionLabError(f"export --to {to}: {refusal}{hint}")
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InductionLabError(f"{target}: exists and is not an empty folder; export writes a new one")

@@ -17,8 +17,9 @@ Rotary positions match without permuting dimensions: both rotate adjacent pairs 
 another float32 order, up to about 10⁻⁷ apart, which would show at a 10⁻⁶ comparison in float64). ``none``
 (no positions) is the standard embedding held at zero. Settings the native model cannot express are refused
 in one line naming the setting (:func:`tl_refusal`): ``rpe`` and ``bias`` (no relative term), rotary in the
-first layer only (``pos_all_layers: false``), ``model.kv_shift``, and, for now, the associative-memory
-transformer. Everything here needs the ``interop`` extra.
+first layer only (``pos_all_layers: false``), ``model.kv_shift``, and the associative-memory transformer: each
+of these opens through the hook-point adapter instead (interop/hooked.py). Everything here needs the ``interop``
+extra.
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ from inductionlab.models.positional import rope_angles
 from inductionlab.models.transformer import GeneralTransformer
 
 MARK = "inductionlab"
+ADAPTER = "inductionlab.interop.hooked.open_hooked(RUN_DIR) opens any run in TransformerLens with our hook names"
 
 
 def tl_refusal(m) -> str | None:
     """Why a model described by ``m`` (a ModelConfig or a built model) has no TL-native form; None when it has."""
     fam = getattr(m, "family", None) or family(m.arch)
     if fam is not TransformerFamily:
-        return f"model.arch={fam.arch} has no TransformerLens export yet (only the general transformer)"
+        return f"model.arch={fam.arch} has no TransformerLens native form (no LayerNorm, W_Q = I, frozen memories)"
     if m.pos_enc in ("rpe", "bias"):
         return f"model.pos_enc={m.pos_enc} has no TransformerLens native form (no relative term in its attention)"
     if m.pos_enc == "rope" and m.n_layers > 1 and not m.pos_all_layers:
@@ -67,7 +69,7 @@ def native_config(model: GeneralTransformer, n_ctx: int | None = None) -> dict[s
     ``max_len``)."""
     refusal = tl_refusal(model)
     if refusal:
-        raise ConfigError(refusal)
+        raise ConfigError(f"{refusal}; {ADAPTER}")
     d, heads = model.d_model, model.n_heads
     rope = model.pos_enc == "rope"
     return {"d_model": d, "d_head": d // heads, "n_layers": model.n_layers, "n_heads": heads,
