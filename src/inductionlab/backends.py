@@ -1,7 +1,9 @@
 """Where the runs of a sweep execute: a local process pool or a Ray cluster.
 
 Both backends call :func:`execute_run` in a worker process, which sets that run's number of torch
-threads itself, so the same run gives the same numbers on either backend.
+threads itself, so the same run gives the same numbers on either backend. Both end a run whose worker has
+gone silent past its stall limit (heartbeat.py: stopped, deadlocked, on a hung file system) and resubmit it
+like one whose worker died: it resumes from its last checkpoint, within the same retry limit, the cause named.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from tqdm import tqdm as tqdm_class
 
 from inductionlab.allocator import keep_freed_memory
 from inductionlab.errors import DivergenceError, SweepError
+from inductionlab.heartbeat import StallLimit, stalled
 from inductionlab.runs import RunDir, RunSpec, first_line
 from inductionlab.train import train
 
@@ -48,7 +50,7 @@ def execute_run(spec: RunSpec, run_dir: str, threads: int, followers: tuple[tupl
     torch.set_num_threads(threads)
     keep_freed_memory()
     try:
-        return train(spec.config(), run_dir, progress=False,
+        return train(spec.config(), run_dir, progress=False, heartbeat=True,
                      followers=tuple((follower.config(), path) for follower, path in followers))
     except DivergenceError:
         return RunDir(run_dir).summary() or {}
@@ -126,6 +128,21 @@ class LocalJob:
     args: tuple[RunSpec, str, int, tuple[tuple[RunSpec, str], ...]]
     outcome: tuple[str, Any] | None = None  # ("ok", summary) or ("error", message)
     deaths: list[str] = field(default_factory=list)
+    since: float = 0.0  # wall time it was last handed to a worker (heartbeat.stalled counts from it)
+
+
+def retry_event(name: str, deaths: list[str], retries: int) -> tuple[str, bool]:
+    """What the sweep says about a run whose worker just died or stalled (the causes so far in ``deaths``), and
+    whether it is resubmitted (within ``retries``)."""
+    if len(deaths) > retries:
+        return f"{name}: {deaths[-1]}; the run failed after {len(deaths)} attempts", False
+    return (f"{name}: {deaths[-1]}; the run resumes from its last checkpoint (attempt {len(deaths) + 1} of "
+            f"{retries + 1})"), True
+
+
+def failed_after(deaths: list[str]) -> str:
+    tries = "once" if len(deaths) == 1 else f"{len(deaths)} times"
+    return f"{deaths[-1]} (the run was started {tries})"
 
 
 @dataclass
@@ -138,14 +155,15 @@ class _Worker:
 class LocalBackend:
     """``workers`` processes on this machine (spawned, so torch starts clean), each running one run at a time.
 
-    A worker that dies (any signal, any exit) is noticed at the next poll and replaced; its run is
-    resubmitted, resuming from its last checkpoint, up to ``retries`` times, and then fails with the
-    cause. Ctrl-C reaches only this process (the workers ignore it), which then stops them.
+    A worker that dies (any signal, any exit), or stays silent past ``stall`` (heartbeat.py; it is then
+    killed), is noticed at the next poll and replaced; its run is resubmitted, resuming from its last
+    checkpoint, up to ``retries`` times, and then fails with the cause. Ctrl-C reaches only this process (the
+    workers ignore it), which then stops them.
     """
 
-    def __init__(self, workers: int, retries: int = RETRIES):
+    def __init__(self, workers: int, retries: int = RETRIES, stall: StallLimit | None = None):
         self.context = multiprocessing.get_context("spawn")
-        self.retries = retries
+        self.retries, self.stall = retries, stall or StallLimit()
         self.queue: deque[LocalJob] = deque()
         self.workers = [self._start() for _ in range(workers)]
 
@@ -182,23 +200,25 @@ class LocalBackend:
                 message = None
             if message is not None:
                 job.outcome, worker.job = message, None
-            elif not worker.process.is_alive():
+                continue
+            silent = stalled(job.args[1], job.since, self.stall) if worker.process.is_alive() else None
+            if silent is not None:
+                worker.process.kill()  # SIGKILL ends a stopped process too; its run folder's lock goes with it
+            if silent is not None or not worker.process.is_alive():
                 worker.process.join()
-                job.deaths.append(death_cause(worker.process.exitcode))
+                job.deaths.append(f"{silent}: ended" if silent else death_cause(worker.process.exitcode))
                 worker.conn.close()
                 self.workers[i] = self._start()
-                name = job.args[0].name
-                if len(job.deaths) > self.retries:
-                    tries = "once" if len(job.deaths) == 1 else f"{len(job.deaths)} times"
-                    job.outcome = ("error", f"{job.deaths[-1]} (the run was started {tries})")
-                    events.append(f"{name}: {job.deaths[-1]}; the run failed after {len(job.deaths)} attempts")
-                else:
+                event, again = retry_event(job.args[0].name, job.deaths, self.retries)
+                events.append(event)
+                if again:
                     self.queue.appendleft(job)  # first in line: it resumes from its last checkpoint
-                    events.append(f"{name}: {job.deaths[-1]}; the run resumes from its last checkpoint "
-                                  f"(attempt {len(job.deaths) + 1} of {self.retries + 1})")
+                else:
+                    job.outcome = ("error", failed_after(job.deaths))
         for worker in self.workers:
             if worker.job is None and self.queue:
                 worker.job = self.queue.popleft()
+                worker.job.since = time.time()
                 worker.conn.send(worker.job.args)
         return events
 
@@ -245,17 +265,34 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
         raise SweepError(f"--address {address}: no Ray cluster reachable ({reason})") from None
 
 
-class RayBackend:
-    """Tasks on a Ray cluster at ``address``, or on a local Ray instance with ``workers`` CPUs."""
+@dataclass
+class RayJob:
+    """One run submitted to Ray: its arguments, the task now running it, the stalls so far, a final error."""
 
-    def __init__(self, workers: int, threads: int, address: str | None = None, retries: int = RETRIES):
+    args: tuple
+    handle: Any
+    since: float
+    deaths: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class RayBackend:
+    """Tasks on a Ray cluster at ``address``, or on a local Ray instance with ``workers`` CPUs.
+
+    Ray replaces a worker that dies and retries its task itself (``retries`` times). Ray has no time limit for a
+    running task, so a run silent past ``stall`` (heartbeat.py) is cancelled here (``ray.cancel(force=True)``
+    ends its worker) and submitted again, resuming from its checkpoint, within the same retry limit."""
+
+    def __init__(self, workers: int, threads: int, address: str | None = None, retries: int = RETRIES,
+                 stall: StallLimit | None = None):
         try:
             import ray
         except ImportError:
             raise SweepError("--backend ray: Ray is not installed; pip install 'inductionlab[ray]'") from None
         if address:
             check_ray_address(address)
-        self.ray, self.retries = ray, retries
+        self.ray, self.retries, self.stall = ray, retries, stall or StallLimit()
+        self.jobs: list[RayJob] = []
         self.started = not ray.is_initialized()
         if self.started:
             kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False,
@@ -271,30 +308,53 @@ class RayBackend:
         self.task = ray.remote(num_cpus=threads, max_retries=retries)(execute_run_on_path)
         self.sys_path = [os.path.abspath(p) for p in sys.path]  # "" is this process's working directory
 
-    def submit(self, spec: RunSpec, run_dir: Path, threads: int, followers: tuple[tuple[RunSpec, Path], ...] = ()):
-        return self.task.remote(spec, str(run_dir.resolve()), threads, self.sys_path,
-                                tuple((f, str(path.resolve())) for f, path in followers))
+    def submit(self, spec: RunSpec, run_dir: Path, threads: int, followers: tuple[tuple[RunSpec, Path], ...] = ()
+               ) -> RayJob:
+        args = (spec, str(run_dir.resolve()), threads, self.sys_path,
+                tuple((f, str(path.resolve())) for f, path in followers))
+        job = RayJob(args, self.task.remote(*args), time.time())
+        self.jobs.append(job)
+        return job
 
     def poll(self) -> list[str]:
-        """Nothing to do: Ray notices dead workers and retries their tasks itself."""
-        return []
+        """Cancel and resubmit the runs silent past their stall limit (Ray itself retries those whose worker died)."""
+        events = []
+        for job in [job for job in self.jobs if job.error is None and not self._done(job)]:
+            silent = stalled(job.args[1], job.since, self.stall)
+            if silent is None:
+                continue
+            self.ray.cancel(job.handle, force=True)
+            job.deaths.append(f"{silent}: ended")
+            event, again = retry_event(job.args[0].name, job.deaths, self.retries)
+            events.append(event)
+            if again:
+                job.handle, job.since = self.task.remote(*job.args), time.time()
+            else:
+                job.error = failed_after(job.deaths)
+        return events
 
-    def ready(self, handle) -> bool:
-        done, _ = self.ray.wait([handle], timeout=0)
+    def _done(self, job: RayJob) -> bool:
+        done, _ = self.ray.wait([job.handle], timeout=0)
         return bool(done)
 
-    def result(self, handle) -> dict[str, Any]:
+    def ready(self, job: RayJob) -> bool:
+        return job.error is not None or self._done(job)
+
+    def result(self, job: RayJob) -> dict[str, Any]:
+        self.jobs.remove(job)
+        if job.error is not None:
+            raise SweepError(job.error)
         try:
-            return self.ray.get(handle)
+            return self.ray.get(job.handle)
         except self.ray.exceptions.RayTaskError as err:
             raise err.as_instanceof_cause() from None
         except self.ray.exceptions.WorkerCrashedError:
             raise SweepError(f"worker died (the run was started {self.retries + 1} times): out of memory?") from None
 
-    def close(self, interrupted: bool = False, handles: Iterable = ()) -> None:
+    def close(self, interrupted: bool = False) -> None:
         if interrupted:
-            for handle in handles:
-                self.ray.cancel(handle, force=True)
+            for job in self.jobs:
+                self.ray.cancel(job.handle, force=True)
         if self.started:
             self.ray.shutdown()
 

@@ -26,6 +26,32 @@ PosEnc = Literal[POS_ENCODINGS]  # type: ignore[valid-type]
 
 
 
+FOLDER_NAME_RULE = "letters, digits, spaces and punctuation other than / and \\; not starting with '.'"
+
+
+def folder_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one folder's name inside another (a run's, an experiment's, a grid's), or None.
+
+    A name is never a path: no separator, no control character, nothing hidden or pointing upwards (``.``,
+    ``..``), so that the folder it names always lands inside the one the user asked for."""
+    if not value:
+        return "is empty"
+    if any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value):
+        return "holds a path separator or a control character"
+    if value.startswith("."):
+        return "starts with '.'"
+    return None
+
+
+def check_folder_name(value: str, field: str) -> str:
+    """``value`` when it is a folder name (:func:`folder_name_problem`), else ConfigError naming ``field`` and the
+    allowed characters."""
+    problem = folder_name_problem(value)
+    if problem:
+        raise ConfigError(f"{field}: {value!r} {problem}; a name is one folder name: {FOLDER_NAME_RULE}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
@@ -172,7 +198,7 @@ def check_intervention(iv: InterventionConfig, model: ModelConfig, where: str) -
 
 
 class RunConfig(_Strict):
-    name: str = "run"
+    name: str = "run"  # also the run folder's default name (runs/NAME): one folder name, never a path
     description: str = ""
     data: SerializeAsAny[DataConfig] = Field(default_factory=dict, description="the task (data.task) and its "
                                              "fields, validated by the task's own config model")
@@ -181,6 +207,14 @@ class RunConfig(_Strict):
     seeds: Seeds = Seeds()
     interventions: tuple[InterventionConfig, ...] = Field(
         (), description="docs/science.md §8: operations on hooks and weights during training and/or evaluation")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        problem = folder_name_problem(value)
+        if problem:
+            raise ValueError(f"name: {value!r} {problem}; a name is one folder name: {FOLDER_NAME_RULE}")
+        return value
 
     @field_validator("data", mode="before")
     @classmethod

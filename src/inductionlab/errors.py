@@ -21,6 +21,10 @@ class RunDirError(InductionLabError):
     """A run directory is missing, unreadable, or belongs to a different config."""
 
 
+class RunInUseError(RunDirError):
+    """Another process is training in this run directory (runs.hold_run)."""
+
+
 class CheckpointError(InductionLabError):
     """A checkpoint file is missing or corrupt; the message names the file."""
 

@@ -167,3 +167,25 @@ def check_memory(cfg: RunConfig, device: torch.device, max_memory: int | None = 
             raise MemoryEstimateError(f"{field}: the run needs about {human(estimate.total)} ({name}: "
                                       f"{human(size)}) but {what}; lower {field}")
     return estimate
+
+
+def check_concurrent_memory(configs: list[RunConfig], workers: int, available: int | None = None) -> None:
+    """Refuse (MemoryEstimateError) a sweep whose ``workers`` largest runs on one device would not fit its memory
+    together (each run alone is checked as it starts, :func:`check_memory`); ``available``: bytes, instead of
+    what the device has."""
+    by_device: dict[str, list[int]] = {}
+    for cfg in configs:
+        name = cfg.train.device
+        kind = "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+        by_device.setdefault(kind, []).append(footprint(cfg).total)
+    for kind, sizes in by_device.items():
+        largest = sorted(sizes, reverse=True)[:workers]
+        if len(largest) < 2:
+            continue
+        limit = available if available is not None else available_memory(torch.device(kind))
+        if limit is None or sum(largest) <= limit:
+            continue
+        fit = max((k for k in range(1, len(largest) + 1) if sum(largest[:k]) <= limit), default=1)
+        raise MemoryEstimateError(f"--workers: the {len(largest)} largest runs that would train at once need about "
+                                  f"{human(sum(largest))} together but {kind} has {human(limit)} available; use "
+                                  f"--workers {fit}")

@@ -14,11 +14,14 @@ checkpoint counts only once its JSON, written last, names the checksum of its te
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from inductionlab import jsonio
 from inductionlab.config import RunConfig, load_config, to_yaml, validate_stored
-from inductionlab.errors import CheckpointError, ConfigError, RunDirError
+from inductionlab.errors import CheckpointError, ConfigError, RunDirError, RunInUseError
 
 KEEP_CHECKPOINTS = 2  # the default of train.keep_checkpoints
 # What the logged metrics mean. 2: ``wo`` is the literal W_O² W_V² memory (``wo_ff`` reads through
@@ -52,6 +55,30 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def hold_run(path: str | Path) -> Iterator[None]:
+    """One writer per run folder: ``path`` (made if missing) is this process's until the block ends; another
+    process that asks meanwhile gets RunInUseError at once, before it writes anything.
+
+    The lock is the kernel's advisory lock on the folder itself (``flock``): no file is written, and it is
+    released when the process ends however it ends (a killed run leaves no stale lock behind)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise RunDirError(f"{path}: cannot open the run directory ({err.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUseError(f"{path}: in use by another process training this run; wait for it to end, or stop "
+                              "it (the run resumes from its last checkpoint)") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def first_line(err: BaseException) -> str:

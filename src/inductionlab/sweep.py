@@ -35,12 +35,14 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
 from inductionlab.backends import BACKENDS, LocalBackend, RayBackend, default_workers
-from inductionlab.config import MAX_DEPTH, RunConfig, check_depth, read_text_file
+from inductionlab.config import FOLDER_NAME_RULE, MAX_DEPTH, RunConfig, check_depth, folder_name_problem, read_text_file
 from inductionlab.errors import ConfigError, RunDirError, SweepError
+from inductionlab.footprint import check_concurrent_memory
+from inductionlab.heartbeat import StallLimit
 from inductionlab.models.families import family
 from inductionlab.runs import RunDir, RunSpec, atomic_write, first_line, seed_overrides
 from inductionlab.train import shared_trajectory
@@ -59,6 +61,14 @@ class GridFile(BaseModel):
     overrides: list[str] = Field(default_factory=list, alias="set")
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        problem = folder_name_problem(value)
+        if problem:  # the runs are named after it
+            raise ValueError(f"{value!r} {problem}; a name is one folder name: {FOLDER_NAME_RULE}")
+        return value
 
 
 def grid_runs(name: str, base: str, axes: dict[str, list[Any]], seeds: Iterable[int],
@@ -97,7 +107,7 @@ def load_grid(path: str | Path) -> list[RunSpec]:
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "grid file"
-        raise ConfigError(f"{path}: {loc}: {first['msg']}") from None
+        raise ConfigError(f"{path}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
     specs = grid_runs(grid.name, grid.base, grid.grid, grid.seeds, grid.overrides)
     check_specs(specs, origin=str(path))
     return specs
@@ -167,14 +177,17 @@ def check_backend(backend: str, workers: int | None = None, threads: int | None 
 
 def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", workers: int | None = None,
               threads: int | None = None, address: str | None = None, progress: bool = True,
-              desc: str = "sweep") -> pd.DataFrame:
+              desc: str = "sweep", stall_limit: float | None = None) -> pd.DataFrame:
     """Run every spec into ``out/runs/`` on ``backend``; write and return the runs table.
 
     Finished runs are skipped and interrupted runs resume. ``workers`` runs go at once (default:
-    one per core), each with ``threads`` torch threads (default: cores // workers). A failed run
+    one per core), each with ``threads`` torch threads (default: cores // workers); runs that together would
+    not fit the memory available are refused before any starts. A run whose worker dies or stays silent past
+    its stall limit (``stall_limit``: the floor in seconds, heartbeat.py) resumes on a new worker. A failed run
     does not stop the others; a SweepError names the failures once all have ended.
     """
     check_backend(backend, workers, threads, address)
+    stall = StallLimit(stall_limit) if stall_limit is not None else StallLimit()
     out = Path(out)
     configs = check_specs(specs)
     runs_dir = out / "runs"
@@ -198,7 +211,10 @@ def run_sweep(specs: list[RunSpec], out: str | Path, *, backend: str = "local", 
     state = _Progress(configs, steps={s.folder: configs[s.folder].train.steps for s in specs
                                       if s.folder in summaries})
     if todo:
-        runner = LocalBackend(workers) if backend == "local" else RayBackend(workers, threads, address)
+        if backend == "local" or not address:  # the runs share this machine
+            check_concurrent_memory([configs[spec.folder] for spec in todo], workers)
+        runner = (LocalBackend(workers, stall=stall) if backend == "local"
+                  else RayBackend(workers, threads, address, stall=stall))
         state.bar = tqdm(total=1000, initial=state.permille(), desc=desc, dynamic_ncols=True, disable=not progress,
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
                          smoothing=0.05, mininterval=1 if sys.stderr.isatty() else 30)  # a log: a line per 30 s
@@ -287,10 +303,7 @@ def _drive(runner, todo, runs_dir, configs, summaries, state, workers, threads) 
             if handles:
                 time.sleep(POLL_S)
     except BaseException:
-        if isinstance(runner, RayBackend):
-            runner.close(interrupted=True, handles=[h for _, _, h in handles.values()])
-        else:
-            runner.close(interrupted=True)
+        runner.close(interrupted=True)
         raise
     runner.close()
     return failures

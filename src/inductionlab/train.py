@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,14 @@ from tqdm.auto import tqdm
 
 from inductionlab.config import RunConfig
 from inductionlab.curves import first_crossing
-from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, RunDirError
+from inductionlab.errors import CheckpointError, ConfigError, DivergenceError, RunDirError, RunInUseError
 from inductionlab.evaluation import training_loss
 from inductionlab.footprint import check_memory
+from inductionlab.heartbeat import Heartbeat
 from inductionlab.interventions import Interventions
 from inductionlab.models.build import build_model
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, RELATIVE_ENCODINGS
-from inductionlab.runs import METRICS_VERSION, RunDir
+from inductionlab.runs import METRICS_VERSION, RunDir, hold_run
 from inductionlab.tasks.base import EVALUATION_KEY, Batch, Milestones, Task
 from inductionlab.tasks.build import make_task
 
@@ -53,6 +55,34 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: 'cuda' requested but no CUDA device is available; use auto or cpu")
     return torch.device(name)
+
+
+# hyper-parameters only this optimiser's param groups hold (not those a newer torch may add to every optimiser)
+OPTIMIZER_KEYS = {"SGD": ("momentum", "dampening", "nesterov"), "AdamW": ("betas", "eps", "amsgrad")}
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, groups: list[dict[str, Any]],
+                          state: dict[int, dict[str, torch.Tensor]], where: str) -> None:
+    """CheckpointError, one line, when a checkpoint's optimiser state (``groups``: its hyper-parameters; ``state``:
+    its tensors per parameter) is not one ``optimizer`` can resume from: another optimiser's (AdamW's moments in
+    an SGD run), or tensors of other shapes than the parameters they belong to."""
+    name = type(optimizer).__name__
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    expected = set(OPTIMIZER_KEYS.get(name, ()))
+    for group in groups:
+        kept = set(group) - {"params"}
+        if not expected <= kept:
+            missing = ", ".join(sorted(expected - kept))
+            raise CheckpointError(f"{where}: its optimiser state is not {name}'s (no {missing}); train.optimizer "
+                                  "differs from the run's: train it into a new folder")
+    if sum(len(group["params"]) for group in groups) != len(params) or any(i >= len(params) for i in state):
+        raise CheckpointError(f"{where}: its optimiser state covers other parameters than this model's trained "
+                              f"ones ({len(params)}); model.trained differs from the run's: train it into a new folder")
+    for i, tensors in state.items():
+        for key, value in tensors.items():
+            if value.dim() and value.shape != params[i].shape:
+                raise CheckpointError(f"{where}: optimiser tensor {key} of parameter {i} has shape "
+                                      f"{tuple(value.shape)}, the parameter {tuple(params[i].shape)}")
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -82,6 +112,7 @@ class Trainer:
     # reports the same shares); empty when the task counts nothing
     train_counts: torch.Tensor
     step: int = 0
+    pulse: Heartbeat | None = None  # the sweep's view of this run's progress (heartbeat.py), in a sweep worker
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -128,6 +159,7 @@ class Trainer:
                 if key.startswith("optim."):
                     _, idx, name = key.split(".", 2)
                     optim_state.setdefault(int(idx), {})[name] = value
+            check_optimizer_state(self.optimizer, state["param_groups"], optim_state, str(self.run.checkpoint_dir))
             self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
             self.data_rng.set_state(tensors["rng.data"])
             if self.task.n_counts:
@@ -179,13 +211,16 @@ class Trainer:
         return row
 
 
-def open_run(cfg: RunConfig, out: str | Path, device: str | None = None, max_memory: int | None = None
-             ) -> tuple[RunDir, torch.device]:
+def open_run(cfg: RunConfig, out: str | Path, device: str | None = None, max_memory: int | None = None,
+             held: ExitStack | None = None) -> tuple[RunDir, torch.device]:
     """The run directory ``out`` for ``cfg`` (new, or an existing run of the same config) and the device; a run
     whose estimated memory exceeds the device's (or ``max_memory`` bytes) is refused before the directory is
-    made or anything is allocated."""
+    made or anything is allocated. With ``held``, the folder is this process's until ``held`` closes
+    (:func:`~inductionlab.runs.hold_run`: a run another process trains is refused before anything is written)."""
     dev = resolve_device(device or cfg.train.device)
     check_memory(cfg, dev, max_memory)
+    if held is not None:
+        held.enter_context(hold_run(out))
     return RunDir.create(out, cfg), dev
 
 
@@ -230,6 +265,7 @@ def train(
     keep_going: bool = False,
     max_memory: int | None = None,
     followers: tuple[tuple[RunConfig, str | Path], ...] = (),
+    heartbeat: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into run directory ``out``; resume if it holds a checkpoint.
 
@@ -239,9 +275,21 @@ def train(
     the run is started again, unless ``keep_going``. ``max_memory`` (bytes) caps the estimated memory
     (:mod:`~inductionlab.footprint`; the device's available memory caps it anyway). ``followers``: runs
     ``(config, directory)`` on this run's trajectory (:func:`shared_trajectory`) that log, checkpoint and
-    finish along the way; one that cannot join (finished, or checkpointed at another step) is left alone.
+    finish along the way; one that cannot join (finished, checkpointed at another step, or trained by another
+    process) is left alone. One process trains a run folder at a time: another process training ``out`` (or a
+    follower's folder) meanwhile is refused in one line (:func:`~inductionlab.runs.hold_run`). ``heartbeat``:
+    write ``out/heartbeat.json`` for the sweep waiting on this run (heartbeat.py).
     """
-    run, dev = open_run(cfg, out, device, max_memory)
+    with ExitStack() as held:
+        return _train(cfg, out, held, device=device, stop_after=stop_after, progress=progress, keep_going=keep_going,
+                      max_memory=max_memory, followers=followers, heartbeat=heartbeat)
+
+
+def _train(cfg: RunConfig, out: str | Path, held: ExitStack, *, device: str | None, stop_after: int | None,
+           progress: bool, keep_going: bool, max_memory: int | None,
+           followers: tuple[tuple[RunConfig, str | Path], ...], heartbeat: bool) -> dict[str, Any]:
+    """:func:`train`, holding its folders in ``held``."""
+    run, dev = open_run(cfg, out, device, max_memory, held)
     finished = run.summary()
     if finished is not None and finished.get("finished"):
         return finished
@@ -251,10 +299,14 @@ def train(
             raise DivergenceError(diverged_message(run, step, cause), step if isinstance(step, int) else -1)
         run.summary_path.unlink()  # trained on from the last finite checkpoint, through the divergence
     trainer = build_trainer(cfg, run, dev)
+    if heartbeat:
+        trainer.pulse = Heartbeat(run.path)
+        held.callback(trainer.pulse.stop)
+        trainer.pulse.write(trainer.step)
     if trainer.diverged is not None and not keep_going:  # resumed after an interrupted --keep-going run
         raise DivergenceError(diverged_message(trainer.run, *trainer.diverged), trainer.diverged[0])
     run, t = trainer.run, cfg.train
-    riders = [] if keep_going else _riders(trainer, followers, max_memory)
+    riders = [] if keep_going else _riders(trainer, followers, max_memory, held)
     start = time.perf_counter()
     elapsed_before = run.metrics()[-1].get("elapsed_s") or 0.0 if run.metrics() else 0.0
     for tr in (trainer, *riders):
@@ -280,6 +332,7 @@ def train(
                 if not keep_going:
                     _stop_diverged(trainer, loss, cause, elapsed_before + time.perf_counter() - start)
             elapsed = elapsed_before + time.perf_counter() - start
+            _beat(trainer)
             row = _log_step(trainer, loss, elapsed, last)
             if row is not None:
                 shown = {label: row.get(key) for label, key in trainer.task.progress_keys.items()}
@@ -309,11 +362,19 @@ def _log_step(trainer: Trainer, loss: float, elapsed: float, last: int) -> dict[
     t, step, row = trainer.cfg.train, trainer.step, None
     if step % t.eval_every == 0 or step <= t.eval_dense_until or step == t.steps:
         row = trainer.log_eval(loss, elapsed)
+        _beat(trainer)
     elif t.probe_every and step % t.probe_every == 0:
         trainer.log_probes(loss, elapsed)
+        _beat(trainer)
     if step % t.checkpoint_every == 0 or step == last:
         trainer.save()
+        _beat(trainer)
     return row
+
+
+def _beat(trainer: Trainer) -> None:
+    if trainer.pulse is not None:
+        trainer.pulse.beat(trainer.step)
 
 
 def _finish(trainer: Trainer, trained_along: str | None = None) -> dict[str, Any]:
@@ -353,15 +414,18 @@ def shared_trajectory(cfg: RunConfig) -> str | None:
     return json.dumps(raw, sort_keys=True)
 
 
-def _riders(leader: Trainer, followers, max_memory: int | None) -> list[Trainer]:
+def _riders(leader: Trainer, followers, max_memory: int | None, held: ExitStack) -> list[Trainer]:
     """The trainers of ``followers`` that join ``leader`` now: unfinished, at the leader's step, no longer than
-    it (a follower that cannot join is left for a run of its own); each shares the leader's model, optimiser,
-    data generator and counts."""
+    it, not trained by another process (a follower that cannot join is left for a run of its own); each shares
+    the leader's model, optimiser, data generator and counts. Their folders are held in ``held``."""
     riders, key = [], shared_trajectory(leader.cfg)
     for cfg, out in followers:
         if key is None or shared_trajectory(cfg) != key:
             raise ConfigError(f"{cfg.name}: does not follow the trajectory of {leader.cfg.name}")
-        run, _ = open_run(cfg, out, str(leader.device), max_memory)
+        try:
+            run, _ = open_run(cfg, out, str(leader.device), max_memory, held)
+        except RunInUseError:
+            continue
         done = run.summary()
         if done is not None and (done.get("finished") or done.get("diverged")):
             continue

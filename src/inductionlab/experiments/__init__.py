@@ -91,12 +91,14 @@ def get_experiment(name: str) -> Experiment:
 
 
 def run_experiment(name: str, out: str | Path, preset_name: str = "quick", *, backend: str = "local",
-                   workers: int | None = None, address: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train (or reuse) the runs of experiment ``name`` on ``backend``, then analyse them into ``out``."""
+                   workers: int | None = None, address: str | None = None, progress: bool = True,
+                   stall_limit: float | None = None) -> dict[str, Any]:
+    """Train (or reuse) the runs of experiment ``name`` on ``backend``, then analyse them into ``out``
+    (``stall_limit``: sweep.run_sweep)."""
     experiment = get_experiment(name)
     experiment.preset(preset_name)
     check_backend(backend, workers, None, address)
     out = results_folder(out)
     run_sweep(experiment.plan(preset_name), out, backend=backend, workers=workers, address=address,
-              progress=progress, desc=experiment.name)
+              progress=progress, desc=experiment.name, stall_limit=stall_limit)
     return experiment.analyse(out / "runs", out, preset_name)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inductionlab.config import check_folder_name
 from inductionlab.errors import ConfigError
 from inductionlab.runs import RunSpec
 
@@ -54,6 +55,9 @@ class Experiment:
     plan: Callable[[str], list[RunSpec]]
     analyse: Callable[[Path, Path, str], dict[str, Any]]
     analysis_cost: int = 0
+
+    def __post_init__(self) -> None:
+        check_folder_name(self.name, f"experiment {self.name!r}: name")  # its results folder, inside --out
 
     def preset(self, preset_name: str) -> dict[str, Any]:
         """The experiment preset ``preset_name`` (ConfigError naming the allowed presets)."""
