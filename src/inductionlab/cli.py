@@ -180,7 +180,10 @@ def patch(run_dir: str, out: str | None, seq_len: int | None, pairs: int, prompt
 
 
 def backend_options(func):
-    """--backend, --workers, --address: where the runs of a sweep go."""
+    """--backend, --workers, --address: where the runs of a sweep go; --stall-limit: when a silent one is hung."""
+    func = click.option("--stall-limit", type=float, default=None, metavar="SECONDS",
+                        help="End and resume a run whose worker is silent for longer than this, or than 20 times "
+                        "its longest step, evaluation or checkpoint write (default: 300; at least 3).")(func)
     func = click.option("--address", default=None, metavar="HOST:PORT",
                         help="Ray cluster to join (default with --backend ray: start a local Ray instance).")(func)
     func = click.option("--workers", type=int, default=None,
@@ -196,13 +199,14 @@ def backend_options(func):
 @backend_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def experiment(name: str, preset: str, out: str | None, backend: str, workers: int | None, address: str | None,
-               quiet: bool) -> None:
+               stall_limit: float | None, quiet: bool) -> None:
     """Run experiment NAME (birth, hijack, length, nope3, interventions, icl-mc, width, or an import path
     package.module:NAME): train or reuse its runs, write results and figures."""
     from inductionlab.experiments import get_experiment, run_experiment
 
     out_dir = Path(out) if out else Path("results") / get_experiment(name).name
-    run_experiment(name, out_dir, preset, backend=backend, workers=workers, address=address, progress=not quiet)
+    run_experiment(name, out_dir, preset, backend=backend, workers=workers, address=address, progress=not quiet,
+                   stall_limit=stall_limit)
     click.echo(f"results: {out_dir / 'results.json'}")
     click.echo((out_dir / "README.md").read_text())
 
@@ -212,11 +216,13 @@ def experiment(name: str, preset: str, out: str | None, backend: str, workers: i
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Sweep folder (runs/ and tables).")
 @backend_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sweep(grid: str, out: str, backend: str, workers: int | None, address: str | None, quiet: bool) -> None:
+def sweep(grid: str, out: str, backend: str, workers: int | None, address: str | None, stall_limit: float | None,
+          quiet: bool) -> None:
     """Run every config × seed of GRID.yaml; write OUT/runs.parquet and OUT/summary.parquet."""
     from inductionlab.sweep import load_grid, run_sweep
 
-    table = run_sweep(load_grid(grid), out, backend=backend, workers=workers, address=address, progress=not quiet)
+    table = run_sweep(load_grid(grid), out, backend=backend, workers=workers, address=address, progress=not quiet,
+                      stall_limit=stall_limit)
     diverged = int((table["status"] == "diverged").sum())
     click.echo(f"{len(table)} runs" + (f" ({diverged} diverged, left out of summary.parquet)" if diverged else "")
                + f"; tables: {Path(out) / 'runs.parquet'}, {Path(out) / 'summary.parquet'}")
@@ -233,8 +239,11 @@ def sweep(grid: str, out: str, backend: str, workers: int | None, address: str |
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--dry-run", is_flag=True, help="Print the planned runs and their estimated time on this machine "
               "(from a short measurement of each kind of run); train nothing, write nothing.")
+@click.option("--reanalyse", is_flag=True, help="Analyse every named experiment again, even one whose results.json "
+              "was computed from its runs and the code as they are now (one that was not is analysed again anyway).")
 def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backend: str, workers: int | None,
-              address: str | None, name: str | None, quiet: bool, dry_run: bool) -> None:
+              address: str | None, stall_limit: float | None, name: str | None, quiet: bool, dry_run: bool,
+              reanalyse: bool) -> None:
     """Reproduce EXPERIMENTS (default: all of them) and write report.html and results.json."""
     from inductionlab.experiments import EXPERIMENTS
     from inductionlab.experiments.kit.checks import failed_checks
@@ -253,7 +262,8 @@ def reproduce(experiments: tuple[str, ...], preset: str, out: str | None, backen
     out_dir = Path(out) if out else Path("results") / preset
     try:
         results = run_reproduce(out_dir, preset, experiments or EXPERIMENTS, backend=backend, workers=workers,
-                                address=address, name=name, progress=not quiet)
+                                address=address, name=name, progress=not quiet, reanalyse=reanalyse,
+                                stall_limit=stall_limit)
     except KeyboardInterrupt:
         click.echo(f"interrupted; finished runs are kept in {out_dir}; run the same command to finish", err=True)
         sys.exit(130)

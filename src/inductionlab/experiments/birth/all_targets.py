@@ -45,6 +45,7 @@ FINAL_KEYS = ("acc_in_context", "acc_in_context_all", "loss_global", "loss_globa
 LEARNT_RULE = Rule("higher", 0.9, 0.3, level_from="0.9, the accuracy at which an in-context milestone is read "
                    "(docs/science.md §8)")
 FIRST_RULE = Rule("lower", None, 0.2)  # global at most 0.8 × the in-context step: a lead, not a tie
+SETTING_A = {depth: {"setting": "all", "depth": depth} for depth in ("two-layer", "one-layer")}  # each arm's params
 
 
 def unigram_loss(cfg: RunConfig) -> float:
@@ -126,14 +127,16 @@ def claims_all_targets(a: dict[str, Any]) -> list[dict[str, Any]]:
               "has no previous-token head to feed an induction head)", "two layers ≥ 0.9, ≥ 0.3 above one layer",
               "in-context accuracy at the end, non-degenerate evaluation sequences, mean over seeds", two["mean"],
               one["mean"], "the one-layer model of the same width on the same sequences", LEARNT_RULE,
-              seeds=SeedValues(two["per_seed"], one["per_seed"]), per_seed={"two-layer": two, "one-layer": one},
+              seeds=SeedValues(two["per_seed"], one["per_seed"]), reads=tuple(SETTING_A.values()),
+              per_seed={"two-layer": two, "one-layer": one},
               degenerate_in_context_share=a["final"]["two-layer"]["degenerate_in_context_share"]["mean"]),
         claim(f"(a) Global knowledge first: the two-layer model's global loss makes {PROGRESS:.0%} of its way from "
               f"the unigram loss to its final value before its in-context accuracy makes {PROGRESS:.0%} of its rise",
               "ratio < 1 on every seed", f"step at which the global loss has made {PROGRESS:.0%} of its fall from the "
               f"unigram loss ({a['unigram_loss']:.3f} nats) / the step at which the in-context accuracy has made "
               f"{PROGRESS:.0%} of its rise from step 0, per seed, mean over seeds", seed_mean(main["ratio"]), 1.0,
-              "no preferred order (ratio 1)", FIRST_RULE, seeds=SeedValues(main["ratio"], 1.0), steps=main["steps"],
+              "no preferred order (ratio 1)", FIRST_RULE, seeds=SeedValues(main["ratio"], 1.0),
+              reads=(SETTING_A["two-layer"],), steps=main["steps"],
               ratio=main["ratio"], by_progress=also,
               from_step_0={x: row["ratio"] for x, row in a["global_first_from_step_0"].items()},
               one_layer={x: row["ratio"] for x, row in a["global_first_one_layer"].items()}),

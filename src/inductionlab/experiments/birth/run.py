@@ -23,7 +23,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from inductionlab.experiments.birth.all_targets import claims_all_targets, summarise_all_targets, unigram_loss
+from inductionlab.experiments.birth.all_targets import (
+    SETTING_A,
+    claims_all_targets,
+    summarise_all_targets,
+    unigram_loss,
+)
 from inductionlab.experiments.birth.report import readme, setting, side_by_side, write_figures
 from inductionlab.experiments.birth.topdown import (
     ARMS,
@@ -31,6 +36,7 @@ from inductionlab.experiments.birth.topdown import (
     UNFROZEN,
     claims_top_down,
     distance_from_init,
+    setting_b,
     summarise_top_down,
 )
 from inductionlab.experiments.kit.experiment import experiment_preset
@@ -74,12 +80,12 @@ def plan(preset_name: str) -> list[RunSpec]:
     extra = preset.get("set", ())
     runs = [RunSpec(f"birth-{preset_name}-all-{depth}-s{seed}", preset["all"],
                     (*extra, f"model.n_layers={layers}", *seed_overrides(seed)),
-                    (("setting", "all"), ("depth", depth), ("seed", seed)))
+                    (*SETTING_A[depth].items(), ("seed", seed)))
             for depth, layers in DEPTHS.items() for seed in preset["all_seeds"]]
     overrides = arm_overrides(preset)
     runs += [RunSpec(f"birth-{preset_name}-topdown-{arm}-s{seed}", preset["topdown"],
                      (*extra, *overrides[arm], *seed_overrides(seed)),
-                     (("setting", "topdown"), ("arm", arm), ("seed", seed)))
+                     (*setting_b(arm)[0].items(), ("seed", seed)))
              for arm in ARMS for seed in preset["topdown_seeds"]]
     return runs
 

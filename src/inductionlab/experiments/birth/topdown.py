@@ -108,6 +108,11 @@ def summarise_top_down(curves: dict[str, dict[int, Rows]], distances: dict[str, 
             "distance_at_s": distances, "functional_at_s": at_s}
 
 
+def setting_b(*arms: str) -> tuple[dict[str, str], ...]:
+    """The run params of each of ``arms`` (what a claim reads, :func:`~inductionlab.experiments.kit.claims.claim`)."""
+    return tuple({"setting": "topdown", "arm": arm} for arm in arms)
+
+
 def _value_at(rows: Rows, key: str, step: int) -> float | None:
     """``key`` at the last evaluation at or before ``step``."""
     logged = [r[key] for r in rows if r["step"] <= step and r.get(key) is not None]
@@ -128,7 +133,7 @@ def order_claim(arm: str, data: dict[str, Any]) -> dict[str, Any]:
         f"(b, {arm}: {ARMS[arm]}) The memories work top-down: W_O², then W_K², then W_K¹ (functional milestones: "
         f"fn_wo, fn_wk2, fn_wk1 reach {FORMED:g})", "fn_wo < fn_wk2 < fn_wk1 on every seed", order_text(row["order"]),
         row["order"]["fraction"], 1 / 6, "chance that three milestones fall in one given order (1/6)", ORDER_RULE,
-        seeds=order_seeds(row["milestones"], FUNCTIONAL, 1 / 6), orders=row["order"]["orders"],
+        seeds=order_seeds(row["milestones"], FUNCTIONAL, 1 / 6), reads=setting_b(arm), orders=row["order"]["orders"],
         milestones=row["milestones"], median_step=row["median_step"], range=row["range"], by_level=by_level,
         argmax_order=argmax, own_progress_order={"fraction": data["own_progress"]["order"]["fraction"],
                                                  "orders": data["own_progress"]["order"]["orders"],
@@ -157,7 +162,8 @@ def frozen_output_still_claim(top: dict[str, Any]) -> dict[str, Any]:
         "until then", "each key's distance at most half the unfrozen one, on every seed",
         f"the larger over W_K¹ and W_K² of ‖W(s) − W(0)‖_F with W_O² frozen / the same without the freeze, same "
         f"seed, at s = {s}, mean over seeds", seed_mean(larger), 1.0, "the unfrozen arm against itself (ratio 1)",
-        STILL_RULE, seeds=SeedValues(larger, 1.0), ratio_per_key=per_key, distance_frozen=frozen,
+        STILL_RULE, seeds=SeedValues(larger, 1.0), reads=setting_b(arm, UNFROZEN), ratio_per_key=per_key,
+        distance_frozen=frozen,
         distance_unfrozen=free,
         functional_at_s={"frozen": top["functional_at_s"].get(arm), "unfrozen": top["functional_at_s"].get(UNFROZEN)})
 
@@ -170,7 +176,8 @@ def frozen_output_waits_claim(top: dict[str, Any]) -> dict[str, Any]:
         f"(b) With W_O² frozen at its initial value until step {s}, W_K² waits: it forms about s later than "
         "without the freeze (W_O² must be learnt before the keys can be)", "delay ≥ s/2 on every seed",
         "(W_K²'s functional milestone with W_O² frozen − without, same seed) / s, mean over seeds", seed_mean(delay),
-        0.0, "no delay: W_K² not needing W_O² (0)", WAITS_RULE, seeds=SeedValues(delay, 0.0), delay_over_s=delay,
+        0.0, "no delay: W_K² not needing W_O² (0)", WAITS_RULE, seeds=SeedValues(delay, 0.0),
+        reads=setting_b("T64-freeze-wo2", UNFROZEN), delay_over_s=delay,
         milestones_frozen=top["arms"]["T64-freeze-wo2"]["functional"][str(FORMED)]["milestones"],
         milestones_unfrozen=top["arms"][UNFROZEN]["functional"][str(FORMED)]["milestones"])
 
@@ -185,7 +192,8 @@ def frozen_layer1_claim(top: dict[str, Any]) -> dict[str, Any]:
         "training layer 2 sees layer 1 as it is)", "delay < s/2 on every seed",
         "(W_K²'s functional milestone with W_K¹ frozen − without, same seed) / s, mean over seeds", seed_mean(delay),
         1.0,
-        "W_K² waiting for W_K¹: a delay of s (1)", ON_TIME_RULE, seeds=SeedValues(delay, 1.0), delay_over_s=delay,
+        "W_K² waiting for W_K¹: a delay of s (1)", ON_TIME_RULE, seeds=SeedValues(delay, 1.0),
+        reads=setting_b("T64-freeze-wk1", UNFROZEN), delay_over_s=delay,
         milestones_frozen=top["arms"]["T64-freeze-wk1"]["functional"][str(FORMED)]["milestones"],
         milestones_unfrozen=top["arms"][UNFROZEN]["functional"][str(FORMED)]["milestones"],
         functional_at_s={"frozen": top["functional_at_s"].get("T64-freeze-wk1"),

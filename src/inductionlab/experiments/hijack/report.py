@@ -41,6 +41,12 @@ def claim_subset(pos_enc: str) -> str:
     return "inside" if pos_enc == "ape" else "all"
 
 
+def model_runs(trigger_mode: str, pos_enc: str) -> tuple[dict[str, str], ...]:
+    """The run params of one of the experiment's models (what a claim reads,
+    :func:`~inductionlab.experiments.kit.claims.claim`)."""
+    return ({"trigger_mode": trigger_mode, "pos_enc": pos_enc},)
+
+
 def strongest_null(stats: dict[str, Any]) -> str:
     """The null of :data:`~.analysis.NULLS` with the highest mean within-setting R² (the strongest)."""
     means = {n: stats[n]["within_r2"]["mean"] for n in NULLS}
@@ -61,6 +67,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         subset = claim_subset(pos_enc)
         where = "families 1–3" + (", prompts with every pair before T_train" if subset == "inside" else "")
         entry = enc["subsets"][subset]
+        models = model_runs("random", pos_enc)
         stats, ceiling = entry["agreement"], entry["noise_ceiling"]
         for name in PREDICTIONS if "gaps" in judged else ():
             within, best = stats[name]["within_r2"], strongest_null(stats)
@@ -72,7 +79,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "within-setting R² ≥ 0.5 and ≥ 0.1 above the strongest null",
                 "within-setting R² of the gap ξ_b − ξ_rival on each seed's prompts, mean over seeds",
                 within["mean"], stats[best]["within_r2"]["mean"], f"strongest null: {NULL_LABELS[best]}", GAP_RULE,
-                seeds=SeedValues(within["per_seed"], stats[best]["within_r2"]["per_seed"]),
+                seeds=SeedValues(within["per_seed"], stats[best]["within_r2"]["per_seed"]), reads=models,
                 n_prompts=entry["prompts_per_seed"], per_seed=within["per_seed"],
                 pooled_r2=stats[name]["pooled_r2"]["mean"],
                 nulls={n: stats[n]["within_r2"]["mean"] for n in NULLS},
@@ -88,7 +95,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "over seeds", cross["mae"][name]["mean"], cross["constant_mae"]["mean"],
                 "best constant n* per prompt length, chosen on the other seeds", CROSSOVER_RULE,
                 seeds=SeedValues({s: v["mae"][name] for s, v in cross["per_seed"].items()},
-                                 {s: v["constant_mae"] for s, v in cross["per_seed"].items()}),
+                                 {s: v["constant_mae"] for s, v in cross["per_seed"].items()}), reads=models,
                 per_seed={s: {"mae": v["mae"][name], "constant_mae": v["constant_mae"],
                               "constant_by_T": v["constant_by_T"], "model_never_crosses": v["model_never_crosses"],
                               "prediction_crosses_there": v["crosses_where_model_does_not"][name]}
@@ -101,17 +108,19 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "Spearman ρ between T and the model's n* over (pair, T) of each seed; never crossing = n_max + 1; "
                 "mean over seeds", _mean(growth["per_seed"]), _mean(growth["null_per_seed"]),
                 "95th percentile of ρ with T shuffled within each pair, seed by seed", GROWTH_RULE,
-                seeds=SeedValues(growth["per_seed"], growth["null_per_seed"]), per_seed=growth["per_seed"],
+                seeds=SeedValues(growth["per_seed"], growth["null_per_seed"]), reads=models,
+                per_seed=growth["per_seed"],
                 pooled_spearman=growth["spearman"], pooled_null_q95=growth["null_q95"]))
         slope = enc["unigram_slope"]
         if "slope" in judged:
             out.append(_slope_claim(
                 f"[{pos_enc}] With a absent from the context, a token's logit rises with its count in the context at "
-                "the slope of the in-context unigram term (§4.4 (v), family 5)", slope, "fitted scalar form"))
+                "the slope of the in-context unigram term (§4.4 (v), family 5)", slope, "fitted scalar form", models))
     out.append(_slope_claim(
         "For a query that is not a trigger, layer 2 attends uniformly, so what remains of the context is the "
         "in-context unigram term: b's logit still rises with its count (family 4, §4.4 (v))",
-        results["family_4"]["unigram_slope"], "scalar form read off the fixed-trigger model (no fit)"))
+        results["family_4"]["unigram_slope"], "scalar form read off the fixed-trigger model (no fit)",
+        model_runs("fixed", "rpe")))
     return out
 
 
@@ -124,7 +133,8 @@ SLOPE_NULLS = {"null_relative_error": "null slope 0 (no unigram term): |s_model|
                "lookup_relative_error": "the other seeds' model slope: |s_model − s_other seeds| / |s_theory|"}
 
 
-def _slope_claim(text: str, slope: dict[str, Any], theory: str) -> dict[str, Any]:
+def _slope_claim(text: str, slope: dict[str, Any], theory: str, reads: tuple[dict[str, str], ...]
+                 ) -> dict[str, Any]:
     """A slope claim against the stronger of its two nulls (the lower mean error, :func:`~.analysis.unigram_slopes`)."""
     means = {k: slope[k]["mean"] for k in SLOPE_NULLS}
     null = min(means, key=lambda k: float("inf") if means[k] is None else means[k])
@@ -137,7 +147,7 @@ def _slope_claim(text: str, slope: dict[str, Any], theory: str) -> dict[str, Any
                          {s: v[null] for s, v in slope["per_seed"].items()}),
         per_seed={s: {k: v[k] for k in ("model_slope", "theory_slope", "other_seeds_slope")}
                   for s, v in slope["per_seed"].items()},
-        null_errors={k: means[k] for k in SLOPE_NULLS})
+        reads=reads, null_errors={k: means[k] for k in SLOPE_NULLS})
 
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from inductionlab.experiments.kit.curves import seed_mean
 PLATEAU_SHARE = 0.05  # a plateau is at least 5 % of training
 HEAD_LEVEL = 0.5
 ONE_LAYER_LEVEL = 0.5  # the one-layer control stays above L_Bayes + 0.5 Δ
+TWO_LAYER = ({"order": 2, "depth": "two-layer"},)  # the run params of the claims' model (order 2, two layers)
 REACH_RULE = Rule("lower", 0.2, 0.3, level_from="'reaches' read as within a fifth of the unigram–Bayes gap Δ "
                   "(docs/icl-mc.md)")
 
@@ -78,7 +79,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               "(final loss − L_Bayes) / Δ, Δ = L_unigram − L_Bayes, mean over seeds",
               (final["loss_in_context"]["mean"] - bayes) / delta, 1.0,
               "the in-context unigram strategy (excess Δ, i.e. 1)", REACH_RULE,
-              seeds=SeedValues(excess_by_seed(final), 1.0), delta=delta, loss_bayes=bayes, loss_unigram=unigram),
+              seeds=SeedValues(excess_by_seed(final), 1.0), reads=TWO_LAYER, delta=delta, loss_bayes=bayes,
+              loss_unigram=unigram),
         claim(f"Training passes a unigram plateau and leaves it: at least {PLATEAU_SHARE:.0%} of training with "
               "KL(unigram ‖ model) < 0.25 κ while KL(Bayes ‖ model) > 0.5 κ (κ = KL(unigram ‖ Bayes)), more than a "
               "path straight from uniform to Bayes along the same loss curve spends there, then ending with "
@@ -89,7 +91,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               "the model's at every evaluation (same plateau definition)",
               Rule("higher", PLATEAU_SHARE, PLATEAU_SHARE, level_from=f"a plateau is at least {PLATEAU_SHARE:.0%} of "
                    "training (docs/icl-mc.md); the margin asks as much again beyond the path's"),
-              seeds=SeedValues(measured, null), plateau_share=two["plateau_share"],
+              seeds=SeedValues(measured, null), reads=TWO_LAYER, plateau_share=two["plateau_share"],
               left_for_bayes=two["left_for_bayes"], straight_path=two["straight_path"],
               one_layer_plateau_share=results["models"]["n2-one-layer"]["plateau_share"]),
         claim("The trained two-layer model has a previous-token head in layer 1 and an induction head in layer 2 "
@@ -100,7 +102,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
               Rule("higher", HEAD_LEVEL, 0.2, level_from="half the head's attention where its pattern points "
                    "(docs/science.md §4.2; the level nope3 uses), not normalised by chance: with k = 3 states "
                    "about a third of the keys match by chance, so an untrained induction score is near 0.39"),
-              seeds=SeedValues(trained, untrained), scores=per_head),
+              seeds=SeedValues(trained, untrained), reads=TWO_LAYER, scores=per_head),
     ]
     if "n3-two-layer" in results["models"]:
         three = results["models"]["n3-two-layer"]["final"]
@@ -112,7 +114,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             "(final loss − L_Bayes(trigram)) / Δ₃, Δ₃ = L_Bayes(bigram) − L_Bayes(trigram), mean over seeds",
             (three["loss_in_context"]["mean"] - trigram) / delta3 if delta3 > 0 else None, 1.0,
             "the bigram Bayes strategy (excess 1)", REACH_RULE,
-            seeds=SeedValues(excess_by_seed(three, above="loss_bayes_lower_order"), 1.0), delta3=delta3))
+            seeds=SeedValues(excess_by_seed(three, above="loss_bayes_lower_order"), 1.0),
+            reads=({"order": 3, "depth": "two-layer"},), delta3=delta3))
     return out
 
 

@@ -97,6 +97,11 @@ def _gaps(accuracy: dict[str, float | None], one_layer: dict[str, float | None])
             for seed, acc in accuracy.items()}
 
 
+def arm_runs(*arms: str) -> tuple[dict[str, str], ...]:
+    """The run params of ``arms`` (what a claim reads, :func:`~inductionlab.experiments.kit.claims.claim`)."""
+    return tuple({"arm": arm} for arm in arms)
+
+
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     """docs/science.md §8's causal statements, each against a null (§7), judged over seeds (§7.1)."""
     a, s = results["arms"], results["freeze_until"]
@@ -107,14 +112,15 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         "earlier", f"ratio ≤ {RATIO_LEVEL}", f"step at which in-context accuracy reaches {MILESTONE}, clamped / "
         "unclamped on the same seed, mean over seeds", seed_mean(ratios["ratio"]), 1.0,
         "no effect: the unclamped arm against itself (ratio 1)", RATIO_RULE, seeds=SeedValues(ratios["ratio"], 1.0),
-        **ratios))
+        reads=arm_runs("clamp-previous-token", "none"), **ratios))
 
     delay = delays(a["freeze-wk2"], a["none"], s)
     out.append(claim(
         f"W_K² frozen at zero until step {s} delays the in-context accuracy milestone by about {s} steps",
         f"delay within ±{DELAY_TOLERANCE:.0%} of {s}", "abs(delay − s) / s, the delay the frozen minus the unfrozen "
         "milestone on the same seed, mean over seeds", seed_mean(delay["relative_error"]), 1.0,
-        "no delay (relative error 1)", DELAY_RULE, seeds=SeedValues(delay["relative_error"], 1.0), **delay))
+        "no delay (relative error 1)", DELAY_RULE, seeds=SeedValues(delay["relative_error"], 1.0),
+        reads=arm_runs("freeze-wk2", "none"), **delay))
 
     one = a["one-layer"]["final"]["acc_in_context"]["per_seed"]
     intact = a["none"]["final"]["acc_in_context"]["per_seed"]
@@ -131,14 +137,15 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             "seed, "
             "mean over seeds", seed_mean(gap), seed_mean(null_gap), "the same model without the ablation",
             EQUIVALENCE_RULE,
-            seeds=SeedValues(gap, null_gap), ablated=removed, one_layer=one, unablated=intact))
+            seeds=SeedValues(gap, null_gap), reads=arm_runs("none", "one-layer"), ablated=removed, one_layer=one,
+            unablated=intact))
 
     ratios = milestone_ratios(a["clamp-induction"], a["none"], "wo")
     out.append(claim(
         "A perfect induction pattern clamped in layer 2 lets W_O² form earlier", f"ratio ≤ {RATIO_LEVEL}",
         f"step at which the wo probe reaches {MILESTONE}, clamped / unclamped on the same seed, mean over seeds",
         seed_mean(ratios["ratio"]), 1.0, "no effect: the unclamped arm against itself (ratio 1)", RATIO_RULE,
-        seeds=SeedValues(ratios["ratio"], 1.0), **ratios))
+        seeds=SeedValues(ratios["ratio"], 1.0), reads=arm_runs("clamp-induction", "none"), **ratios))
     return out
 
 

@@ -20,7 +20,7 @@ claim whose null would pass is not a claim. What holds by construction is not a 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,15 +134,19 @@ def uncertainty(rule: Rule, seeds: SeedValues) -> dict[str, Any]:
 
 def claim(text: str, predicted: str, statistic: str, measured: float | None, null: float | None, null_name: str,
           rule: Rule, also: tuple[str, bool] | None = None, *, seeds: SeedValues, n_prompts: int | None = None,
-          **detail: Any) -> dict[str, Any]:
+          reads: Sequence[Mapping[str, Any]] | None = None, **detail: Any) -> dict[str, Any]:
     """One claim of a report (docs/science.md §7), its verdict computed from its intervals over seeds.
 
     text: what is claimed; predicted: what the science predicts, in words; statistic: what
     ``measured`` and ``null`` are (their values over all seeds, as the tables show them); seeds: the
     statistic seed by seed, which gives the intervals and the verdict (:func:`uncertainty`); n_prompts:
     the prompts per seed the statistic rests on, where it is over prompts; also: a further condition
-    ``(words, met)`` a claim needs to hold (unmet, a ``holds`` becomes ``inconclusive``); detail:
-    per-seed values and notes kept beside them. A value that could not be measured is ``None`` (strict JSON).
+    ``(words, met)`` a claim needs to hold (unmet, a ``holds`` becomes ``inconclusive``); reads: the arms
+    its values come from, each as run params (``{"pos_enc": "rpe"}``: every run whose ``RunSpec.params``
+    hold ``pos_enc = rpe``; ``{}``: every run), which say the diverged runs it is missing
+    (:func:`~inductionlab.experiments.kit.runs.mark_diverged`; ``None``: not said, so every diverged run of
+    the experiment is listed on it); detail: per-seed values and notes kept beside them. A value that could
+    not be measured is ``None`` (strict JSON).
     """
     found = to_strict(uncertainty(rule, seeds))
     if n_prompts is not None:
@@ -161,6 +165,8 @@ def claim(text: str, predicted: str, statistic: str, measured: float | None, nul
     }
     if also is not None:
         out["condition"], out["condition_met"] = also[0], bool(also[1])
+    if reads is not None:
+        out["reads"] = [dict(arm) for arm in reads]
     out.update(to_strict(detail))
     return out
 
@@ -181,6 +187,6 @@ def claims_table(claims: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {c['claim']} | {c['statistic']} | {number(c['measured'])} | {number(c['null'])} ({c['null_name']}) "
               f"| {c['rule']} | {c['verdict']} | {interval_text(c)} |" for c in claims]
-    notes = dict.fromkeys(c["diverged_note"] for c in claims if c.get("diverged_note"))
-    lines += ["", *(f"Every claim above: {note}." for note in notes)] if notes else []
+    notes = [f"- {c['claim']}: {c['diverged_note']}." for c in claims if c.get("diverged_note")]
+    lines += ["", "Diverged runs left out, claim by claim:", "", *notes] if notes else []
     return "\n".join(lines)

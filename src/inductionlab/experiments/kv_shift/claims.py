@@ -38,6 +38,17 @@ MILESTONE_TEXT = {"bigram": f"in-context accuracy ≥ {LEARNT_LEVEL}",
                   "markov": f"excess loss over Bayes < {REACH_LEVEL} Δ"}
 
 
+def arm_runs(task: str, *arms: str) -> tuple[dict[str, Any], ...]:
+    """The run params of ``arms`` of ``task`` (what a claim reads, :func:`~inductionlab.experiments.kit.claims.claim`):
+    the KV-shift layer's own runs, or the vanilla runs of birth (setting (a)) and icl-mc (order 2) that
+    :func:`~.run.plan` reads, as :func:`~.run.arm_of` tells them apart."""
+    def one(arm: str) -> dict[str, Any]:
+        if arm == "kv-shift":
+            return {"task": task, "arm": arm}
+        return {"setting": "all", "depth": arm} if task == "bigram" else {"order": 2, "depth": arm}
+    return tuple(one(arm) for arm in arms)
+
+
 def _paired(arms: dict[str, Any], arm: str, null_arm: str) -> SeedValues:
     return SeedValues(arms[arm]["final"], {s: arms[null_arm]["final"].get(s) for s in arms[arm]["final"]})
 
@@ -52,13 +63,14 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         "One KV-shift attention layer (no positions) learns the in-context targets of the bigram task",
         f"accuracy ≥ {LEARNT_LEVEL}; one vanilla layer cannot", "final in-context accuracy, mean over seeds",
         seed_mean(seeds.measured), seed_mean(seeds.null), "one vanilla AMT layer (birth's one-layer runs)",
-        LEARNT_RULE, seeds=seeds))
+        LEARNT_RULE, seeds=seeds, reads=arm_runs("bigram", "kv-shift", "one-layer")))
     seeds = _paired(markov, "kv-shift", "one-layer")
     out.append(claim(
         "One KV-shift attention layer (no positions) reaches the in-context Bayes loss on Markov chains",
         f"within {REACH_LEVEL} Δ of L_Bayes; one vanilla layer cannot",
         "(final loss − L_Bayes) / Δ, Δ = L_unigram − L_Bayes, mean over seeds", seed_mean(seeds.measured),
-        seed_mean(seeds.null), "one vanilla attention-only layer (icl-mc's one-layer runs)", REACH_RULE, seeds=seeds))
+        seed_mean(seeds.null), "one vanilla attention-only layer (icl-mc's one-layer runs)", REACH_RULE, seeds=seeds,
+        reads=arm_runs("markov", "kv-shift", "one-layer")))
     for task in ("bigram", "markov"):
         ratio = tasks[task]["milestone_ratio"]
         log_ratio = {s: math.log(r) for s, r in ratio.items()}
@@ -68,7 +80,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             "layers", "a ratio well below 1 (their toy runs: much faster)",
             "log(its milestone step / the two vanilla layers' on the same seed; never reached: the evaluation "
             "after the last), mean over seeds", mean_log, 0.0, "no difference (log ratio 0)", EARLIER_RULE,
-            seeds=SeedValues(log_ratio, 0.0), ratio=ratio,
+            seeds=SeedValues(log_ratio, 0.0), reads=arm_runs(task, "kv-shift", "two-layer"), ratio=ratio,
             geometric_mean_ratio=None if mean_log is None else math.exp(mean_log),
             milestones={arm: a["milestone"] for arm, a in tasks[task]["arms"].items()}))
     for task in ("bigram", "markov"):
@@ -82,7 +94,7 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{text} at the last evaluation (the head with the highest induction score), mean over seeds",
                 seed_mean(final),
                 seed_mean(initial), "the same ratio at step 0 (the initialisation)", TOWARD_RULE,
-                seeds=SeedValues(final, initial)))
+                seeds=SeedValues(final, initial), reads=arm_runs(task, "kv-shift")))
     return out
 
 

@@ -35,6 +35,12 @@ def _mean(values: dict[str, float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def encodings(*pos_encs: str) -> tuple[dict[str, str], ...]:
+    """The run params of the encodings ``pos_encs`` (what a claim reads,
+    :func:`~inductionlab.experiments.kit.claims.claim`)."""
+    return tuple({"pos_enc": pos_enc} for pos_enc in pos_encs)
+
+
 def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     """§4.4 (iv) and family 2, each against a null that lacks the mechanism (docs/science.md §7, §7.1).
 
@@ -75,7 +81,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             "the same drop for rpe (relative positions, same seeds and sequences)",
             Rule("higher", 0.3, 0.2, level_from="set with the claim, no external source: a loss of 0.3, about a third "
                  "of the accuracy before T_train"),
-            seeds=SeedValues(drop("ape-sincos"), drop("rpe")), n_prompts=n_prompts, per_seed=drop("ape-sincos"),
+            seeds=SeedValues(drop("ape-sincos"), drop("rpe")), reads=encodings("ape-sincos", "rpe"),
+            n_prompts=n_prompts, per_seed=drop("ape-sincos"),
             null_per_seed=drop("rpe")))
         out.append(claim(
             "`ape-sincos` loses them at the key, not at the query: with the query beyond T_train and the key "
@@ -85,7 +92,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{first_beyond} (the first length beyond T_train, so that the queries of both lie in [T_train, T))",
             _mean(at_key("ape-sincos")), _mean(at_key("rpe")),
             "the same difference for rpe (its key memory does not depend on position; same seeds and sequences)",
-            Rule("higher", None, 0.2), seeds=SeedValues(at_key("ape-sincos"), at_key("rpe")), n_prompts=n_prompts,
+            Rule("higher", None, 0.2), seeds=SeedValues(at_key("ape-sincos"), at_key("rpe")),
+            reads=encodings("ape-sincos", "rpe"), n_prompts=n_prompts,
             per_seed=at_key("ape-sincos"), null_per_seed=at_key("rpe")))
     if "none" in enc:
         null = _per_seed(enc, "none", at_4x, BOTH_BEYOND)
@@ -100,7 +108,8 @@ def claims(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"T_train, T = {at_4x}", _mean(measured), _mean(null),
                     "the position-free AMT (`none`) of the same size, same seeds, on the same targets",
                     Rule("higher", LEARNED_LEVEL, 0.3, level_from=LEARNED_FROM),
-                    seeds=SeedValues(measured, null), n_prompts=n_prompts, per_seed=measured,
+                    seeds=SeedValues(measured, null), reads=encodings(pos_enc, "none"), n_prompts=n_prompts,
+                    per_seed=measured,
                     query_beyond_key_inside=_per_seed(enc, pos_enc, at_4x, KEY_INSIDE),
                     at_train_len=_per_seed(enc, pos_enc, str(train_len), "acc_in_context")))
     out += _family2_claims(results.get("designed_distance"))
@@ -135,6 +144,7 @@ def _family2_claims(data: dict[str, Any] | None) -> list[dict[str, Any]]:
             "model's than the bigram term alone", "mean over s₀ of |model gap − predicted gap| (logits)",
             _mean(theory), _mean(bigram), "the bigram-only prediction of the same read-off (g_ab − g_aj*, no "
             "induction term)", Rule("lower", None, ODDS_MARGIN), seeds=SeedValues(theory, bigram),
+            reads=encodings(pos_enc),
             n_prompts=data.get("n_prompts"), per_seed=theory, null_per_seed=bigram,
             best_constant_error=_family2_errors(rows, None)))
     return out

@@ -74,7 +74,7 @@ def _mean(values: dict[str, float | None]) -> float | None:
 def variant_claims(variant: str, data: dict[str, Any], lengths: list[int], n_prompts: int,
                    head_sequences: int) -> list[dict[str, Any]]:
     """The four claims of one variant (module docstring)."""
-    seeds = data["seeds"]
+    seeds, reads = data["seeds"], ({"variant": variant},)
     train_len, longest = str(data["config"]["train_len"]), str(lengths[-1])
     factor = lengths[-1] // data["config"]["train_len"]
     learned = {s: v["by_length"][train_len]["acc_in_context"] for s, v in seeds.items()}
@@ -87,7 +87,7 @@ def variant_claims(variant: str, data: dict[str, Any], lengths: list[int], n_pro
               "in-context accuracy at T_train, fresh non-degenerate sequences", _mean(learned), _mean(unigram),
               "the in-context unigram predictor (the token most frequent so far, no induction) on the same sequences",
               Rule("higher", LEARNED_LEVEL, 0.3, level_from=LEARNED_FROM), seeds=SeedValues(learned, unigram),
-              n_prompts=n_prompts, per_seed=learned,
+              reads=reads, n_prompts=n_prompts, per_seed=learned,
               untrained={s: v["untrained_acc_in_context"].get(train_len) for s, v in seeds.items()}),
         claim(f"{variant}: with no positions to outgrow, it keeps its accuracy on longer prompts",
               f"accuracy at {factor} × T_train ≥ {RETENTION_LEVEL} of that at T_train, ≥ 0.3 above a model whose "
@@ -95,7 +95,7 @@ def variant_claims(variant: str, data: dict[str, Any], lengths: list[int], n_pro
               _mean(kept_measured), _mean(kept_null), "a model whose induction stops at T_train (as ape's): the "
               "seed's own accuracy before T_train, the in-context unigram predictor's beyond",
               Rule("higher", RETENTION_LEVEL, 0.3, level_from=RETENTION_FROM),
-              seeds=SeedValues(kept_measured, kept_null), n_prompts=n_prompts, per_seed=kept_measured,
+              seeds=SeedValues(kept_measured, kept_null), reads=reads, n_prompts=n_prompts, per_seed=kept_measured,
               null_per_seed=kept_null),
     ]
     for where, label in HEAD_PLACES:
@@ -108,7 +108,7 @@ def variant_claims(variant: str, data: dict[str, Any], lengths: list[int], n_pro
             f"a previous-token head and a later induction head, each with score ≥ {HEAD_LEVEL}, ≥ 0.2 above the "
             "untrained model", "the weaker of the best previous-token head and the best later induction head",
             _mean(values), _mean(null), "the same score of the untrained model (same init seed)",
-            Rule("higher", HEAD_LEVEL, 0.2, level_from=HEAD_FROM), seeds=SeedValues(values, null),
+            Rule("higher", HEAD_LEVEL, 0.2, level_from=HEAD_FROM), seeds=SeedValues(values, null), reads=reads,
             n_prompts=n_prompts if where == "task" else head_sequences, per_seed=values, weaker_pattern=weaker))
     return out
 
