@@ -436,3 +436,16 @@ def test_logits_and_pattern_equal_explicit(tiny, pos_enc, ff, n_layers, pos_all)
             want = model(tokens, query_positions=query_positions, cache=cache)
         assert_close(logits, want, "logits")
         assert_close(pattern, cache[hook_name("pattern", n_layers - 1)][:, 0], "last layer's pattern")
+
+
+@pytest.mark.parametrize("pos_enc,ff,n_layers,pos_all", _configs((1,)))
+def test_the_mask_folded_into_the_layer1_tables_gives_the_same_pattern_bit_for_bit(tiny, pos_enc, ff, n_layers,
+                                                                                    pos_all):
+    """``layer1_pattern_from_tables`` folds the causal mask into a table (the position block, the rpe products,
+    the bias over distances) instead of adding it to the (B, Tq, T) scores: the same numbers, not just close."""
+    model = build(tiny, pos_enc, ff, n_layers, pos_all)
+    tokens = tokens_for(model)
+    for label, queries in query_sets().items():
+        q = torch.arange(SEQ_LEN) if queries is None else queries
+        added = AMTransformer.pattern(model.layer1_scores_from_tables(tokens, q), q)
+        assert torch.equal(model.layer1_pattern_from_tables(tokens, q), added), label

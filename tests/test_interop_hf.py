@@ -46,7 +46,10 @@ def test_transformers_loads_the_same_model(tmp_path, pos, mlp, heads):
         assert (_log_probs(out.logits) - _log_probs(ours)).abs().max() < 1e-6
         for layer, pattern in enumerate(out.attentions):
             assert (pattern - cache[f"blocks.{layer}.attn.hook_pattern"]).abs().max() < 1e-6
-        assert torch.equal(from_hf(tmp_path / "gpt2")(tokens), ours)
+        back = from_hf(tmp_path / "gpt2")
+        with torch.no_grad():  # the same model back: identical logits on either path (fused, and with a cache)
+            assert torch.equal(back(tokens), model(tokens))
+            assert torch.equal(back(tokens, cache={}), ours)
 
 
 def test_the_tokenizer_reads_the_runs_vocabulary(tmp_path):

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ from inductionlab.errors import ConfigError
 from inductionlab.tasks.markov import (
     ICLMarkovSampler,
     MarkovBatch,
+    chain,
     context_transitions,
     dirichlet,
     reference_losses,
@@ -180,3 +182,15 @@ def test_train_rejects_bad_icl_mc_values_in_one_line(tmp_path, capsys, override,
               "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and field in err
+
+
+def test_the_chain_in_numpy_equals_the_torch_one():
+    """The sampler walks the chain in NumPy on the CPU and in torch elsewhere: the same tokens."""
+    gen = _gen(9)
+    batch, length, k, n_contexts = 6, 50, 3, 9
+    would = torch.randint(0, k, (batch * length * n_contexts,), generator=gen)
+    base = torch.arange(batch) * (length * n_contexts)
+    context = torch.randint(0, n_contexts, (batch,), generator=gen)
+    from_torch = torch.stack(chain(would, base, context, range(2, length), n_contexts, k), 1)
+    from_numpy = np.stack(chain(would.numpy(), base.numpy(), context.numpy(), range(2, length), n_contexts, k), 1)
+    assert torch.equal(from_torch, torch.from_numpy(from_numpy))

@@ -359,3 +359,19 @@ def test_bad_arguments_small_vocab():
         BigramTriggerSampler(sparse, 8, 3, trigger_mode="random")
     with pytest.raises(ConfigError, match="batch_size"):
         BigramTriggerSampler(src, 8, 1).sample(0, gen(0))
+
+
+@pytest.mark.parametrize("trigger_mode", ["fixed", "random"])
+def test_the_chain_in_numpy_equals_the_torch_loop(shakespeare, trigger_mode, monkeypatch):
+    """On the CPU the token chain runs in NumPy; elsewhere (CUDA) the torch loop: the same tokens."""
+    sampler = BigramTriggerSampler(shakespeare, 96, 5, trigger_mode=trigger_mode)
+    fast = sampler.sample(40, gen(21))
+
+    def torch_loop(self, first, row_of, seq_offset, v, col):
+        tokens = torch.empty((first.shape[0], v.shape[0] + 1), dtype=torch.int64)
+        tokens[:, 0] = first
+        self._chain(tokens, row_of, seq_offset, v, col)
+        return tokens[:, 1:].T
+
+    monkeypatch.setattr(BigramTriggerSampler, "_chain_on_cpu", torch_loop)
+    assert torch.equal(sampler.sample(40, gen(21)).tokens, fast.tokens)

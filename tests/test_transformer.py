@@ -268,3 +268,22 @@ def test_causal_bias_is_the_masked_fill_bit_for_bit_forward_and_backward():
         (added * upstream).sum().backward()
         assert torch.equal(a.grad, b.grad)
         assert bool((b.grad[~mask.expand_as(b)] == 0).all())  # nothing flows to a masked key
+
+
+@pytest.mark.parametrize("pos_enc", ["none", "ape", "ape-sincos", "rope"])
+@pytest.mark.parametrize("kv_shift", [False, True])
+def test_the_fused_attention_equals_the_explicit_one(pos_enc, kv_shift):
+    """Without hooks, a cache or a distance term, every position's attention is one fused causal kernel
+    (``scaled_dot_product_attention``); with a cache it is the explicit softmax the hooks read. Same logits
+    and gradients to rounding (float64)."""
+    model = make(pos_enc, kv_shift=kv_shift).double()
+    tokens = torch.randint(0, N_TOKENS, (3, MAX_LEN), generator=torch.Generator().manual_seed(4))
+    fused = model(tokens)
+    fused.square().sum().backward()
+    fused_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    explicit = model(tokens, cache={})
+    explicit.square().sum().backward()
+    assert (fused - explicit).abs().max() < 1e-12
+    for name, p in model.named_parameters():
+        assert (fused_grads[name] - p.grad).abs().max() < 1e-10, name

@@ -169,8 +169,8 @@ class AMTransformer(nn.Module):
     # ------------------------------------------------------------------ pieces
 
     def table(self, name: str, seq_len: int, build: Callable[[], Tensor]) -> Tensor:
-        """``build()``, a product of this model's matrices (a table the fast path looks rows up in), computed
-        once while those matrices are unchanged.
+        """``build()``, a product of this model's matrices (a table the fast path looks rows up in, or a dict of
+        such tables built together), computed once while those matrices are unchanged.
 
         The key is every stored tensor, by identity (a weak reference: a substitute that has been freed never
         matches, even where a new one takes its memory), and its version counter (an in-place update,
@@ -186,7 +186,7 @@ class AMTransformer(nn.Module):
         if held is not None and held[0] == stamp and all(ref() is t for ref, t in zip(held[1], matrices, strict=True)):
             return held[2]
         value = build()
-        if not value.requires_grad or self._calls:
+        if not _records_grad(value) or self._calls:
             self._tables[name] = (stamp, tuple(weakref.ref(t) for t in matrices), value)
         return value
 
@@ -194,7 +194,7 @@ class AMTransformer(nn.Module):
         return {**super().__getstate__(), "_tables": {}}  # weak references do not pickle; tables rebuild
 
     def _drop_graph_tables(self) -> None:
-        for name in [name for name, (*_, value) in self._tables.items() if value.requires_grad]:
+        for name in [name for name, (*_, value) in self._tables.items() if _records_grad(value)]:
             del self._tables[name]
 
     def _matrices(self) -> list[Tensor]:
@@ -261,17 +261,23 @@ class AMTransformer(nn.Module):
             h = h + h @ self.wf.T
         return h @ self.unemb.T
 
-    def positional_scores(self, layer: int, qw: Tensor, query_pos: Tensor, seq_len: int) -> Tensor | float:
+    def positional_scores(self, layer: int, qw: Tensor, query_pos: Tensor, seq_len: int, causal: bool = False
+                          ) -> Tensor | float:
         """The rpe/bias term of the layer-``layer`` scores, (B, Tq, T) or (Tq, T), or 0.
 
-        ``qw``: the queries already multiplied by ``c·W_K`` (B, Tq, d), used by ``rpe``.
+        ``qw``: the queries already multiplied by ``c·W_K`` (B, Tq, d), used by ``rpe``. ``causal``: with −∞
+        where ``s > t`` (the causal mask, read from one more column of −∞ rather than added to the scores).
         """
         if not self.has_positional_term(layer) or self.pos_enc == "rope":
             return 0.0
         dist = pe.clipped_distances(query_pos, seq_len, self.max_rel_dist)
         if self.pos_enc == "bias":
-            return self.mat(amt_matrix("bias", layer))[dist]
+            bias = self.mat(amt_matrix("bias", layer))[dist]
+            return bias + pe.causal_bias(query_pos, seq_len, bias.dtype) if causal else bias
         rel = qw @ self.rel.T  # (B, Tq, Δ+1)
+        if causal:
+            rel = F.pad(rel, (0, 1), value=float("-inf"))  # column Δ+1: every key after the query
+            dist = torch.where(pe.causal_mask(query_pos, seq_len), dist, self.max_rel_dist + 1)
         return torch.gather(rel, -1, dist.expand(*rel.shape[:-1], seq_len))
 
     def attention_scores(self, layer: int, h: Tensor, query_pos: Tensor, keys: Tensor | None = None) -> Tensor:
@@ -297,7 +303,7 @@ class AMTransformer(nn.Module):
         content = content if kv is None else ks.shift_key_scores(content, kv[0], kv[1])
         return content + self.positional_scores(layer, qw, query_pos, seq_len)
 
-    def layer1_scores_from_tables(self, tokens: Tensor, query_pos: Tensor) -> Tensor:
+    def layer1_scores_from_tables(self, tokens: Tensor, query_pos: Tensor, causal: bool = False) -> Tensor:
         """Layer-1 scores by table lookup (same numbers as :meth:`attention_scores` on ``embed``).
 
         ``h^0_t = e_{z_t} + p_t`` lives in the span of ``N + T`` fixed vectors, so with
@@ -306,27 +312,50 @@ class AMTransformer(nn.Module):
             S_ts = (M_EE[z_t] + M_PE[t])[z_s] + M_EP[z_t, s] + M_PP[t, s]
 
         tokens: (B, T); query_pos: (B, Tq) or (Tq,).  The ``(B, Tq, N)`` rows are gathered at the
-        key tokens; the position blocks are row lookups.
+        key tokens; the position blocks are row lookups. ``causal``: with the causal mask (−∞ where ``s > t``),
+        folded into a table where there is one (``M_PP``, the rpe products, the bias over distances) instead of
+        added to the (B, Tq, T) scores: the same numbers as ``scores + causal_bias`` (layer 1 without a KV shift;
+        :meth:`layer1_pattern_from_tables`).
         """
         batch, seq_len = tokens.shape
-        n = self.n_tokens
-        basis = self.basis(seq_len)
-        basis_w = self.table("basis_wk1", seq_len, lambda: basis @ (self.score_scale * self.wk1))
-        table = self.table("scores1", seq_len, lambda: basis_w @ basis.T)  # (N [+T], N [+T])
+        blocks = self.table("scores1_blocks", seq_len, lambda: self._layer1_blocks(seq_len))
         q_tok = _take(tokens, query_pos)
-        token_rows = F.embedding(q_tok, table[:n, :n])  # (B, Tq, N): query token × key token
+        token_rows = F.embedding(q_tok, blocks["EE"])  # (B, Tq, N): query token × key token
         absolute = self.pos_enc in ABSOLUTE_ENCODINGS
         if absolute:
-            token_rows = token_rows + F.embedding(query_pos, table[n:, :n])  # query position × key token
+            token_rows += F.embedding(query_pos, blocks["PE"])  # query position × key token
         scores = torch.gather(token_rows, 2, tokens[:, None, :].expand(batch, token_rows.shape[1], seq_len))
         if absolute:
-            pos_rows = F.embedding(q_tok, table[:n, n:]) + F.embedding(query_pos, table[n:, n:])
-            return self.shifted_scores(1, scores + pos_rows)
+            pos_rows = F.embedding(q_tok, blocks["EP"])
+            pos_rows += F.embedding(query_pos, blocks["PP_causal" if causal else "PP"])
+            scores += pos_rows
+            return self.shifted_scores(1, scores)
         scores = self.shifted_scores(1, scores)
         if self.has_positional_term(1):
-            qw = F.embedding(q_tok, basis_w) if self.pos_enc == "rpe" else None
-            scores = scores + self.positional_scores(1, qw, query_pos, seq_len)
-        return scores
+            qw = F.embedding(q_tok, blocks["basis_wk"]) if self.pos_enc == "rpe" else None
+            return scores + self.positional_scores(1, qw, query_pos, seq_len, causal)
+        return scores + pe.causal_bias(query_pos, seq_len, scores.dtype) if causal else scores
+
+    def _layer1_blocks(self, seq_len: int) -> dict[str, Tensor]:
+        """The tables of :meth:`layer1_scores_from_tables`, each contiguous: ``basis_wk`` (``c·[E; P] W_K``),
+        ``EE`` (N, N), with absolute positions ``PE`` (T, N), ``EP`` (N, T), ``PP`` and ``PP_causal`` (T, T)."""
+        n, basis = self.n_tokens, self.basis(seq_len)
+        basis_w = basis @ (self.score_scale * self.wk1)
+        table = basis_w @ basis.T  # (N [+T], N [+T])
+        out = {"basis_wk": basis_w, "EE": table[:n, :n].contiguous()}
+        if self.pos_enc in ABSOLUTE_ENCODINGS:
+            pp = table[n:, n:]
+            out |= {"PE": table[n:, :n].contiguous(), "EP": table[:n, n:].contiguous(), "PP": pp.contiguous(),
+                    "PP_causal": pp + pe.causal_bias(torch.arange(seq_len, device=pp.device), seq_len, pp.dtype)}
+        return out
+
+    def layer1_pattern_from_tables(self, tokens: Tensor, query_pos: Tensor) -> Tensor:
+        """Layer 1's causal attention (B, Tq, T) by table lookup: ``pattern(layer1_scores_from_tables(…))``, the
+        same numbers, with the mask folded into the tables (no KV shift in layer 1: a shift moves scores between
+        keys, so the mask goes on after it)."""
+        if self.kv_shift_of(1) is not None:
+            return self.pattern(self.layer1_scores_from_tables(tokens, query_pos), query_pos)
+        return torch.softmax(self.layer1_scores_from_tables(tokens, query_pos, causal=True), dim=-1)
 
     @staticmethod
     def pattern(scores: Tensor, query_pos: Tensor) -> Tensor:
@@ -444,29 +473,62 @@ class AMTransformer(nn.Module):
             if isinstance(last_q, list):
                 return [self._forward_from_tables(rows, all_pos, q)
                         for rows, q in zip(split_groups(tokens, last_q), last_q, strict=True)]
-            beta = self.pattern(self.layer1_scores_from_tables(tokens, last_q), last_q)
+            beta = self.layer1_pattern_from_tables(tokens, last_q)
             maps = self.table("readout1", seq_len, lambda: basis @ self._readout_maps(1).T)  # (N [+T], 2N)
             direct, through_values = self.embed_lookup(maps, tokens).split(n, -1)  # (B, T, N) each
             logits = _take(direct, last_q) + self.value_weights(1, beta) @ through_values
             return (logits, beta) if with_pattern else logits
-        beta1 = self.pattern(self.layer1_scores_from_tables(tokens, all_pos), all_pos)  # (B, T, T)
+        beta1 = self.layer1_pattern_from_tables(tokens, all_pos)  # (B, T, T)
         beta1 = self.value_weights(1, beta1)  # how layer 1 mixes the values V¹ (β¹ itself without a KV shift)
         if isinstance(last_q, list):
-            parts = zip(split_groups(tokens, last_q), split_groups(beta1, last_q), last_q, strict=True)
-            return [self._second_layer(rows, rows_beta1, q)[0] for rows, rows_beta1, q in parts]
+            return self._second_layer_groups(tokens, beta1, last_q)
         logits, beta2 = self._second_layer(tokens, beta1, last_q)
         return (logits, beta2) if with_pattern else logits
 
-    def _second_layer(self, tokens: Tensor, beta1: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+    def _second_layer_groups(self, tokens: Tensor, beta1: Tensor, groups: QueryGroups) -> list[Tensor]:
+        """:meth:`_second_layer` for each row group (models/hooks.py): one logits tensor (b_g, Tq_g, N) per group.
+
+        Where any group's route is ``"h1"``, ``h^1`` and its readouts (:meth:`_readouts`) are formed once for the
+        whole batch, one product each rather than one per group, and every group reads its rows of them (slices of
+        the batch would cost a zero-filled copy of ``β¹``'s gradient); only the scores and mixes of layer 2 are per
+        group. Otherwise each group takes the ``"tables"`` route."""
+        if all(self.second_layer_route(tokens.shape[1], q.shape[-1]) == "tables" for q in groups):
+            parts = zip(split_groups(tokens, groups), split_groups(beta1, groups), groups, strict=True)
+            return [self._second_layer(rows, rows_beta1, q, route="tables")[0] for rows, rows_beta1, q in parts]
+        h1 = self._h1(tokens, beta1)
+        readouts = zip(*(split_groups(x, groups) for x in self._readouts(h1)), strict=True)
+        parts = zip(split_groups(h1, groups), readouts, groups, strict=True)
+        return [self._second_layer_from_h1(rows_h1, q, rows_readouts)[0] for rows_h1, rows_readouts, q in parts]
+
+    def _h1(self, tokens: Tensor, beta1: Tensor) -> Tensor:
+        """``h^1 = h^0 + β¹ V¹`` (B, T, d), ``h^0`` and ``V¹`` looked up (the ``"h1"`` route)."""
+        basis = self.basis(tokens.shape[1])
+        values1 = self.table("values1", tokens.shape[1], lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
+        return torch.baddbmm(self.embed_lookup(basis, tokens), beta1, self.embed_lookup(values1, tokens))
+
+    def _readouts(self, h1: Tensor) -> tuple[Tensor, Tensor]:
+        """``h^1 Rᵀ`` and ``h^1 (RΦ_2)ᵀ``, (B, T, N) each, in one product."""
+        return (h1 @ self._readout_maps(2).T).split(self.n_tokens, -1)
+
+    def _second_layer_from_h1(self, h1: Tensor, q: Tensor, readouts: tuple[Tensor, Tensor] | None = None
+                              ) -> tuple[Tensor, Tensor]:
+        """Layer 2 from ``h^1`` (B, T, d) at query positions ``q``: logits (B, Tq, N) and ``β²`` (B, Tq, T);
+        ``readouts``: :meth:`_readouts` of ``h1`` where they are at hand."""
+        beta2 = self.pattern(self.attention_scores(2, h1, q), q)
+        direct, through_values = readouts or self._readouts(h1)
+        return torch.baddbmm(_take(direct, q), self.value_weights(2, beta2), through_values), beta2
+
+    def _second_layer(self, tokens: Tensor, beta1: Tensor, q: Tensor, route: str | None = None
+                      ) -> tuple[Tensor, Tensor]:
         """Layer 2 (the last) of a two-layer model from the tokens (B, T) and ``β¹`` (B, T, T; with a KV shift in
         layer 1, its weights on the unshifted values, :meth:`value_weights`) at query positions ``q`` (B, Tq):
-        logits (B, Tq, N) and ``β²`` (B, Tq, T).
+        logits (B, Tq, N) and ``β²`` (B, Tq, T). ``route``: as chosen by the caller, else the cheaper.
 
         ``h^0_s`` and ``V¹_s = Φ_1 h^0_s`` are sums of rows of the tables ``[E; P]`` and ``[E; P] Φ_1ᵀ``
         (:meth:`embed_lookup`). Two ways, the cheaper for these sizes chosen (:meth:`second_layer_route`):
 
         - ``"h1"``: look ``h^0`` and ``V¹`` up, form ``h^1 = h^0 + β¹ V¹`` (``T²d``), score its keys, read
-          ``h^1 [Rᵀ, (RΦ_2)ᵀ]``; for a loss at every position;
+          ``h^1 [Rᵀ, (RΦ_2)ᵀ]``; for a loss at every position (:meth:`_h1`, :meth:`_second_layer_from_h1`);
         - ``"tables"``: nothing of size (B, T, d). A product with ``h^0`` or ``V¹`` is a product with the
           tables, looked up at the tokens (keys: ``(c h^1_q W_K²) h^1ᵀ = x h^0ᵀ + (x V¹ᵀ) β¹ᵀ``) or preceded by
           summing the weights onto table rows (values: ``β² h^1 = β² h^0 + (β² β¹) V¹``), all
@@ -475,13 +537,8 @@ class AMTransformer(nn.Module):
         seq_len, n = tokens.shape[1], self.n_tokens
         basis = self.basis(seq_len)  # (M, d): M = N [+T]
         values1 = self.table("values1", seq_len, lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
-        route = self.second_layer_route(seq_len, q.shape[-1])
-        if route == "h1":
-            h0, v1 = self.embed_lookup(basis, tokens), self.embed_lookup(values1, tokens)  # (B, T, d) each
-            h1 = h0 + beta1 @ v1
-            beta2 = self.pattern(self.attention_scores(2, h1, q), q)
-            direct, through_values = (h1 @ self._readout_maps(2).T).split(n, -1)  # h^1 Rᵀ, h^1 (RΦ_2)ᵀ: (B, T, N)
-            return _take(direct, q) + self.value_weights(2, beta2) @ through_values, beta2
+        if (route or self.second_layer_route(seq_len, q.shape[-1])) == "h1":
+            return self._second_layer_from_h1(self._h1(tokens, beta1), q)
         both = self.table("basis_values1", seq_len, lambda: torch.cat((basis, values1)))  # (2M, d)
         q = q.expand(tokens.shape[0], -1)  # (Tq,) → (B, Tq)
         beta1_q = _take(beta1, q)  # (B, Tq, T)
@@ -552,11 +609,11 @@ class AMTransformer(nn.Module):
         position (B, T, k) or at ``positions`` (B, Tq) → (B, Tq, k)."""
         if positions is None:
             positions = torch.arange(tokens.shape[1], device=tokens.device)
-            out = table[tokens]
+            out = F.embedding(tokens, table)
         else:
-            out = table[torch.gather(tokens, 1, positions)]
+            out = F.embedding(torch.gather(tokens, 1, positions), table)
         if self.pos_enc in ABSOLUTE_ENCODINGS:
-            out = out + table[self.n_tokens + positions]
+            out += F.embedding(self.n_tokens + positions, table)
         return out
 
     def _forward_explicit(self, tokens: Tensor, all_pos: Tensor, last_q: Tensor, hook: HookPoints) -> Tensor:
@@ -585,6 +642,11 @@ class AMTransformer(nn.Module):
             attn_out = hook(hook_name("attn_out", block), beta @ values, query_pos)
             h = hook(hook_name("resid_post", block), _take(h, query_pos) + attn_out, query_pos)
         return hook(hook_name(self.family.final_point), self.final_logits(h), last_q)
+
+
+def _records_grad(table: Tensor | dict[str, Tensor]) -> bool:
+    """Whether a table (a tensor, or a dict of tensors built together) records gradients."""
+    return any(t.requires_grad for t in table.values()) if isinstance(table, dict) else table.requires_grad
 
 
 def _take(x: Tensor, positions: Tensor) -> Tensor:

@@ -43,7 +43,14 @@ from inductionlab.models.families import TransformerFamily, kv_shift_layers
 from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
 from inductionlab.models.kv_shift import initial_scalars, shift_sequence
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, POS_ENCODINGS, RELATIVE_ENCODINGS, hook_name
-from inductionlab.models.positional import causal_bias, clipped_distances, rope_angles, rope_rotate, sincos_table
+from inductionlab.models.positional import (
+    causal_bias,
+    causal_mask,
+    clipped_distances,
+    rope_angles,
+    rope_rotate,
+    sincos_table,
+)
 
 INIT_STD = 0.02  # GPT-2 / nanoGPT initialisation scale
 
@@ -88,9 +95,12 @@ class Attention(nn.Module):
         """
         B, T, d = h.shape
         key_pos = torch.arange(T, device=h.device)
+        # nothing reads the scores or the pattern and no distance term joins them: one fused causal attention
+        fused = hook is None and query_pos is None and self.relative in ("none", "rope")
         h_q = h if query_pos is None else h.gather(1, query_pos[..., None].expand(-1, -1, d))
         query_pos = key_pos[None] if query_pos is None else query_pos            # (b, Tq), b ∈ {1, B}
-        q = torch.einsum("btd,hde->bhte", h_q, self.W_Q)                          # (B, H, Tq, dh)
+        # the 1/√d_head scaling on the queries (B, H, Tq, dh), not on the scores (B, H, Tq, T)
+        q = torch.einsum("btd,hde->bhte", h_q, self.W_Q) * (1.0 / math.sqrt(self.d_head))  # (B, H, Tq, dh)
         k = torch.einsum("bsd,hde->bhse", h, self.W_K)                            # (B, H, T, dh)
         v = torch.einsum("bsd,hde->bhse", h, self.W_V)                            # (B, H, T, dh)
         if self.kv_shift is not None:  # mix each key and value with its predecessor, before rope
@@ -100,15 +110,22 @@ class Attention(nn.Module):
         if self.relative == "rope":
             q = rope_rotate(q, *(a[:, None] for a in rope_angles(query_pos, self.d_head)))
             k = rope_rotate(k, *rope_angles(key_pos, self.d_head))
-        scores = torch.einsum("bhte,bhse->bhts", q, k)                           # (B, H, Tq, T)
+        if fused:  # never the (B, H, T, T) scores; q carries the scaling
+            z = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)  # (B, H, T, dh)
+            return torch.einsum("bhte,hed->btd", z, self.W_O)
+        scores = _at_least_float32(q @ k.transpose(-1, -2))                       # (B, H, Tq, T), scaled
         dist = clipped_distances(query_pos, T, self.max_rel_dist)[:, None]        # (b, 1, Tq, T)
         if self.rel_keys is not None:  # q @ rᵀ, then pick each clipped distance: no (B,H,Tq,T,dh)
             q_dot_r = torch.einsum("bhte,hre->bhtr", q, self.rel_keys)            # (B, H, Tq, δmax+1)
-            scores = scores + q_dot_r.gather(-1, dist.expand(B, self.n_heads, -1, -1))
-        scores = _at_least_float32(scores) / math.sqrt(self.d_head)
-        if self.rel_bias is not None:
-            scores = scores + _at_least_float32(self.rel_bias[:, dist[:, 0]].transpose(0, 1))  # (b, H, Tq, T)
-        scores = scores + causal_bias(query_pos, T)[:, None]                    # -inf where s > t
+            # one more column of −∞, read by every key after its query: the causal mask comes with the pick
+            q_dot_r = nn.functional.pad(q_dot_r, (0, 1), value=float("-inf"))
+            pick = torch.where(causal_mask(query_pos, T)[:, None], dist, self.max_rel_dist + 1)
+            scores += _at_least_float32(q_dot_r.gather(-1, pick.expand(B, self.n_heads, -1, -1)))
+        elif self.rel_bias is not None:  # the bias over distances and the causal mask, (b, H, Tq, T), then added
+            bias = _at_least_float32(self.rel_bias[:, dist[:, 0]].transpose(0, 1))
+            scores = scores + (bias + causal_bias(query_pos, T, bias.dtype)[:, None])
+        else:
+            scores += causal_bias(query_pos, T, scores.dtype)[:, None]           # -inf where s > t
         scores = _hook(hook, hook_name("attn_scores", layer), scores, query_pos)
         pattern = _hook(hook, hook_name("pattern", layer), scores.softmax(dim=-1), query_pos)
         z = torch.einsum("bhts,bhse->bhte", pattern.to(v.dtype), v)                # (B, H, Tq, dh)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from inductionlab.errors import ConfigError
@@ -315,20 +316,10 @@ class BigramTriggerSampler:
         )
         v = torch.rand((t_len, b), generator=generator, device=dev, dtype=torch.float64).mul_(n)
         col = v.to(torch.int64).clamp_max_(n - 1)
-        key = torch.empty(b, dtype=torch.int64, device=dev)
-        idx = torch.empty_like(key)
-        alias = torch.empty_like(key)
-        threshold = torch.empty(b, dtype=torch.float64, device=dev)
-        take_col = torch.empty(b, dtype=torch.bool, device=dev)
-        for t in range(t_len):
-            torch.add(seq_offset, tokens[:, t], out=key)
-            torch.index_select(row_of, 0, key, out=idx)
-            idx.add_(col[t])
-            torch.index_select(self._step_threshold, 0, idx, out=threshold)
-            torch.index_select(self._step_alias, 0, idx, out=alias)
-            torch.lt(v[t], threshold, out=take_col)
-            torch.where(take_col, col[t], alias, out=tokens[:, t + 1])
-
+        if dev.type == "cpu":
+            tokens[:, 1:] = self._chain_on_cpu(tokens[:, 0], row_of, seq_offset, v, col).T
+        else:
+            self._chain(tokens, row_of, seq_offset, v, col)
         slots = trigger_slots(tokens[:, :-1], triggers, n)
         labels = trigger_labels(slots, k)
         return TriggerBatch(
@@ -339,6 +330,40 @@ class BigramTriggerSampler:
             outputs=outputs,
             degenerate=find_degenerate(slots, triggers, outputs),
         )
+
+    def _chain_on_cpu(self, first: torch.Tensor, row_of: torch.Tensor, seq_offset: torch.Tensor, v: torch.Tensor,
+                      col: torch.Tensor) -> torch.Tensor:
+        """:meth:`_chain` in NumPy, whose operations on a few dozen entries cost a fraction of a torch call's
+        overhead (the same integers and float64 comparisons, so the same tokens): tokens 2..T+1 as (T, B)."""
+        rows, offsets = row_of.numpy(), seq_offset.numpy()
+        threshold, alias = self._step_threshold.numpy(), self._step_alias.numpy()
+        uniforms, cols = v.numpy(), col.numpy()
+        out = np.empty(cols.shape, dtype=np.int64)
+        previous = first.numpy()
+        for t in range(cols.shape[0]):
+            idx = rows[offsets + previous] + cols[t]
+            previous = out[t] = np.where(uniforms[t] < threshold[idx], cols[t], alias[idx])
+        return torch.from_numpy(out)
+
+    def _chain(self, tokens: torch.Tensor, row_of: torch.Tensor, seq_offset: torch.Tensor, v: torch.Tensor,
+               col: torch.Tensor) -> None:
+        """The bigram chain after ``z_1`` (``tokens[:, 0]``), written into ``tokens[:, 1:]`` in place: at step ``t``
+        the alias row of the previous token (its trigger's output row where it is a trigger), column ``col[t]``,
+        kept where ``v[t]`` is below the row's threshold, else its alias."""
+        b, dev = tokens.shape[0], tokens.device
+        key = torch.empty(b, dtype=torch.int64, device=dev)
+        idx = torch.empty_like(key)
+        alias = torch.empty_like(key)
+        threshold = torch.empty(b, dtype=torch.float64, device=dev)
+        take_col = torch.empty(b, dtype=torch.bool, device=dev)
+        for t in range(v.shape[0]):
+            torch.add(seq_offset, tokens[:, t], out=key)
+            torch.index_select(row_of, 0, key, out=idx)
+            idx.add_(col[t])
+            torch.index_select(self._step_threshold, 0, idx, out=threshold)
+            torch.index_select(self._step_alias, 0, idx, out=alias)
+            torch.lt(v[t], threshold, out=take_col)
+            torch.where(take_col, col[t], alias, out=tokens[:, t + 1])
 
     def _alias_draw(
         self,
