@@ -301,7 +301,8 @@ class AMTransformer(nn.Module):
         qw = q @ wk
         content = qw @ keys.transpose(1, 2)
         content = content if kv is None else ks.shift_key_scores(content, kv[0], kv[1])
-        return content + self.positional_scores(layer, qw, query_pos, seq_len)
+        positional = self.positional_scores(layer, qw, query_pos, seq_len)
+        return content if isinstance(positional, float) else content + positional  # no term: not even + 0
 
     def layer1_scores_from_tables(self, tokens: Tensor, query_pos: Tensor, causal: bool = False) -> Tensor:
         """Layer-1 scores by table lookup (same numbers as :meth:`attention_scores` on ``embed``).

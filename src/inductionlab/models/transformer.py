@@ -60,6 +60,18 @@ def _at_least_float32(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def _heads(x: Tensor, w: Tensor) -> Tensor:
+    """``x`` (B, T, d) through each head's matrix ``w`` (H, d, dh): (B, H, T, dh), one product for all heads."""
+    n_heads, d, d_head = w.shape
+    return (x @ w.transpose(0, 1).reshape(d, n_heads * d_head)).unflatten(-1, (n_heads, d_head)).transpose(1, 2)
+
+
+def _merge_heads(z: Tensor, w_o: Tensor) -> Tensor:
+    """The heads' outputs ``z`` (B, H, Tq, dh) through ``W_O`` (H, dh, d), summed over heads: (B, Tq, d), one
+    product."""
+    return z.transpose(1, 2).flatten(2) @ w_o.flatten(0, 1)
+
+
 def _hook(hook: HookPoints | None, name: str, value: Tensor, query_pos: Tensor | None = None) -> Tensor:
     return value if hook is None else hook(name, value, query_pos)
 
@@ -99,10 +111,9 @@ class Attention(nn.Module):
         fused = hook is None and query_pos is None and self.relative in ("none", "rope")
         h_q = h if query_pos is None else h.gather(1, query_pos[..., None].expand(-1, -1, d))
         query_pos = key_pos[None] if query_pos is None else query_pos            # (b, Tq), b ∈ {1, B}
-        # the 1/√d_head scaling on the queries (B, H, Tq, dh), not on the scores (B, H, Tq, T)
-        q = torch.einsum("btd,hde->bhte", h_q, self.W_Q) * (1.0 / math.sqrt(self.d_head))  # (B, H, Tq, dh)
-        k = torch.einsum("bsd,hde->bhse", h, self.W_K)                            # (B, H, T, dh)
-        v = torch.einsum("bsd,hde->bhse", h, self.W_V)                            # (B, H, T, dh)
+        # the 1/√d_head scaling on W_Q (H, d, dh), not on the scores (B, H, Tq, T)
+        q = _heads(h_q, self.W_Q * (1.0 / math.sqrt(self.d_head)))                # (B, H, Tq, dh)
+        k, v = _heads(h, self.W_K), _heads(h, self.W_V)                           # (B, H, T, dh) each
         if self.kv_shift is not None:  # mix each key and value with its predecessor, before rope
             kv = self.kv_shift[:, None, None, :]                                  # (H, 1, 1, 4)
             k = _hook(hook, hook_name("k_shifted", layer), shift_sequence(k, kv[..., 0], kv[..., 1]))
@@ -112,7 +123,7 @@ class Attention(nn.Module):
             k = rope_rotate(k, *rope_angles(key_pos, self.d_head))
         if fused:  # never the (B, H, T, T) scores; q carries the scaling
             z = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)  # (B, H, T, dh)
-            return torch.einsum("bhte,hed->btd", z, self.W_O)
+            return _merge_heads(z, self.W_O)
         scores = _at_least_float32(q @ k.transpose(-1, -2))                       # (B, H, Tq, T), scaled
         dist = clipped_distances(query_pos, T, self.max_rel_dist)[:, None]        # (b, 1, Tq, T)
         if self.rel_keys is not None:  # q @ rᵀ, then pick each clipped distance: no (B,H,Tq,T,dh)
@@ -128,8 +139,7 @@ class Attention(nn.Module):
             scores += causal_bias(query_pos, T, scores.dtype)[:, None]           # -inf where s > t
         scores = _hook(hook, hook_name("attn_scores", layer), scores, query_pos)
         pattern = _hook(hook, hook_name("pattern", layer), scores.softmax(dim=-1), query_pos)
-        z = torch.einsum("bhts,bhse->bhte", pattern.to(v.dtype), v)                # (B, H, Tq, dh)
-        return torch.einsum("bhte,hed->btd", z, self.W_O)
+        return _merge_heads(pattern.to(v.dtype) @ v, self.W_O)                  # z: (B, H, Tq, dh)
 
 
 class MLP(nn.Module):
