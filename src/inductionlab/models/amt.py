@@ -280,12 +280,15 @@ class AMTransformer(nn.Module):
             dist = torch.where(pe.causal_mask(query_pos, seq_len), dist, self.max_rel_dist + 1)
         return torch.gather(rel, -1, dist.expand(*rel.shape[:-1], seq_len))
 
-    def attention_scores(self, layer: int, h: Tensor, query_pos: Tensor, keys: Tensor | None = None) -> Tensor:
+    def attention_scores(self, layer: int, h: Tensor, query_pos: Tensor, keys: Tensor | None = None,
+                         causal: bool = False) -> Tensor:
         """Pre-softmax scores of layer ``layer`` from its input ``h`` (B, T, d): (B, Tq, T).
 
         The explicit path of docs/science.md §3.1, valid for any layer and encoding.
         ``query_pos``: (Tq,) or (B, Tq) int64. ``keys``: the key-side input (B, T, d) when it is not ``h``
         (the shifted keys, already shifted); by default ``h``, KV-shifted where the layer has the shift.
+        ``causal``: with the causal mask, added inside the content product (``baddbmm``; the same numbers as
+        adding it after); a layer without a KV shift or rope only (:meth:`layer_pattern`).
         """
         seq_len = h.shape[1]
         wk = self.score_scale * self.mat(amt_matrix("wk", layer))  # c folded into the d×d matrix
@@ -299,10 +302,20 @@ class AMTransformer(nn.Module):
             cos_k, sin_k = pe.rope_angles(torch.arange(seq_len, device=h.device), self.d_model)
             return pe.rope_rotate(q, cos_q, sin_q) @ pe.rope_rotate(keys, cos_k, sin_k).transpose(1, 2)
         qw = q @ wk
-        content = qw @ keys.transpose(1, 2)
+        if causal:  # the mask as the product's initial value: −∞ + x = −∞, 0 + x = x
+            content = torch.baddbmm(pe.causal_bias(query_pos, seq_len, qw.dtype), qw, keys.transpose(1, 2))
+        else:
+            content = qw @ keys.transpose(1, 2)
         content = content if kv is None else ks.shift_key_scores(content, kv[0], kv[1])
         positional = self.positional_scores(layer, qw, query_pos, seq_len)
         return content if isinstance(positional, float) else content + positional  # no term: not even + 0
+
+    def layer_pattern(self, layer: int, h: Tensor, query_pos: Tensor) -> Tensor:
+        """``pattern(attention_scores(layer, h, query_pos))``, the same numbers, with the mask folded into the scores'
+        product where the layer has neither a KV shift (which moves scores between keys) nor rope."""
+        if self.kv_shift_of(layer) is not None or (self.pos_enc == "rope" and self.has_positional_term(layer)):
+            return self.pattern(self.attention_scores(layer, h, query_pos), query_pos)
+        return torch.softmax(self.attention_scores(layer, h, query_pos, causal=True), dim=-1)
 
     def layer1_scores_from_tables(self, tokens: Tensor, query_pos: Tensor, causal: bool = False) -> Tensor:
         """Layer-1 scores by table lookup (same numbers as :meth:`attention_scores` on ``embed``).
@@ -515,7 +528,7 @@ class AMTransformer(nn.Module):
                               ) -> tuple[Tensor, Tensor]:
         """Layer 2 from ``h^1`` (B, T, d) at query positions ``q``: logits (B, Tq, N) and ``β²`` (B, Tq, T);
         ``readouts``: :meth:`_readouts` of ``h1`` where they are at hand."""
-        beta2 = self.pattern(self.attention_scores(2, h1, q), q)
+        beta2 = self.layer_pattern(2, h1, q)
         direct, through_values = readouts or self._readouts(h1)
         return torch.baddbmm(_take(direct, q), self.value_weights(2, beta2), through_values), beta2
 
