@@ -287,3 +287,13 @@ def test_the_fused_attention_equals_the_explicit_one(pos_enc, kv_shift):
     assert (fused - explicit).abs().max() < 1e-12
     for name, p in model.named_parameters():
         assert (fused_grads[name] - p.grad).abs().max() < 1e-10, name
+
+
+@pytest.mark.parametrize("pos_enc", ["none", "rope"])
+def test_the_fused_attention_takes_half_precision(pos_enc):
+    """Rotary angles widen half-precision queries and keys to float32; the fused path takes the values along."""
+    model = make(pos_enc, mlp=False).half()
+    tokens = torch.randint(0, N_TOKENS, (2, MAX_LEN), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        fused, explicit = model(tokens), model(tokens, cache={})
+    assert fused.dtype == explicit.dtype and (fused - explicit).abs().max() < 1e-2

@@ -161,7 +161,11 @@ class Trainer:
                     _, idx, name = key.split(".", 2)
                     optim_state.setdefault(int(idx), {})[name] = value
             check_optimizer_state(self.optimizer, state["param_groups"], optim_state, str(self.run.checkpoint_dir))
+            # how the update is computed (fused, foreach) is this code's choice, not the checkpoint's
+            implementation = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
+            for group, keep in zip(self.optimizer.param_groups, implementation, strict=True):
+                group.update(keep)
             self.data_rng.set_state(tensors["rng.data"])
             if self.task.n_counts:
                 self.train_counts = tensors["stats.train_counts"].clone()

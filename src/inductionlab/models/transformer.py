@@ -121,9 +121,9 @@ class Attention(nn.Module):
         if self.relative == "rope":
             q = rope_rotate(q, *(a[:, None] for a in rope_angles(query_pos, self.d_head)))
             k = rope_rotate(k, *rope_angles(key_pos, self.d_head))
-        if fused:  # never the (B, H, T, T) scores; q carries the scaling
-            z = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)  # (B, H, T, dh)
-            return _merge_heads(z, self.W_O)
+        if fused:  # never the (B, H, T, T) scores; q carries the scaling; rope may have widened q and k
+            z = nn.functional.scaled_dot_product_attention(q, k, v.to(q.dtype), is_causal=True, scale=1.0)
+            return _merge_heads(z.to(v.dtype), self.W_O)                           # z: (B, H, T, dh)
         scores = _at_least_float32(q @ k.transpose(-1, -2))                       # (B, H, Tq, T), scaled
         dist = clipped_distances(query_pos, T, self.max_rel_dist)[:, None]        # (b, 1, Tq, T)
         if self.rel_keys is not None:  # q @ rᵀ, then pick each clipped distance: no (B,H,Tq,T,dh)
