@@ -312,10 +312,17 @@ class AMTransformer(nn.Module):
 
     def layer_pattern(self, layer: int, h: Tensor, query_pos: Tensor) -> Tensor:
         """``pattern(attention_scores(layer, h, query_pos))``, the same numbers, with the mask folded into the scores'
-        product where the layer has neither a KV shift (which moves scores between keys) nor rope."""
+        product where it can be (:meth:`_folded_pattern`)."""
+        return self._folded_pattern(layer, lambda causal: self.attention_scores(layer, h, query_pos, causal=causal),
+                                    query_pos)
+
+    def _folded_pattern(self, layer: int, scores: Callable[[bool], Tensor], query_pos: Tensor) -> Tensor:
+        """Layer ``layer``'s causal attention from ``scores(causal)``: the scores with the mask already in them
+        (``causal=True``) where the layer has neither a KV shift (which moves scores between keys) nor rope, else
+        the scores without it, masked here (:meth:`pattern`)."""
         if self.kv_shift_of(layer) is not None or (self.pos_enc == "rope" and self.has_positional_term(layer)):
-            return self.pattern(self.attention_scores(layer, h, query_pos), query_pos)
-        return torch.softmax(self.attention_scores(layer, h, query_pos, causal=True), dim=-1)
+            return self.pattern(scores(False), query_pos)
+        return torch.softmax(scores(True), dim=-1)
 
     def layer1_scores_from_tables(self, tokens: Tensor, query_pos: Tensor, causal: bool = False) -> Tensor:
         """Layer-1 scores by table lookup (same numbers as :meth:`attention_scores` on ``embed``).
@@ -365,11 +372,9 @@ class AMTransformer(nn.Module):
 
     def layer1_pattern_from_tables(self, tokens: Tensor, query_pos: Tensor) -> Tensor:
         """Layer 1's causal attention (B, Tq, T) by table lookup: ``pattern(layer1_scores_from_tables(…))``, the
-        same numbers, with the mask folded into the tables (no KV shift in layer 1: a shift moves scores between
-        keys, so the mask goes on after it)."""
-        if self.kv_shift_of(1) is not None:
-            return self.pattern(self.layer1_scores_from_tables(tokens, query_pos), query_pos)
-        return torch.softmax(self.layer1_scores_from_tables(tokens, query_pos, causal=True), dim=-1)
+        same numbers, with the mask folded into the tables where it can be (:meth:`_folded_pattern`)."""
+        return self._folded_pattern(1, lambda causal: self.layer1_scores_from_tables(tokens, query_pos, causal),
+                                    query_pos)
 
     @staticmethod
     def pattern(scores: Tensor, query_pos: Tensor) -> Tensor:
@@ -549,10 +554,10 @@ class AMTransformer(nn.Module):
           ``O(Tq·(T² + M d))``; for a few queries (the in-context loss, the last position of a long prompt).
         """
         seq_len, n = tokens.shape[1], self.n_tokens
-        basis = self.basis(seq_len)  # (M, d): M = N [+T]
-        values1 = self.table("values1", seq_len, lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
         if (route or self.second_layer_route(seq_len, q.shape[-1])) == "h1":
             return self._second_layer_from_h1(self._h1(tokens, beta1), q)
+        basis = self.basis(seq_len)  # (M, d): M = N [+T]
+        values1 = self.table("values1", seq_len, lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
         both = self.table("basis_values1", seq_len, lambda: torch.cat((basis, values1)))  # (2M, d)
         q = q.expand(tokens.shape[0], -1)  # (Tq,) → (B, Tq)
         beta1_q = _take(beta1, q)  # (B, Tq, T)
