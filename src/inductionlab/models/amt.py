@@ -507,7 +507,7 @@ class AMTransformer(nn.Module):
     def _second_layer_groups(self, tokens: Tensor, beta1: Tensor, groups: QueryGroups) -> list[Tensor]:
         """:meth:`_second_layer` for each row group (models/hooks.py): one logits tensor (b_g, Tq_g, N) per group.
 
-        Where any group's route is ``"h1"``, ``h^1`` and its readouts (:meth:`_readouts`) are formed once for the
+        Where any group's route is ``"h1"``, ``h^1`` and its value readout ``h^1 (RΦ_2)ᵀ`` are formed once for the
         whole batch, one product each rather than one per group, and every group reads its rows of them (slices of
         the batch would cost a zero-filled copy of ``β¹``'s gradient); only the scores and mixes of layer 2 are per
         group. Otherwise each group takes the ``"tables"`` route."""
@@ -515,9 +515,9 @@ class AMTransformer(nn.Module):
             parts = zip(split_groups(tokens, groups), split_groups(beta1, groups), groups, strict=True)
             return [self._second_layer(rows, rows_beta1, q, route="tables")[0] for rows, rows_beta1, q in parts]
         h1 = self._h1(tokens, beta1)
-        readouts = zip(*(split_groups(x, groups) for x in self._readouts(h1)), strict=True)
-        parts = zip(split_groups(h1, groups), readouts, groups, strict=True)
-        return [self._second_layer_from_h1(rows_h1, q, rows_readouts)[0] for rows_h1, rows_readouts, q in parts]
+        through_values = h1 @ self._value_readout(2).T  # (B, T, N): every key position of every row
+        parts = zip(split_groups(h1, groups), split_groups(through_values, groups), groups, strict=True)
+        return [self._second_layer_from_h1(rows_h1, q, rows_through)[0] for rows_h1, rows_through, q in parts]
 
     def _h1(self, tokens: Tensor, beta1: Tensor) -> Tensor:
         """``h^1 = h^0 + β¹ V¹`` (B, T, d), ``h^0`` and ``V¹`` looked up (the ``"h1"`` route)."""
@@ -525,17 +525,20 @@ class AMTransformer(nn.Module):
         values1 = self.table("values1", tokens.shape[1], lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
         return torch.baddbmm(self.embed_lookup(basis, tokens), beta1, self.embed_lookup(values1, tokens))
 
-    def _readouts(self, h1: Tensor) -> tuple[Tensor, Tensor]:
-        """``h^1 Rᵀ`` and ``h^1 (RΦ_2)ᵀ``, (B, T, N) each, in one product."""
-        return (h1 @ self._readout_maps(2).T).split(self.n_tokens, -1)
-
-    def _second_layer_from_h1(self, h1: Tensor, q: Tensor, readouts: tuple[Tensor, Tensor] | None = None
+    def _second_layer_from_h1(self, h1: Tensor, q: Tensor, through_values: Tensor | None = None
                               ) -> tuple[Tensor, Tensor]:
         """Layer 2 from ``h^1`` (B, T, d) at query positions ``q``: logits (B, Tq, N) and ``β²`` (B, Tq, T);
-        ``readouts``: :meth:`_readouts` of ``h1`` where they are at hand."""
+        ``through_values``: ``h^1 (RΦ_2)ᵀ`` (B, T, N) where it is at hand.
+
+        The direct readout ``h^1 Rᵀ`` is read at the query positions only; at every position (a loss on every
+        target) both readouts are one product, ``h^1 [Rᵀ, (RΦ_2)ᵀ]``."""
         beta2 = self.layer_pattern(2, h1, q)
-        direct, through_values = readouts or self._readouts(h1)
-        return torch.baddbmm(_take(direct, q), self.value_weights(2, beta2), through_values), beta2
+        if through_values is None and _every_position(q, h1.shape[1]):
+            direct, through_values = (h1 @ self._readout_maps(2).T).split(self.n_tokens, -1)
+        else:
+            direct = _take(h1, q) @ self.readout().T
+            through_values = h1 @ self._value_readout(2).T if through_values is None else through_values
+        return torch.baddbmm(direct, self.value_weights(2, beta2), through_values), beta2
 
     def _second_layer(self, tokens: Tensor, beta1: Tensor, q: Tensor, route: str | None = None
                       ) -> tuple[Tensor, Tensor]:
@@ -547,7 +550,8 @@ class AMTransformer(nn.Module):
         (:meth:`embed_lookup`). Two ways, the cheaper for these sizes chosen (:meth:`second_layer_route`):
 
         - ``"h1"``: look ``h^0`` and ``V¹`` up, form ``h^1 = h^0 + β¹ V¹`` (``T²d``), score its keys, read
-          ``h^1 [Rᵀ, (RΦ_2)ᵀ]``; for a loss at every position (:meth:`_h1`, :meth:`_second_layer_from_h1`);
+          ``h^1 (RΦ_2)ᵀ`` and, at the queries, ``h^1 Rᵀ``; for a loss at every position (:meth:`_h1`,
+          :meth:`_second_layer_from_h1`);
         - ``"tables"``: nothing of size (B, T, d). A product with ``h^0`` or ``V¹`` is a product with the
           tables, looked up at the tokens (keys: ``(c h^1_q W_K²) h^1ᵀ = x h^0ᵀ + (x V¹ᵀ) β¹ᵀ``) or preceded by
           summing the weights onto table rows (values: ``β² h^1 = β² h^0 + (β² β¹) V¹``), all
@@ -578,7 +582,7 @@ class AMTransformer(nn.Module):
         ``"h1"`` or ``"tables"``, the cheaper in multiply-adds per row (``M`` table rows)."""
         d, n, tq = self.d_model, self.n_tokens, n_queries
         m = self.n_tokens + (seq_len if self.pos_enc in ABSOLUTE_ENCODINGS else 0)
-        through_h1 = seq_len * seq_len * d + tq * seq_len * d + 2 * seq_len * d * n + tq * seq_len * n
+        through_h1 = seq_len * seq_len * d + tq * seq_len * d + (seq_len + tq) * d * n + tq * seq_len * n
         through_tables = tq * (2 * seq_len * seq_len + 4 * m * d + 2 * d * n)
         return "tables" if through_tables < through_h1 else "h1"
 
@@ -601,8 +605,13 @@ class AMTransformer(nn.Module):
     def _readout_maps(self, layer: int) -> Tensor:
         """``[R; R Φ_ℓ]`` (2N, d) with ``R = W_U (I + W_F)``: the direct and the layer-``ℓ`` value readouts."""
         readout = self.readout()
-        readout_phi = (readout @ self.mat(amt_matrix("wo", layer))) @ self.mat(amt_matrix("wv", layer))
-        return torch.cat((readout, readout_phi))
+        return torch.cat((readout, self._value_readout(layer, readout)))
+
+    def _value_readout(self, layer: int, readout: Tensor | None = None) -> Tensor:
+        """``R Φ_ℓ`` (N, d), ``R = W_U (I + W_F)`` (``readout`` where it is at hand): what layer ``ℓ``'s values
+        write to the logits."""
+        readout = self.readout() if readout is None else readout
+        return (readout @ self.mat(amt_matrix("wo", layer))) @ self.mat(amt_matrix("wv", layer))
 
     def basis(self, seq_len: int) -> Tensor:
         """:meth:`embed_basis`, built once per run (a table)."""
@@ -668,11 +677,16 @@ def _records_grad(table: Tensor | dict[str, Tensor]) -> bool:
     return any(t.requires_grad for t in table.values()) if isinstance(table, dict) else table.requires_grad
 
 
+def _every_position(positions: Tensor, seq_len: int) -> bool:
+    """Whether query ``positions`` (T',) or (B, T') are ``0, 1, …, seq_len − 1`` (only a (T',) tensor can say so)."""
+    return positions.dim() == 1 and positions.numel() == seq_len and bool(
+        (positions == torch.arange(seq_len, device=positions.device)).all())
+
+
 def _take(x: Tensor, positions: Tensor) -> Tensor:
     """Rows of ``x`` (B, T) or (B, T, k) at ``positions`` (T',) or (B, T')."""
     if positions.dim() == 1:
-        return x if positions.numel() == x.shape[1] and bool((positions == torch.arange(
-            x.shape[1], device=x.device)).all()) else x[:, positions]
+        return x if _every_position(positions, x.shape[1]) else x[:, positions]
     if x.dim() == 2:
         return torch.gather(x, 1, positions)
     return torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))
