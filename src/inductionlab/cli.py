@@ -231,8 +231,8 @@ def sweep(grid: str, out: str, backend: str, workers: int | None, address: str |
 @cli.command()
 @click.argument("experiments", nargs=-1)
 @click.option("--preset", default="quick", show_default=True,
-              help="quick (about 14 minutes on a 2-core CPU), paper (the papers' sizes, for a GPU), or smoke (a "
-                   "one-minute plumbing check).")
+              help="quick (about 11 minutes on a fast 2-core CPU; --dry-run estimates it for this machine), paper "
+                   "(the papers' sizes, for a GPU), or smoke (a one-minute plumbing check).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: results/PRESET).")
 @backend_options
 @click.option("--name", default=None, help="Title of the report.")

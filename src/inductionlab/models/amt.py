@@ -514,10 +514,11 @@ class AMTransformer(nn.Module):
         if all(self.second_layer_route(tokens.shape[1], q.shape[-1]) == "tables" for q in groups):
             parts = zip(split_groups(tokens, groups), split_groups(beta1, groups), groups, strict=True)
             return [self._second_layer(rows, rows_beta1, q, route="tables")[0] for rows, rows_beta1, q in parts]
-        h1 = self._h1(tokens, beta1)
-        through_values = h1 @ self._value_readout(2).T  # (B, T, N): every key position of every row
+        h1, readout = self._h1(tokens, beta1), self.readout()
+        through_values = h1 @ self._value_readout(2, readout).T  # (B, T, N): every key position of every row
         parts = zip(split_groups(h1, groups), split_groups(through_values, groups), groups, strict=True)
-        return [self._second_layer_from_h1(rows_h1, q, rows_through)[0] for rows_h1, rows_through, q in parts]
+        return [self._second_layer_from_h1(rows_h1, q, (readout, rows_through))[0]
+                for rows_h1, rows_through, q in parts]
 
     def _h1(self, tokens: Tensor, beta1: Tensor) -> Tensor:
         """``h^1 = h^0 + β¹ V¹`` (B, T, d), ``h^0`` and ``V¹`` looked up (the ``"h1"`` route)."""
@@ -525,19 +526,20 @@ class AMTransformer(nn.Module):
         values1 = self.table("values1", tokens.shape[1], lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
         return torch.baddbmm(self.embed_lookup(basis, tokens), beta1, self.embed_lookup(values1, tokens))
 
-    def _second_layer_from_h1(self, h1: Tensor, q: Tensor, through_values: Tensor | None = None
+    def _second_layer_from_h1(self, h1: Tensor, q: Tensor, readouts: tuple[Tensor, Tensor] | None = None
                               ) -> tuple[Tensor, Tensor]:
         """Layer 2 from ``h^1`` (B, T, d) at query positions ``q``: logits (B, Tq, N) and ``β²`` (B, Tq, T);
-        ``through_values``: ``h^1 (RΦ_2)ᵀ`` (B, T, N) where it is at hand.
+        ``readouts``: ``R`` (N, d) and ``h^1 (RΦ_2)ᵀ`` (B, T, N) where they are at hand.
 
         The direct readout ``h^1 Rᵀ`` is read at the query positions only; at every position (a loss on every
         target) both readouts are one product, ``h^1 [Rᵀ, (RΦ_2)ᵀ]``."""
         beta2 = self.layer_pattern(2, h1, q)
-        if through_values is None and _every_position(q, h1.shape[1]):
+        if readouts is None and _every_position(q, h1.shape[1]):
             direct, through_values = (h1 @ self._readout_maps(2).T).split(self.n_tokens, -1)
         else:
-            direct = _take(h1, q) @ self.readout().T
-            through_values = h1 @ self._value_readout(2).T if through_values is None else through_values
+            readout, through_values = readouts or (self.readout(), None)
+            direct = _take(h1, q) @ readout.T
+            through_values = h1 @ self._value_readout(2, readout).T if through_values is None else through_values
         return torch.baddbmm(direct, self.value_weights(2, beta2), through_values), beta2
 
     def _second_layer(self, tokens: Tensor, beta1: Tensor, q: Tensor, route: str | None = None
