@@ -467,8 +467,7 @@ class AMTransformer(nn.Module):
             if last and self.ff != "mlp":
                 # fold W_U (I + W_F) into the residual and W_U (I + W_F) Φ_L into the values
                 readout = self.readout()
-                readout_phi = (readout @ self.mat(amt_matrix("wo", layer))) @ self.mat(amt_matrix("wv", layer))
-                # readout_phi = W_U (I + W_F) Φ_L
+                readout_phi = self._value_readout(layer, readout)  # W_U (I + W_F) Φ_L
                 direct = self._residual_map(h, tokens, lambda x, m=readout: x @ m.T, query_pos)
                 return direct + beta @ self._residual_map(h, tokens, lambda x, m=readout_phi: x @ m.T)
             update = beta @ self._residual_map(h, tokens, lambda x, ell=layer: self.apply_phi(x, ell))
@@ -517,8 +516,7 @@ class AMTransformer(nn.Module):
         h1, readout = self._h1(tokens, beta1), self.readout()
         through_values = h1 @ self._value_readout(2, readout).T  # (B, T, N): every key position of every row
         parts = zip(split_groups(h1, groups), split_groups(through_values, groups), groups, strict=True)
-        return [self._second_layer_from_h1(rows_h1, q, (readout, rows_through))[0]
-                for rows_h1, rows_through, q in parts]
+        return [self._second_layer_from_h1(rows_h1, q, readout, rows_through)[0] for rows_h1, rows_through, q in parts]
 
     def _h1(self, tokens: Tensor, beta1: Tensor) -> Tensor:
         """``h^1 = h^0 + β¹ V¹`` (B, T, d), ``h^0`` and ``V¹`` looked up (the ``"h1"`` route)."""
@@ -526,18 +524,19 @@ class AMTransformer(nn.Module):
         values1 = self.table("values1", tokens.shape[1], lambda: self.apply_phi(basis, 1))  # rows Φ_1 b, (M, d)
         return torch.baddbmm(self.embed_lookup(basis, tokens), beta1, self.embed_lookup(values1, tokens))
 
-    def _second_layer_from_h1(self, h1: Tensor, q: Tensor, readouts: tuple[Tensor, Tensor] | None = None
-                              ) -> tuple[Tensor, Tensor]:
+    def _second_layer_from_h1(self, h1: Tensor, q: Tensor, readout: Tensor | None = None,
+                              through_values: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Layer 2 from ``h^1`` (B, T, d) at query positions ``q``: logits (B, Tq, N) and ``β²`` (B, Tq, T);
-        ``readouts``: ``R`` (N, d) and ``h^1 (RΦ_2)ᵀ`` (B, T, N) where they are at hand.
+        ``readout``: ``R`` (N, d), ``through_values``: ``h^1 (RΦ_2)ᵀ`` (B, T, N), where they are at hand.
 
-        The direct readout ``h^1 Rᵀ`` is read at the query positions only; at every position (a loss on every
-        target) both readouts are one product, ``h^1 [Rᵀ, (RΦ_2)ᵀ]``."""
+        The direct readout ``h^1 Rᵀ`` is read at the query positions only; where ``q`` is ``0, 1, …, T − 1`` as one
+        (T,) tensor (a loss on every target) and nothing is at hand, both readouts are one product,
+        ``h^1 [Rᵀ, (RΦ_2)ᵀ]``."""
         beta2 = self.layer_pattern(2, h1, q)
-        if readouts is None and _every_position(q, h1.shape[1]):
+        if readout is None and through_values is None and _every_position(q, h1.shape[1]):
             direct, through_values = (h1 @ self._readout_maps(2).T).split(self.n_tokens, -1)
         else:
-            readout, through_values = readouts or (self.readout(), None)
+            readout = self.readout() if readout is None else readout
             direct = _take(h1, q) @ readout.T
             through_values = h1 @ self._value_readout(2, readout).T if through_values is None else through_values
         return torch.baddbmm(direct, self.value_weights(2, beta2), through_values), beta2
@@ -559,7 +558,7 @@ class AMTransformer(nn.Module):
           summing the weights onto table rows (values: ``β² h^1 = β² h^0 + (β² β¹) V¹``), all
           ``O(Tq·(T² + M d))``; for a few queries (the in-context loss, the last position of a long prompt).
         """
-        seq_len, n = tokens.shape[1], self.n_tokens
+        seq_len = tokens.shape[1]
         if (route or self.second_layer_route(seq_len, q.shape[-1])) == "h1":
             return self._second_layer_from_h1(self._h1(tokens, beta1), q)
         basis = self.basis(seq_len)  # (M, d): M = N [+T]
@@ -576,7 +575,7 @@ class AMTransformer(nn.Module):
         beta2 = self.pattern(self.shifted_scores(2, content) + self.positional_scores(2, qw, q, seq_len), q)
         mix = self.value_weights(2, beta2)
         weights = torch.cat((self._onto_rows(mix, tokens), self._onto_rows(mix @ beta1, tokens)), -1)
-        value_readout = self.table("readout2_rows", seq_len, lambda: both @ self._readout_maps(2)[n:].T)  # (2M, N)
+        value_readout = self.table("readout2_rows", seq_len, lambda: both @ self._value_readout(2).T)  # (2M, N)
         return h1_q @ self.readout().T + weights @ value_readout, beta2
 
     def second_layer_route(self, seq_len: int, n_queries: int) -> str:
