@@ -50,7 +50,7 @@ from inductionlab.errors import ConfigError
 from inductionlab.models import kv_shift as ks
 from inductionlab.models import positional as pe
 from inductionlab.models.families import AMTFamily, kv_shift_layers
-from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
+from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, query_positions_for, split_groups
 from inductionlab.models.names import (
     ABSOLUTE_ENCODINGS,
     AMT_KV_SHIFT,
@@ -400,7 +400,8 @@ class AMTransformer(nn.Module):
 
     def forward(self, tokens: Tensor, query_positions: Tensor | QueryGroups | None = None, cache: dict | None = None,
                 hooks: Hooks | None = None) -> Tensor | list[Tensor]:
-        """tokens: (B, T) int64 → logits (B, T, N), or (B, Tq, N) at ``query_positions`` (B, Tq), or one
+        """tokens: (B, T) int64 → logits (B, T, N), or (B, Tq, N) at ``query_positions`` ((B, Tq), or (Tq,) or
+        (1, Tq) for the same positions in every row; others: ShapeError), or one
         ``(b, Tq_g, N)`` per row group when ``query_positions`` is a list of groups (models/hooks.py).
 
         With ``cache`` (a dict) or ``hooks`` (``{name: fn}``, models/hooks.py) the explicit path runs
@@ -424,6 +425,7 @@ class AMTransformer(nn.Module):
             return logits, cache[hook_name("pattern", self.n_layers - 1)][:, 0]
         self.check_length(tokens.shape[1])
         all_pos = torch.arange(tokens.shape[1], device=tokens.device)
+        query_positions = query_positions_for(tokens, query_positions)
         logits, pattern = self._in_call(self._forward_from_tables, tokens, all_pos, query_positions, with_pattern=True)
         return logits, pattern.expand(tokens.shape[0], *pattern.shape[-2:])
 
@@ -447,6 +449,7 @@ class AMTransformer(nn.Module):
         seq_len = tokens.shape[1]
         self.check_length(seq_len)
         all_pos = torch.arange(seq_len, device=tokens.device)
+        query_positions = query_positions_for(tokens, query_positions)
         last_q = all_pos if query_positions is None else query_positions
         if isinstance(last_q, list) and (cache is not None or hooks or not self.from_tables):
             return per_group(self, tokens, last_q, cache=cache, hooks=hooks)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from inductionlab.errors import ShapeError
+
 
 @dataclass(frozen=True)
 class HookSite:
@@ -39,6 +41,28 @@ Forward = Callable[..., Tensor]  # a model, or a callable with its signature (ru
 # for the whole batch where they can, so a loss that reads rows with few targets pads each block only to its own
 # widest row (evaluation.training_loss sorts the rows so that such blocks form).
 QueryGroups = list[Tensor]
+
+
+def query_positions_for(tokens: Tensor, query_positions: Tensor | QueryGroups | None) -> Tensor | QueryGroups | None:
+    """``query_positions`` of a forward on ``tokens`` (B, T) as the models read them: ``None`` (every position),
+    row groups whose blocks cover the batch, or a tensor: (Tq,) the same positions in every row, (1, Tq) read as
+    (Tq,), (B, Tq) row by row. Anything else is a ShapeError naming the shapes."""
+    batch = tokens.shape[0]
+    if query_positions is None:
+        return None
+    if isinstance(query_positions, list):
+        bad = [tuple(q.shape) for q in query_positions if q.dim() != 2]
+        rows = sum(q.shape[0] for q in query_positions if q.dim() == 2)
+        if bad or rows != batch:
+            raise ShapeError(f"query_positions: row groups must be (b_g, Tq_g) blocks covering the batch's {batch} "
+                             f"rows; got shapes {[tuple(q.shape) for q in query_positions]}")
+        return query_positions
+    if query_positions.dim() == 2 and query_positions.shape[0] == 1 and batch != 1:
+        return query_positions[0]
+    if query_positions.dim() == 1 or (query_positions.dim() == 2 and query_positions.shape[0] == batch):
+        return query_positions
+    raise ShapeError(f"query_positions: expected (Tq,), (1, Tq) or ({batch}, Tq) for tokens of shape "
+                     f"{tuple(tokens.shape)}; got {tuple(query_positions.shape)}")
 
 
 def split_groups(x: Tensor, groups: QueryGroups) -> tuple[Tensor, ...]:

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from inductionlab.errors import ConfigError
 from inductionlab.models import names as nm
 from inductionlab.models.families import TransformerFamily, kv_shift_layers
-from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, split_groups
+from inductionlab.models.hooks import HookPoints, Hooks, QueryGroups, per_group, query_positions_for, split_groups
 from inductionlab.models.kv_shift import initial_scalars, shift_sequence
 from inductionlab.models.names import ABSOLUTE_ENCODINGS, POS_ENCODINGS, RELATIVE_ENCODINGS, hook_name
 from inductionlab.models.positional import (
@@ -271,7 +271,8 @@ class GeneralTransformer(nn.Module):
         self, tokens: Tensor, query_positions: Tensor | QueryGroups | None = None, cache: dict | None = None,
         hooks: Hooks | None = None,
     ) -> Tensor | list[Tensor]:
-        """tokens: (B, T) int64.  query_positions: optional (B, Tq) int64 (may repeat), or row groups.
+        """tokens: (B, T) int64.  query_positions: optional (B, Tq) int64 (may repeat), (Tq,) or (1, Tq) for the
+        same positions in every row, or row groups.
 
         Returns logits (B, T, n_tokens) float32 (float64 for a float64 model), or (B, Tq, n_tokens) at
         ``query_positions`` only: every layer but the last runs all positions; the last layer's queries and the
@@ -286,6 +287,9 @@ class GeneralTransformer(nn.Module):
                 f"sequence length {T} exceeds max_len={self.max_len} of pos_enc={self.pos_enc!r}; "
                 "build the model with a larger max_len or use a relative encoding"
             )
+        query_positions = query_positions_for(tokens, query_positions)
+        if isinstance(query_positions, Tensor) and query_positions.dim() == 1:
+            query_positions = query_positions.expand(B, -1)  # the same positions in every row
         if isinstance(query_positions, list) and (cache is not None or hooks):
             return per_group(self, tokens, query_positions, cache=cache, hooks=hooks)
         hook = HookPoints(tokens, cache, hooks) if cache is not None or hooks else None
