@@ -34,6 +34,18 @@ def tiny_config(**sections) -> RunConfig:
     return validate(raw)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models: one intra-op thread is faster and immune to a busy machine's thread contention (a module that
+    uses it: ``pytestmark = pytest.mark.usefixtures("single_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny():
     return tiny_config

@@ -30,13 +30,7 @@ ATOL = RTOL = 1e-9  # float64
 GROUPS_ARE_BLOCKS = typing.get_args(hooks.QueryGroups) == (torch.Tensor,)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: one intra-op thread is faster and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: one intra-op thread for tiny models
 
 
 def _configs(n_layers: tuple[int, ...]) -> list:

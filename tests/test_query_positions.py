@@ -14,12 +14,7 @@ from inductionlab.models.transformer import GeneralTransformer
 N_TOKENS, D_MODEL, SEQ, BATCH = 9, 16, 10, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: one intra-op thread for tiny models
 
 
 def models() -> list[torch.nn.Module]:

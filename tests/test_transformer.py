@@ -15,13 +15,7 @@ N_TOKENS, D_MODEL, N_HEADS, MAX_LEN = 11, 16, 2, 24
 RELATIVE = ("rpe", "bias", "rope")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: one intra-op thread is faster and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: one intra-op thread for tiny models
 
 
 def make(pos_enc: str, n_layers: int = 2, mlp: bool = True, **kw) -> GeneralTransformer:

@@ -51,9 +51,7 @@ def query_positions_for(tokens: Tensor, query_positions: Tensor | QueryGroups | 
     if query_positions is None:
         return None
     if isinstance(query_positions, list):
-        bad = [tuple(q.shape) for q in query_positions if q.dim() != 2]
-        rows = sum(q.shape[0] for q in query_positions if q.dim() == 2)
-        if bad or rows != batch:
+        if any(q.dim() != 2 for q in query_positions) or sum(q.shape[0] for q in query_positions) != batch:
             raise ShapeError(f"query_positions: row groups must be (b_g, Tq_g) blocks covering the batch's {batch} "
                              f"rows; got shapes {[tuple(q.shape) for q in query_positions]}")
         return query_positions
